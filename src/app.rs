@@ -1,0 +1,163 @@
+//! Composition: the shared state and the one router.
+//!
+//! `router` mounts every enabled dialect at its prefix (refusing overlapping paths as a
+//! configuration error rather than panicking), adds health, and applies the cross-cutting
+//! layers in one documented order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::config::{Config, ConfigError};
+use crate::dialect::knox::{self, Knox};
+use crate::dialect::usertoken::{self, Usertoken};
+use crate::dialect::{Mount, Policies};
+use crate::error::Error;
+use crate::health;
+use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
+use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
+use crate::middleware::{access_log, error_log};
+use crate::store::{self, Store};
+use crate::token::TokenService;
+use crate::token::clock::Clock;
+use crate::token::password::Passwords;
+
+/// What every handler can reach. Dialects see the token service, never the store.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The token service.
+    pub tokens: Arc<TokenService>,
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Every dialect's token policy, built once from the config.
+    pub policies: Arc<Policies>,
+}
+
+impl AppState {
+    /// Assemble the state from a config and a service.
+    pub fn new(config: Config, tokens: Arc<TokenService>) -> Self {
+        let policies = Arc::new(Policies::from_config(&config));
+        AppState { tokens, config: Arc::new(config), policies }
+    }
+}
+
+/// Open the configured store and run its migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, store::StoreError> {
+    let store = store::connect(&config.database_url, &config.database).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Build the token service over a store and a clock.
+pub fn token_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<TokenService>, Error> {
+    let passwords = Passwords::new(&config.passwords)?;
+    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens)))
+}
+
+/// The whole HTTP surface. Layers, outermost first:
+/// 1. drop an unacceptable incoming `X-Request-Id`, then set one if absent;
+/// 2. resolve the client IP (needed by the access log and the dialects);
+/// 3. the access log span and response line;
+/// 4. copy the request id to the response;
+/// 5. CORS, when origins are configured;
+/// 6. log the error behind an error response, inside the span;
+/// 7. per dialect (in `dialect::Mount`): render outside errors, catch panics, timeout, body limit.
+pub fn router(state: AppState) -> Result<Router, ConfigError> {
+    let config = Arc::clone(&state.config);
+    let mut mounts = Vec::new();
+    if config.usertoken.enabled {
+        mounts.push(Mount::new::<Usertoken>(
+            &config.usertoken.prefix,
+            usertoken::PATHS,
+            usertoken::router(),
+            &config.http,
+        ));
+    }
+    if config.knox.enabled {
+        mounts.push(Mount::new::<Knox>(&config.knox.prefix, knox::PATHS, knox::router(), &config.http));
+    }
+    check_overlaps(&mounts)?;
+
+    let mut by_prefix: BTreeMap<String, Vec<Mount>> = BTreeMap::new();
+    for m in mounts {
+        by_prefix.entry(m.prefix.clone()).or_default().push(m);
+    }
+    let mut app = health::router();
+    for (prefix, group) in by_prefix {
+        // why: a prefix owned by one dialect answers unknown paths in that dialect's shape;
+        // a shared prefix (or the root) cannot know whose shape to use and falls through.
+        let not_found = (group.len() == 1).then(|| group[0].not_found);
+        let merged = group.into_iter().fold(Router::new(), |acc, m| acc.merge(m.router));
+        app = if prefix == "/" {
+            app.merge(merged)
+        } else if let Some(not_found) = not_found {
+            app.nest(&prefix, merged.fallback(move || async move { not_found() }))
+        } else {
+            app.nest(&prefix, merged)
+        };
+    }
+    let app =
+        app.fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "not found" }))).into_response() });
+
+    let trusted = TrustedProxies::new(config.trusted_proxies.clone());
+    let layers = ServiceBuilder::new()
+        .layer(middleware::map_request(sanitize))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(trusted, resolve_client_ip))
+        .layer(access_log::layer())
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .option_layer(cors(&config))
+        .layer(middleware::from_fn(error_log::log_errors));
+    Ok(app.layer(layers).with_state(state))
+}
+
+/// Refuse two mounted routes with the same full path, or one that shadows health.
+fn check_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<String, &str> = health::PATHS.iter().map(|p| ((*p).to_owned(), "health")).collect();
+    for m in mounts {
+        for path in m.paths {
+            let full = format!("{}{path}", m.prefix.trim_end_matches('/'));
+            if let Some(other) = seen.insert(full.clone(), m.name) {
+                return Err(ConfigError(format!(
+                    "the {} and {other} dialects both serve {full}: give one of them another prefix",
+                    m.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cors(config: &Config) -> Option<CorsLayer> {
+    let origins: Vec<_> = config.cors.allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("x-access-token"),
+                HeaderName::from_static("x-key"),
+            ])
+            // why: an hour of cached preflights; the allowed set only changes with a restart.
+            .max_age(Duration::from_secs(3600)),
+    )
+}

@@ -1,0 +1,341 @@
+//! The command line: `serve`, `migrate`, `config`, and the administration of users and tokens
+//! against the same database the server uses.
+//!
+//! Policy: every subcommand loads the configuration the same way (`--config`,
+//! `--database-url` and `TOKENAUTH_*` work everywhere), and every failure is one line on
+//! stderr with exit code 1 (printed by `main`). Lists print a table, or JSON with `--json`.
+
+mod output;
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::app;
+use crate::config::{self, Config, Overrides};
+use crate::dialect::Policies;
+use crate::principal::PrincipalKind;
+use crate::server::{Server, shutdown_signal};
+use crate::store::Store;
+use crate::telemetry;
+use crate::token::clock::SystemClock;
+use crate::token::{MintOptions, TokenService};
+
+/// tokenauth: a token-authentication server that speaks four existing login/logout APIs.
+#[derive(Debug, Parser)]
+#[command(name = "tokenauth", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML); see config/tokenauth.toml for every key.
+    #[arg(long, global = true, env = "TOKENAUTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL (sqlite://PATH or postgres://USER:PASS@HOST/DB); overrides the file and
+    /// TOKENAUTH_DATABASE_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrations run first).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; also TOKENAUTH_BIND).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
+    },
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `tokenauth user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        /// User name (exact, case-sensitive).
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Change a user's password; revokes all of the user's tokens.
+    Passwd {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Disable a user: it cannot log in and its tokens stop working.
+    Disable {
+        /// User name.
+        name: String,
+    },
+    /// Enable a disabled user: its unexpired, unrevoked tokens work again.
+    Enable {
+        /// User name.
+        name: String,
+    },
+    /// Remove a user and all of its tokens.
+    Remove {
+        /// User name.
+        name: String,
+    },
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where a password comes from.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct PasswordSource {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The password (visible to other local users in the process list: prefer --password-stdin).
+    #[arg(long, value_name = "PASSWORD")]
+    password: Option<String>,
+}
+
+/// `tokenauth token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token for a user; prints only the token (shown once).
+    Issue {
+        /// User name.
+        name: String,
+        /// The dialect that will accept it.
+        #[arg(long, value_enum)]
+        dialect: DialectName,
+        /// A static token: no expiry unless --ttl.
+        #[arg(long = "static")]
+        static_token: bool,
+        /// Lifetime, e.g. 24h or 30d (a session token defaults to the dialect's lifetime).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        ttl: Option<Duration>,
+        /// A note stored with the token.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        /// Print {"id","token","expires"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a user's tokens (never the token strings, which are not stored).
+    List {
+        /// User name.
+        name: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id (a UUID, as `token list` shows).
+        id: Uuid,
+    },
+    /// Disable a token by id.
+    Disable {
+        /// Token id.
+        id: Uuid,
+    },
+    /// Enable a disabled token by id.
+    Enable {
+        /// Token id.
+        id: Uuid,
+    },
+}
+
+/// Dialects a token can be minted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialectName {
+    /// UUID tokens for /auth/login, /auth/bump, /auth/logout.
+    Usertoken,
+    /// Hex tokens for /auth/login/, /auth/logout/, /auth/logoutall/.
+    Knox,
+}
+
+impl DialectName {
+    fn as_str(self) -> &'static str {
+        match self {
+            DialectName::Usertoken => "usertoken",
+            DialectName::Knox => "knox",
+        }
+    }
+}
+
+impl Cli {
+    /// Load the configuration, start logging and run the subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let overrides = Overrides {
+            bind: match &self.command {
+                Command::Serve { bind } => *bind,
+                _ => None,
+            },
+            database_url: self.database_url.clone(),
+        };
+        let loaded = config::load(self.config.as_deref(), &overrides)?;
+        let serving = matches!(self.command, Command::Serve { .. });
+        // why: the server logs its requests; an admin command should print only its result.
+        telemetry::init(loaded.config.log_format, if serving { "info,sqlx=warn" } else { "warn" });
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let config = loaded.config;
+        match self.command {
+            Command::Serve { .. } => Server::bind(config).await?.run(shutdown_signal()).await,
+            Command::Migrate => {
+                let store = app::open_store(&config).await?;
+                store.close().await;
+                println!("migrations applied to {}", config.database_url);
+                Ok(())
+            }
+            Command::Config => {
+                print!("{}", config.to_redacted_toml()?);
+                Ok(())
+            }
+            Command::User(cmd) => with_service(&config, |tokens| user(cmd, tokens)).await,
+            Command::Token(cmd) => {
+                let policies = Policies::from_config(&config);
+                with_service(&config, |tokens| token(cmd, tokens, policies)).await
+            }
+        }
+    }
+}
+
+/// Open the store, run `f` on a token service over it, and close the store either way.
+async fn with_service<F, Fut>(config: &Config, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<TokenService>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let store: Arc<dyn Store> = app::open_store(config).await?;
+    let tokens = app::token_service(config, Arc::clone(&store), Arc::new(SystemClock))?;
+    let result = f(tokens).await;
+    store.close().await;
+    result
+}
+
+fn read_password(source: PasswordSource) -> anyhow::Result<SecretString> {
+    let password = match source.password {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+            let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+            trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+        }
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(SecretString::from(password))
+}
+
+async fn user(cmd: UserCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
+    let kind = PrincipalKind::User;
+    match cmd {
+        UserCommand::Add { name, password } => {
+            let created = tokens.create_principal(kind, &name, read_password(password)?).await?;
+            println!("created user {} (id {})", created.name, created.id);
+        }
+        UserCommand::Passwd { name, password } => {
+            tokens.set_password(kind, &name, read_password(password)?).await?;
+            println!("password changed for user {name}; all of its tokens are revoked");
+        }
+        UserCommand::Disable { name } => {
+            tokens.set_principal_enabled(kind, &name, false).await?;
+            println!("disabled user {name}");
+        }
+        UserCommand::Enable { name } => {
+            tokens.set_principal_enabled(kind, &name, true).await?;
+            println!("enabled user {name}");
+        }
+        UserCommand::Remove { name } => {
+            tokens.remove_principal(kind, &name).await?;
+            println!("removed user {name} and its tokens");
+        }
+        UserCommand::List { json } => {
+            let users = tokens.list_principals(kind).await?;
+            print!("{}", if json { output::principals_json(&users)? } else { output::principals_table(&users) });
+        }
+    }
+    Ok(())
+}
+
+async fn token(cmd: TokenCommand, tokens: Arc<TokenService>, policies: Policies) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Issue { name, dialect, static_token, ttl, note, json } => {
+            let policy = policies
+                .by_name(dialect.as_str())
+                .with_context(|| format!("no policy for dialect {}", dialect.as_str()))?;
+            let options = MintOptions { static_token, ttl, note };
+            let issued = tokens.mint(policy, PrincipalKind::User, &name, options).await?;
+            println!("{}", if json { output::issued_json(&issued)? } else { issued.token.expose().to_owned() });
+        }
+        TokenCommand::List { name, json } => {
+            let list = tokens.list(PrincipalKind::User, &name).await?;
+            let now = tokens.now();
+            print!("{}", if json { output::tokens_json(&list, now)? } else { output::tokens_table(&list, now) });
+        }
+        TokenCommand::Revoke { id } => {
+            tokens.revoke_by_id(id).await?;
+            println!("revoked token {id}");
+        }
+        TokenCommand::Disable { id } => {
+            tokens.set_token_enabled(id, false).await?;
+            println!("disabled token {id}");
+        }
+        TokenCommand::Enable { id } => {
+            tokens.set_token_enabled(id, true).await?;
+            println!("enabled token {id}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli =
+            Cli::try_parse_from(["tokenauth", "user", "list", "--database-url", "sqlite::memory:", "--json"]).unwrap();
+        assert_eq!(cli.database_url.as_deref(), Some("sqlite::memory:"));
+    }
+
+    #[test]
+    fn a_password_source_is_required_and_exclusive() {
+        assert!(Cli::try_parse_from(["tokenauth", "user", "add", "alice"]).is_err());
+        assert!(
+            Cli::try_parse_from(["tokenauth", "user", "add", "alice", "--password", "x", "--password-stdin"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["tokenauth", "user", "add", "alice", "--password", "x"]).is_ok());
+    }
+}

@@ -1,0 +1,128 @@
+//! How the CLI prints lists and minted tokens: aligned tables for people, JSON for scripts.
+
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::store::{PrincipalRecord, TokenRecord};
+use crate::token::{Issued, TokenState};
+
+fn when(t: Option<OffsetDateTime>) -> String {
+    t.and_then(|t| t.replace_nanosecond(0).ok()).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "-".into())
+}
+
+fn when_json(t: Option<OffsetDateTime>) -> serde_json::Value {
+    t.and_then(|t| t.format(&Rfc3339).ok()).map_or(serde_json::Value::Null, serde_json::Value::String)
+}
+
+/// Align columns; the last column is not padded.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// `user list`
+pub(super) fn principals_table(list: &[PrincipalRecord]) -> String {
+    let rows = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.name.clone(),
+                if p.enabled { "yes" } else { "no" }.into(),
+                when(Some(p.created_at)),
+                when(p.last_login_at),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "ENABLED", "CREATED", "LAST LOGIN"], rows)
+}
+
+/// `user list --json`
+pub(super) fn principals_json(list: &[PrincipalRecord]) -> anyhow::Result<String> {
+    let values: Vec<_> = list
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.name,
+                "enabled": p.enabled,
+                "created": when_json(Some(p.created_at)),
+                "last_login": when_json(p.last_login_at),
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&values)? + "\n")
+}
+
+/// `token list`
+pub(super) fn tokens_table(list: &[TokenRecord], now: OffsetDateTime) -> String {
+    let rows = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.dialect.clone(),
+                t.kind.as_str().into(),
+                TokenState::of(t, now).as_str().into(),
+                when(Some(t.created_at)),
+                when(t.expires_at),
+                when(t.last_used_at),
+                t.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["ID", "DIALECT", "KIND", "STATE", "CREATED", "EXPIRES", "LAST USED", "NOTE"], rows)
+}
+
+/// `token list --json`
+pub(super) fn tokens_json(list: &[TokenRecord], now: OffsetDateTime) -> anyhow::Result<String> {
+    let values: Vec<_> = list
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "dialect": t.dialect,
+                "kind": t.kind,
+                "state": TokenState::of(t, now).as_str(),
+                "created": when_json(Some(t.created_at)),
+                "expires": when_json(t.expires_at),
+                "last_used": when_json(t.last_used_at),
+                "revoked": when_json(t.revoked_at),
+                "enabled": t.enabled,
+                "note": t.note,
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&values)? + "\n")
+}
+
+/// `token issue --json`
+pub(super) fn issued_json(issued: &Issued) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&json!({
+        "id": issued.record.id,
+        "token": issued.token.expose(),
+        "expires": when_json(issued.record.expires_at),
+    }))?)
+}

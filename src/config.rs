@@ -1,0 +1,502 @@
+//! Configuration: loaded once at start, in layers, and checked before anything runs.
+//!
+//! Layers, later ones winning: built-in defaults; the TOML file named by `--config` or
+//! `TOKENAUTH_CONFIG` (unknown keys are an error); `TOKENAUTH_*` environment variables, `__`
+//! for nesting (`TOKENAUTH_KNOX__TOKEN_TTL=10h`; unknown ones are warned about and ignored);
+//! then CLI flags. Durations are humantime strings (`"24h"`, `"60s"`). `config/tokenauth.toml`
+//! in the repository documents every key at its default, and a test holds it to that.
+//! Secrets (the database password) have a redacting `Debug`, `Display` and `Serialize`, so
+//! `tokenauth config` and logs can never show them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The effective configuration. Every field has a default; see `config/tokenauth.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// `sqlite://PATH` (the default, created on first start) or `postgres://USER:PASS@HOST/DB`.
+    pub database_url: DatabaseUrl,
+    /// `text` for people, `json` for log shippers.
+    pub log_format: LogFormat,
+    /// Peers (CIDRs) whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// HTTP serving limits.
+    pub http: HttpConfig,
+    /// Database pool.
+    pub database: DatabaseConfig,
+    /// Password hashing.
+    pub passwords: PasswordConfig,
+    /// Token housekeeping.
+    pub tokens: TokensConfig,
+    /// Cross-origin requests (off unless origins are listed).
+    pub cors: CorsConfig,
+    /// The usertoken dialect (`/auth/login`, `/auth/bump`, `/auth/logout`).
+    pub usertoken: UsertokenConfig,
+    /// The knox dialect (`/auth/login/`, `/auth/logout/`, `/auth/logoutall/`).
+    pub knox: KnoxConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: DatabaseUrl::new("sqlite://tokenauth.db"),
+            log_format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            passwords: PasswordConfig::default(),
+            tokens: TokensConfig::default(),
+            cors: CorsConfig::default(),
+            usertoken: UsertokenConfig::default(),
+            knox: KnoxConfig::default(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// HTTP serving limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request that takes longer gets a 503 in its dialect's shape.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes; larger gets a 413 in the dialect's shape.
+    pub body_limit: usize,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            request_timeout: Duration::from_secs(30),
+            // why 64 KiB: every request body of every dialect is a few hundred bytes.
+            body_limit: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before a 503; must be below the request timeout.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// argon2id parameters and the hashing pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Memory cost in KiB (OWASP: 19 MiB).
+    pub memory_kib: u32,
+    /// Time cost (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// Hashes running at once; 0 means one per CPU.
+    pub workers: usize,
+    /// Hashes waiting beyond those running; past this, logins get a 503 at once.
+    pub queue: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        // why: OWASP Password Storage Cheat Sheet, argon2id m=19456 KiB, t=2, p=1.
+        PasswordConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1, workers: 0, queue: 64 }
+    }
+}
+
+impl PasswordConfig {
+    /// `workers`, with 0 resolved to the number of CPUs.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(1, usize::from) }
+    }
+}
+
+/// Token housekeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// How long revoked and expired rows are kept (so they can be told from unknown ones).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the sweep deletes rows past retention.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How often deferred last-used and sliding-expiry writes are flushed.
+    #[serde(with = "humantime_serde")]
+    pub touch_flush_interval: Duration,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            sweep_interval: Duration::from_secs(3600),
+            touch_flush_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// CORS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to call tokenauth from a browser; empty turns CORS off.
+    pub allowed_origins: Vec<String>,
+}
+
+/// The usertoken dialect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsertokenConfig {
+    /// Serve this dialect.
+    pub enabled: bool,
+    /// Path prefix its routes are mounted under (`/` for none).
+    pub prefix: String,
+    /// Lifetime of a token when the login names no `expirationTime`; absent: never expires.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub token_ttl: Option<Duration>,
+}
+
+impl Default for UsertokenConfig {
+    fn default() -> Self {
+        UsertokenConfig { enabled: true, prefix: "/".into(), token_ttl: None }
+    }
+}
+
+/// The knox dialect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnoxConfig {
+    /// Serve this dialect.
+    pub enabled: bool,
+    /// Path prefix its routes are mounted under (`/` for none).
+    pub prefix: String,
+    /// Prepended to every knox token (knox's TOKEN_PREFIX), at most 10 of `[A-Za-z0-9_-]`.
+    pub token_prefix: String,
+    /// Token lifetime (knox's TOKEN_TTL); absent: never expires, `expiry: null`.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub token_ttl: Option<Duration>,
+    /// Slide the expiry forward on use (knox's AUTO_REFRESH).
+    pub auto_refresh: bool,
+    /// Slide only when it moves the expiry by more than this (knox's MIN_REFRESH_INTERVAL).
+    #[serde(with = "humantime_serde")]
+    pub min_refresh_interval: Duration,
+    /// Never slide past creation + this (knox's AUTO_REFRESH_MAX_TTL); absent: no cap.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<Duration>,
+    /// Live tokens a user may hold (knox's TOKEN_LIMIT_PER_USER); absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_user: Option<u32>,
+    /// Status of a successful logout: 200 (the seed) or 204 (real knox); the body is empty.
+    pub logout_status: u16,
+}
+
+impl Default for KnoxConfig {
+    fn default() -> Self {
+        KnoxConfig {
+            enabled: true,
+            prefix: "/".into(),
+            token_prefix: String::new(),
+            token_ttl: None,
+            auto_refresh: false,
+            min_refresh_interval: Duration::from_secs(60),
+            max_lifetime: None,
+            max_tokens_per_user: None,
+            logout_status: 200,
+        }
+    }
+}
+
+/// A database URL whose password never shows in `Debug`, `Display` or `Serialize`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wrap a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The scheme, lowercased (`sqlite`, `postgres`, ...), or empty.
+    pub fn scheme(&self) -> String {
+        self.0.split_once(':').map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default()
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                // why: set_password only fails for URLs that cannot have one, checked above.
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            // why: an unparseable URL may still hold a secret; show only what precedes it.
+            Err(_) => match self.0.split_once('@') {
+                Some((_, host)) => format!("{}://***@{host}", self.scheme()),
+                None => self.0.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+/// Values given on the command line, the last layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--bind`
+    pub bind: Option<SocketAddr>,
+    /// `--database-url`
+    pub database_url: Option<String>,
+}
+
+/// A configuration that could not be loaded or is inconsistent.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// The loaded configuration and what was ignored on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// Unknown `TOKENAUTH_*` variables, to warn about once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// Environment variables read by tokenauth that are not configuration keys.
+const NON_CONFIG_VARS: &[&str] = &["config", "test_database_url"];
+
+/// Load the configuration from all layers; see the module doc.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError(format!("config file {} does not exist", path.display())));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let env = Env::prefixed("TOKENAUTH_").ignore(NON_CONFIG_VARS).split("__");
+    let (known, warnings) = partition_env(&env);
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    figment = figment.merge(env.only(&known));
+    if let Some(bind) = overrides.bind {
+        figment = figment.merge(Serialized::default("bind", bind));
+    }
+    if let Some(url) = &overrides.database_url {
+        figment = figment.merge(Serialized::default("database_url", url));
+    }
+    let config: Config = figment.extract().map_err(|e| ConfigError(flatten(e)))?;
+    config.validate()?;
+    Ok(Loaded { config, warnings })
+}
+
+/// Split `TOKENAUTH_*` keys into those that name a configuration key and those that do not,
+/// by trying each on its own against the defaults.
+fn partition_env(env: &Env) -> (Vec<String>, Vec<String>) {
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for (key, _) in env.iter() {
+        let key = key.to_string();
+        let probe = Figment::from(Serialized::defaults(Config::default())).merge(env.clone().only(&[&key]));
+        let is_unknown = probe
+            .extract::<Config>()
+            .err()
+            .is_some_and(|e| e.into_iter().any(|e| matches!(e.kind, figment::error::Kind::UnknownField(..))));
+        if is_unknown {
+            unknown.push(format!(
+                "ignoring environment variable TOKENAUTH_{}: not a configuration key",
+                key.to_ascii_uppercase().replace('.', "__")
+            ));
+        } else {
+            known.push(key);
+        }
+    }
+    (known, unknown)
+}
+
+fn flatten(err: figment::Error) -> String {
+    err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+impl Config {
+    /// Check what serde cannot: relations between keys and value ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.database.acquire_timeout >= self.http.request_timeout {
+            problems.push(format!(
+                "database.acquire_timeout ({}) must be shorter than http.request_timeout ({}), so an outage answers 503 instead of timing out",
+                humantime::format_duration(self.database.acquire_timeout),
+                humantime::format_duration(self.http.request_timeout)
+            ));
+        }
+        if self.http.body_limit == 0 {
+            problems.push("http.body_limit must be positive".into());
+        }
+        if self.http.request_timeout.is_zero() {
+            problems.push("http.request_timeout must be positive".into());
+        }
+        if self.tokens.sweep_interval.is_zero() || self.tokens.touch_flush_interval.is_zero() {
+            problems.push("tokens.sweep_interval and tokens.touch_flush_interval must be positive".into());
+        }
+        if let Err(e) =
+            argon2::Params::new(self.passwords.memory_kib, self.passwords.iterations, self.passwords.parallelism, None)
+        {
+            problems.push(format!("passwords: invalid argon2 parameters: {e}"));
+        }
+        for (name, prefix) in [("usertoken.prefix", &self.usertoken.prefix), ("knox.prefix", &self.knox.prefix)] {
+            if let Err(e) = check_path_prefix(prefix) {
+                problems.push(format!("{name}: {e}"));
+            }
+        }
+        let tp = &self.knox.token_prefix;
+        if tp.len() > 10 || !tp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            problems.push(format!("knox.token_prefix {tp:?}: at most 10 characters of [A-Za-z0-9_-]"));
+        }
+        if !matches!(self.knox.logout_status, 200 | 204) {
+            problems.push(format!("knox.logout_status {}: must be 200 or 204", self.knox.logout_status));
+        }
+        if self.knox.token_ttl.is_some_and(|d| d.is_zero()) || self.usertoken.token_ttl.is_some_and(|d| d.is_zero()) {
+            problems.push("token_ttl must be positive (omit it for tokens that never expire)".into());
+        }
+        if self.knox.auto_refresh && self.knox.token_ttl.is_none() {
+            problems
+                .push("knox.auto_refresh needs knox.token_ttl: a token without expiry has nothing to refresh".into());
+        }
+        if let (Some(max), Some(ttl)) = (self.knox.max_lifetime, self.knox.token_ttl)
+            && max < ttl
+        {
+            problems.push("knox.max_lifetime must not be shorter than knox.token_ttl".into());
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin.parse::<axum::http::HeaderValue>().is_err() || !origin.contains("://") {
+                problems
+                    .push(format!("cors.allowed_origins: {origin:?} is not an origin like https://app.example.com"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems.join("; "))) }
+    }
+
+    /// The configuration as TOML, secrets redacted (for `tokenauth config`).
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError(format!("cannot render configuration: {e}")))
+    }
+}
+
+/// A mount prefix is `/` or `/segment[/segment...]` without a trailing slash or wildcards.
+pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix == "/" {
+        return Ok(());
+    }
+    if !prefix.starts_with('/') || prefix.ends_with('/') {
+        return Err(format!("{prefix:?} must start with / and not end with /"));
+    }
+    if prefix.contains("//") || prefix.chars().any(|c| matches!(c, '{' | '}' | '*' | '?' | '#') || c.is_whitespace()) {
+        return Err(format!("{prefix:?} may not contain empty segments, wildcards, ? or #"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_never_shows_its_password() {
+        let url = DatabaseUrl::new("postgres://tokenauth:s3cr3t@db.example:5432/tokenauth");
+        for shown in [format!("{url}"), format!("{url:?}"), serde_json::to_string(&url).unwrap()] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains("db.example"), "{shown}");
+        }
+        assert_eq!(url.expose(), "postgres://tokenauth:s3cr3t@db.example:5432/tokenauth");
+        assert_eq!(url.scheme(), "postgres");
+        let garbled = DatabaseUrl::new("postgres://u:p@ss w@rd@host/db");
+        assert!(!garbled.to_string().contains("ss w"), "{garbled}");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn inconsistent_values_are_refused() {
+        let mut c = Config::default();
+        c.database.acquire_timeout = Duration::from_secs(60);
+        c.knox.logout_status = 201;
+        c.knox.token_prefix = "has space".into();
+        c.usertoken.prefix = "/a/".into();
+        let err = c.validate().unwrap_err().to_string();
+        for needle in ["acquire_timeout", "logout_status", "token_prefix", "usertoken.prefix"] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        for ok in ["", "/", "/a", "/api/v1"] {
+            assert!(check_path_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a", "/a/", "//", "/a//b", "/{x}", "/*", "/a b"] {
+            assert!(check_path_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}

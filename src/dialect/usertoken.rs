@@ -1,0 +1,220 @@
+//! The usertoken dialect (seed 002: the Atheneum API, whose UserToken model is szurubooru's).
+//!
+//! `POST /auth/login` with `Authorization: Basic`, an optional JSON body `{note,
+//! expirationTime}`, answering a UserToken; `POST /auth/bump` and `POST /auth/logout` with
+//! `Authorization: Bearer <uuid>`. Errors are `{"name", "title", "description"}`. Every
+//! response carries `Vary: Accept`, as the seed shows.
+//!
+//! Departures from the seed, chosen deliberately: a refused Bearer token is challenged with
+//! `WWW-Authenticate: Bearer realm="tokenauth"` (a Basic challenge there would make browsers
+//! prompt for a password); the Basic challenge is kept for `/auth/login`.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::{
+    Dialect, DialectError, JsonObject, basic_credentials, json_response, optional_string, rfc3339, scheme_credentials,
+};
+use crate::app::AppState;
+use crate::config::UsertokenConfig;
+use crate::error::{Error, FieldError, FieldProblem};
+use crate::principal::PrincipalKind;
+use crate::store::TokenRecord;
+use crate::token::secret::TokenFormat;
+use crate::token::{Authenticated, LoginOptions, TokenPolicy};
+
+/// The usertoken dialect.
+#[derive(Debug)]
+pub struct Usertoken;
+
+/// Its paths, relative to its prefix.
+pub(crate) const PATHS: &[&str] = &["/auth/login", "/auth/bump", "/auth/logout"];
+
+/// UUID v4 tokens; the configured default lifetime (none by default); no refresh, no limit.
+pub fn policy(cfg: &UsertokenConfig) -> TokenPolicy {
+    TokenPolicy {
+        dialect: Usertoken::NAME,
+        format: TokenFormat::Uuid,
+        session_ttl: cfg.token_ttl,
+        refresh: None,
+        max_live_tokens: None,
+    }
+}
+
+/// Its routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/bump", post(bump))
+        .route("/auth/logout", post(logout))
+        .layer(SetResponseHeaderLayer::overriding(header::VARY, HeaderValue::from_static("Accept")))
+}
+
+type Result<T> = std::result::Result<T, DialectError<Usertoken>>;
+
+/// The UserToken object of the seed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserToken<'a> {
+    token: &'a str,
+    enabled: bool,
+    version: i64,
+    creation_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_time: Option<String>,
+}
+
+impl<'a> UserToken<'a> {
+    fn new(record: &'a TokenRecord, token: &'a str) -> std::result::Result<Self, Error> {
+        Ok(UserToken {
+            token,
+            enabled: record.enabled,
+            version: record.version,
+            creation_time: rfc3339(record.created_at)?,
+            note: record.note.as_deref(),
+            expiration_time: record.expires_at.map(rfc3339).transpose()?,
+        })
+    }
+}
+
+async fn login(
+    State(app): State<AppState>,
+    BasicAuth(username, password): BasicAuth,
+    JsonObject(body, _): JsonObject<Usertoken>,
+) -> Result<Json<serde_json::Value>> {
+    let options = login_options(body.as_ref())?;
+    let issued = app.tokens.login(&app.policies.usertoken, PrincipalKind::User, &username, password, options).await?;
+    let shape = UserToken::new(&issued.record, issued.token.expose())?;
+    Ok(Json(serde_json::to_value(shape).map_err(|e| Error::Internal(e.to_string()))?))
+}
+
+fn login_options(
+    body: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> std::result::Result<LoginOptions, Error> {
+    let fields = |e: FieldError| Error::Fields(vec![e]);
+    let note = optional_string(body, "note").map_err(fields)?;
+    let expires_at = optional_string(body, "expirationTime")
+        .map_err(fields)?
+        .map(|s| {
+            OffsetDateTime::parse(&s, &Rfc3339)
+                .map_err(|_| Error::Invalid(format!("expirationTime {s:?} is not an RFC 3339 date-time")))
+        })
+        .transpose()?;
+    Ok(LoginOptions { note, expires_at })
+}
+
+async fn bump(State(app): State<AppState>, BearerAuth(auth): BearerAuth) -> Result<Json<serde_json::Value>> {
+    let at = app.tokens.bump(&auth).await?;
+    Ok(Json(json!({ "lastLoginTime": rfc3339(at)? })))
+}
+
+async fn logout(State(app): State<AppState>, BearerAuth(auth): BearerAuth) -> Result<Json<serde_json::Value>> {
+    app.tokens.revoke(&auth).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// `Authorization: Basic` credentials, parsed before the body is read.
+struct BasicAuth(String, SecretString);
+
+impl FromRequestParts<AppState> for BasicAuth {
+    type Rejection = DialectError<Usertoken>;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self> {
+        let (user, password) = basic_credentials(&parts.headers).map_err(Error::BadCredentials)?;
+        Ok(BasicAuth(user, password))
+    }
+}
+
+/// A usertoken token from `Authorization: Bearer`, authenticated.
+struct BearerAuth(Authenticated);
+
+impl FromRequestParts<AppState> for BearerAuth {
+    type Rejection = DialectError<Usertoken>;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self> {
+        let token = scheme_credentials(&parts.headers, "Bearer").map_err(Error::Unauthenticated)?;
+        Ok(BearerAuth(app.tokens.authenticate(&app.policies.usertoken, token).await?))
+    }
+}
+
+fn field_message(e: &FieldError) -> String {
+    let problem = match e.problem {
+        FieldProblem::Required => "is required",
+        FieldProblem::Null => "may not be null",
+        FieldProblem::Blank => "may not be blank",
+        FieldProblem::NotAString => "must be a string",
+    };
+    format!("{} {problem}", e.field)
+}
+
+impl Dialect for Usertoken {
+    const NAME: &'static str = "usertoken";
+
+    fn error_response(err: &Error) -> Response {
+        const AUTH: (&str, &str) = ("AuthError", "Authentication error");
+        const INVALID: (&str, &str) = ("ValidationError", "Invalid request");
+        let (status, (name, title), description) = match err {
+            Error::BadCredentials(_) | Error::Unauthenticated(_) => {
+                (StatusCode::UNAUTHORIZED, AUTH, "Authorization failed".to_owned())
+            }
+            Error::TokenLimit => (StatusCode::FORBIDDEN, AUTH, "Too many tokens".to_owned()),
+            Error::Fields(fields) => {
+                (StatusCode::BAD_REQUEST, INVALID, fields.iter().map(field_message).collect::<Vec<_>>().join("; "))
+            }
+            Error::Invalid(msg) => (StatusCode::BAD_REQUEST, INVALID, msg.clone()),
+            Error::MalformedJson(msg) => {
+                (StatusCode::BAD_REQUEST, INVALID, format!("Request body is not valid JSON: {msg}"))
+            }
+            Error::NotAnObject(_) => {
+                (StatusCode::BAD_REQUEST, INVALID, "Request body must be a JSON object".to_owned())
+            }
+            Error::UnsupportedMediaType(ct) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                INVALID,
+                format!("Unsupported media type {ct:?}: send application/json"),
+            ),
+            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, INVALID, "Request body is too large".to_owned()),
+            Error::NotFound => (StatusCode::NOT_FOUND, ("NotFoundError", "Not found"), "No such endpoint".to_owned()),
+            Error::MethodNotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ("MethodNotAllowedError", "Method not allowed"),
+                format!("Method {m} is not allowed here"),
+            ),
+            Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ("ServiceUnavailableError", "Service unavailable"),
+                "The service is busy or unavailable; try again later".to_owned(),
+            ),
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ("InternalError", "Internal error"),
+                "An internal error occurred".to_owned(),
+            ),
+        };
+        let mut resp = json_response(status, json!({ "name": name, "title": title, "description": description }));
+        let headers = resp.headers_mut();
+        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+        match err {
+            Error::BadCredentials(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tokenauth\""));
+            }
+            Error::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tokenauth\""));
+            }
+            _ => {}
+        }
+        resp.into_response()
+    }
+}

@@ -1,0 +1,32 @@
+//! tokenauth: a standalone token-authentication server.
+//!
+//! A guided map: requests enter through `app::router`, whose layers live in `middleware`;
+//! each `dialect` parses its wire shape and calls the one `token::TokenService`, which holds
+//! all policy and reaches the database only through the `store::Store` trait (Postgres or
+//! SQLite). `error::Error` is the one error type, rendered per dialect. `config` is loaded
+//! once by the `cli`, which also runs the `server`.
+
+/// Composition root: `AppState` and the router with its layers.
+pub mod app;
+/// The command line: serve, migrate, config, user and token administration.
+pub mod cli;
+/// Configuration: defaults, TOML file, `TOKENAUTH_*` environment, CLI flags.
+pub mod config;
+/// Wire dialects: usertoken and knox adapters over the token service.
+pub mod dialect;
+/// The one error type.
+pub mod error;
+/// `/healthz` and `/readyz`.
+pub mod health;
+/// Cross-cutting HTTP layers: request id, client IP, access log, error log.
+pub mod middleware;
+/// Principal kinds and names.
+pub mod principal;
+/// Binding, serving and graceful shutdown.
+pub mod server;
+/// The storage seam and its Postgres and SQLite implementations.
+pub mod store;
+/// Logging setup.
+pub mod telemetry;
+/// The token service: issue, authenticate, bump, revoke, list; passwords; the clock.
+pub mod token;

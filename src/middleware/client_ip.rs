@@ -1,0 +1,201 @@
+//! The client IP: the socket peer, or a forwarded address when and only when the peer is a
+//! trusted proxy.
+//!
+//! Policy: the peer's IPv4-mapped IPv6 address is folded to IPv4. If the peer is in
+//! `trusted_proxies`, the chain from `Forwarded` (preferred) or else `X-Forwarded-For` is
+//! walked from the right, skipping trusted proxies; the first untrusted address is the client
+//! (all trusted: the leftmost). A malformed or obfuscated chain means the peer. A client
+//! talking to us directly gets no say, whatever headers it sends.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use ipnet::IpNet;
+
+/// The resolved client address, in the request extensions for handlers and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// The configured trusted proxies, shared by every request.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Arc<Vec<IpNet>>);
+
+impl TrustedProxies {
+    /// Wrap the configured list.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        TrustedProxies(Arc::new(nets))
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Layer: put `ClientIp` in the request extensions.
+pub async fn resolve_client_ip(State(trusted): State<TrustedProxies>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+    // why: without connect info (a misassembled server) the address is unknown, not trusted.
+    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| resolve(p, req.headers(), &trusted));
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
+/// Resolve the client address for a request from `peer` with `headers`.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let chain = if headers.contains_key(header::FORWARDED) {
+        forwarded_chain(headers)
+    } else if headers.contains_key(&X_FORWARDED_FOR) {
+        x_forwarded_for_chain(headers)
+    } else {
+        return peer;
+    };
+    let Some(chain) = chain else {
+        return peer;
+    };
+    let mut client = peer;
+    for addr in chain.into_iter().rev() {
+        client = canonical(addr);
+        if !trusted.contains(client) {
+            return client;
+        }
+    }
+    client
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// All values of a header joined by commas, or `None` if any is not ASCII.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Option<Vec<&str>> = headers.get_all(name).iter().map(|v| v.to_str().ok()).collect();
+    Some(parts?.join(","))
+}
+
+/// RFC 7239: `for=` of each element, in order. Any element without a usable `for=` (absent,
+/// `unknown`, obfuscated, unparseable) makes the whole chain unusable.
+fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
+    let value = joined(headers, &header::FORWARDED)?;
+    value
+        .split(',')
+        .map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))
+            })?
+        })
+        .collect()
+}
+
+fn x_forwarded_for_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
+    let value = joined(headers, &X_FORWARDED_FOR)?;
+    value.split(',').map(|item| parse_node(item.trim())).collect()
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:80`.
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok())) {
+            return None;
+        }
+        return inside.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn trusted(nets: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_gets_no_say() {
+        let h = headers(&[("x-forwarded-for", "9.9.9.9"), ("forwarded", "for=8.8.8.8")]);
+        assert_eq!(resolve(ip("203.0.113.5"), &h, &trusted(&["10.0.0.0/8"])), ip("203.0.113.5"));
+        assert_eq!(resolve(ip("203.0.113.5"), &h, &TrustedProxies::default()), ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn mapped_ipv6_peer_is_folded() {
+        assert_eq!(resolve(ip("::ffff:192.0.2.1"), &HeaderMap::new(), &TrustedProxies::default()), ip("192.0.2.1"));
+        let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(resolve(ip("::ffff:127.0.0.1"), &h, &trusted(&["127.0.0.1/32"])), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn x_forwarded_for_is_walked_from_the_right() {
+        let t = trusted(&["10.0.0.0/8"]);
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.3")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("198.51.100.7"));
+        // Several header lines form one list.
+        let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "10.0.0.9")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("1.1.1.1"));
+        // All trusted: the leftmost.
+        let h = headers(&[("x-forwarded-for", "10.1.1.1, 10.0.0.9")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn forwarded_is_preferred_and_parsed() {
+        let t = trusted(&["10.0.0.0/8"]);
+        let h = headers(&[
+            ("forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\""),
+            ("x-forwarded-for", "9.9.9.9"),
+        ]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("2001:db8:cafe::17"));
+        let h = headers(&[("forwarded", "For=\"192.0.2.43:47011\"")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("192.0.2.43"));
+    }
+
+    #[test]
+    fn malformed_chains_mean_the_peer() {
+        let t = trusted(&["10.0.0.0/8"]);
+        for (name, value) in [
+            ("x-forwarded-for", "not-an-ip"),
+            ("x-forwarded-for", "1.1.1.1,,2.2.2.2"),
+            ("x-forwarded-for", ""),
+            ("forwarded", "for=unknown"),
+            ("forwarded", "for=_hidden"),
+            ("forwarded", "proto=https"),
+            ("forwarded", "for=\"[::1\""),
+        ] {
+            let h = headers(&[(name, value)]);
+            assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("10.0.0.2"), "{name}: {value}");
+        }
+    }
+}

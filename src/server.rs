@@ -1,0 +1,153 @@
+//! The server: bind, serve until told to stop, then shut down gracefully.
+//!
+//! `Server::bind` is separate from `run` so tests bind port 0 and read the address; `run`
+//! takes the shutdown future as a parameter. On shutdown, in-flight requests may finish for
+//! up to `http.shutdown_grace`; then queued touches are flushed and the pool is closed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::app::{self, AppState};
+use crate::config::Config;
+use crate::store::Store;
+use crate::token::TokenService;
+use crate::token::clock::{Clock, SystemClock};
+
+/// A bound, ready-to-run server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    store: Arc<dyn Store>,
+}
+
+impl Server {
+    /// Open the configured database (running migrations), then bind the configured address.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let store = app::open_store(&config).await?;
+        Self::bind_with(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// Bind over an already-open store and a given clock (tests).
+    pub async fn bind_with(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let tokens = app::token_service(&config, Arc::clone(&store), clock)?;
+        let bind = config.bind;
+        let state = AppState::new(config, tokens);
+        let router = app::router(state.clone())?;
+        let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+        Ok(Server { listener, router, state, store })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serve until `shutdown` resolves, then drain in-flight requests (bounded by the grace
+    /// period), flush queued writes and close the database pool.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server { listener, router, state, store } = self;
+        let addr = listener.local_addr()?;
+        state.tokens.warm_up();
+        let housekeeping = spawn_housekeeping(&state);
+        tracing::info!(backend = store.backend(), "tokenauth listening on http://{addr}");
+
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = stopping_tx.send(true);
+            });
+        let grace = state.config.http.shutdown_grace;
+        let grace_expired = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = serve.into_future() => served.context("server error")?,
+            () = grace_expired => tracing::warn!("shutdown grace period expired; dropping remaining connections"),
+        }
+
+        for task in housekeeping {
+            task.abort();
+        }
+        if let Err(e) = state.tokens.flush_touches().await {
+            tracing::warn!(error = %e, "could not flush last-used times at shutdown");
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The periodic flush of deferred writes and the sweep of old tombstones.
+fn spawn_housekeeping(state: &AppState) -> Vec<JoinHandle<()>> {
+    let tokens_cfg = &state.config.tokens;
+    vec![
+        every(tokens_cfg.touch_flush_interval, Arc::clone(&state.tokens), |tokens| async move {
+            if let Err(e) = tokens.flush_touches().await {
+                tracing::warn!(error = %e, "could not flush last-used times");
+            }
+        }),
+        every(tokens_cfg.sweep_interval, Arc::clone(&state.tokens), |tokens| async move {
+            match tokens.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "swept revoked and expired tokens"),
+                Err(e) => tracing::warn!(error = %e, "token sweep failed"),
+            }
+        }),
+    ]
+}
+
+fn every<F, Fut>(period: Duration, tokens: Arc<TokenService>, work: F) -> JoinHandle<()>
+where
+    F: Fn(Arc<TokenService>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            work(Arc::clone(&tokens)).await;
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

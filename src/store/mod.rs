@@ -1,0 +1,311 @@
+//! The store: a narrow async trait over the database, one implementation per backend.
+//!
+//! Policy: SQL lives only in `postgres.rs` and `sqlite.rs`. Both implement the same `Store`
+//! trait and run the same contract suite (`tests/api/store_contract.rs`). The trait speaks in
+//! records and never decides policy: the token service decides what is valid; the store only
+//! reads and writes, atomically where the service needs it (the token limit).
+//! `connect` picks the backend from the URL scheme.
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use self::postgres::PgStore;
+pub use self::sqlite::SqliteStore;
+use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::principal::{PrincipalKind, Username};
+use crate::token::secret::TokenHash;
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached in time; transient.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database URL or settings are unusable; not transient.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+            // why: SQLITE_BUSY/LOCKED after busy_timeout, and Postgres "cannot connect now" or
+            // "admin shutdown", are outages, not bugs: callers get a 503, not a 500.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("5" | "6" | "57P01" | "57P02" | "57P03")) =>
+            {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Other(format!("migration failed: {err}"))
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A principal as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    /// Integer id, as the dialer dialect shows it.
+    pub id: i64,
+    /// User or reseller.
+    pub kind: PrincipalKind,
+    /// Unique per kind.
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// A disabled principal cannot log in and its tokens stop working.
+    pub enabled: bool,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Last login or bump.
+    pub last_login_at: Option<OffsetDateTime>,
+}
+
+impl fmt::Debug for PrincipalRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrincipalRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("password_hash", &"[REDACTED]")
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .field("last_login_at", &self.last_login_at)
+            .finish()
+    }
+}
+
+/// A principal to insert.
+#[derive(Debug)]
+pub struct NewPrincipal<'a> {
+    /// User or reseller.
+    pub kind: PrincipalKind,
+    /// A parsed name.
+    pub name: &'a Username,
+    /// argon2id PHC string.
+    pub password_hash: &'a str,
+    /// Creation time, from the clock.
+    pub created_at: OffsetDateTime,
+}
+
+/// How a token came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Issued by a login.
+    Session,
+    /// Minted by an administrator.
+    Static,
+}
+
+impl TokenKind {
+    /// The value stored in `tokens.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Session => "session",
+            TokenKind::Static => "static",
+        }
+    }
+
+    /// Parse a stored `tokens.kind`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "session" => Some(TokenKind::Session),
+            "static" => Some(TokenKind::Static),
+            _ => None,
+        }
+    }
+}
+
+/// A token row. The token string itself is never stored, only its digest (not repeated here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Row id; also the JWT `jti` for dialects that issue JWTs.
+    pub id: Uuid,
+    /// Owner.
+    pub principal_id: i64,
+    /// The dialect that issued it (`usertoken`, `knox`, ...).
+    pub dialect: String,
+    /// Session or static.
+    pub kind: TokenKind,
+    /// Free text from the client or the administrator.
+    pub note: Option<String>,
+    /// Issue time.
+    pub created_at: OffsetDateTime,
+    /// Absolute expiry; `None` never expires.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Last successful use, written at most once a minute.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// A disabled token is refused until enabled again.
+    pub enabled: bool,
+    /// Bumped on every administrative change of the row.
+    pub version: i64,
+    /// Set on revocation; the row stays as a tombstone until the sweep.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// The owner of a token, as a token lookup returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Principal id.
+    pub id: i64,
+    /// User or reseller.
+    pub kind: PrincipalKind,
+    /// Principal name.
+    pub name: String,
+    /// Whether the principal is enabled.
+    pub enabled: bool,
+}
+
+/// A token row together with its owner, in one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLookup {
+    /// The token row.
+    pub token: TokenRecord,
+    /// Its owner.
+    pub owner: Owner,
+}
+
+/// A token to insert.
+#[derive(Debug)]
+pub struct NewToken<'a> {
+    /// Fresh UUID v4.
+    pub id: Uuid,
+    /// Owner.
+    pub principal_id: i64,
+    /// Issuing dialect.
+    pub dialect: &'a str,
+    /// Session or static.
+    pub kind: TokenKind,
+    /// SHA-256 of the token string.
+    pub digest: &'a TokenHash,
+    /// Optional note.
+    pub note: Option<&'a str>,
+    /// Issue time.
+    pub created_at: OffsetDateTime,
+    /// Absolute expiry, if any.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Extra conditions for `insert_token`, checked in the same transaction as the insert.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InsertRules {
+    /// Refuse when the owner already has this many live tokens of the same dialect.
+    pub max_live_tokens: Option<u32>,
+    /// Also set the owner's last-login time (a login, not an administrator's mint).
+    pub login_at: Option<OffsetDateTime>,
+}
+
+/// The result of `insert_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The row was written.
+    Yes,
+    /// The token limit refused it; nothing was written.
+    LimitReached,
+}
+
+/// A deferred write from the token-check path: last use and sliding expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenTouch {
+    /// The token.
+    pub id: Uuid,
+    /// New last-used time, if any.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// New expiry, if any; the store never moves an expiry backwards nor extends a revoked token.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The storage seam. See the module doc.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Which backend, for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+    /// Run the embedded migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// One round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Close the pool, waiting for connections to be returned.
+    async fn close(&self);
+
+    /// Insert a principal; `Conflict` when the kind and name exist.
+    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord>;
+    /// Find a principal by kind and exact name.
+    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>>;
+    /// All principals of a kind, by id.
+    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<PrincipalRecord>>;
+    /// Enable or disable; `NotFound` when absent.
+    async fn set_principal_enabled(&self, id: i64, enabled: bool) -> StoreResult<()>;
+    /// Replace the password hash; with `revoke_tokens_at`, revoke all live tokens of the
+    /// principal in the same transaction. `NotFound` when absent.
+    async fn set_password_hash(&self, id: i64, hash: &str, revoke_tokens_at: Option<OffsetDateTime>)
+    -> StoreResult<()>;
+    /// Delete a principal and (by cascade) its tokens; `NotFound` when absent.
+    async fn delete_principal(&self, id: i64) -> StoreResult<()>;
+
+    /// Insert a token under `rules`, atomically. `NotFound` when the owner is gone.
+    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules) -> StoreResult<Inserted>;
+    /// Look a token up by digest, with its owner.
+    async fn token_by_digest(&self, digest: &TokenHash) -> StoreResult<Option<TokenLookup>>;
+    /// Look a token up by id, with its owner.
+    async fn token_by_id(&self, id: Uuid) -> StoreResult<Option<TokenLookup>>;
+    /// All token rows of a principal, tombstones included, newest first.
+    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<TokenRecord>>;
+    /// Revoke one token; `false` when it does not exist or was already revoked.
+    async fn revoke_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool>;
+    /// Revoke all live tokens of a principal, of one dialect or of all; returns how many.
+    async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64>;
+    /// Enable or disable a token; `false` when it does not exist.
+    async fn set_token_enabled(&self, id: Uuid, enabled: bool) -> StoreResult<bool>;
+    /// Set the principal's last login and the token's last use to `at`, in one transaction.
+    async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
+    /// Apply a batch of deferred touches in one transaction.
+    async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()>;
+    /// Delete tokens revoked or expired before `cutoff`; returns how many.
+    async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// Open the store named by `url`, picking the backend from its scheme.
+///
+/// Errors are one actionable line: an unknown scheme names the accepted ones; an unreachable
+/// database names the (password-masked) URL and the cause.
+pub async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
+    match url.scheme().as_str() {
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url, cfg).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url, cfg).await?)),
+        other => Err(StoreError::Config(format!(
+            "unsupported database URL scheme {other:?} in {url}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+        ))),
+    }
+}

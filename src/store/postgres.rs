@@ -1,0 +1,402 @@
+//! `PgStore`: the production backend.
+//!
+//! The pool's acquire timeout is shorter than the request timeout (checked in config), so a
+//! database outage surfaces as a typed `Unavailable` (503), never a hung request. Writes that
+//! must be atomic (the token limit, password change with revocation) run in one transaction
+//! that first locks the owner's row.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    InsertRules, Inserted, NewPrincipal, NewToken, Owner, PrincipalRecord, Store, StoreError, StoreResult, TokenKind,
+    TokenLookup, TokenRecord, TokenTouch,
+};
+use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::principal::PrincipalKind;
+use crate::token::secret::TokenHash;
+
+/// The Postgres store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to the database named by a `postgres://` URL; fails fast when unreachable.
+    pub async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<Self> {
+        let opts = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| StoreError::Config(format!("invalid Postgres URL {url}: {e}")))?
+            .application_name("tokenauth");
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections.max(1))
+            .acquire_timeout(cfg.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Postgres at {url}: {e}")))?;
+        Ok(PgStore { pool })
+    }
+}
+
+fn kind(s: &str) -> StoreResult<PrincipalKind> {
+    PrincipalKind::parse(s).ok_or_else(|| StoreError::Other(format!("unknown principal kind {s:?}")))
+}
+
+#[derive(sqlx::FromRow)]
+struct PrincipalRow {
+    id: i64,
+    kind: String,
+    name: String,
+    password_hash: String,
+    enabled: bool,
+    created_at: OffsetDateTime,
+    last_login_at: Option<OffsetDateTime>,
+}
+
+impl TryFrom<PrincipalRow> for PrincipalRecord {
+    type Error = StoreError;
+    fn try_from(r: PrincipalRow) -> StoreResult<Self> {
+        Ok(PrincipalRecord {
+            id: r.id,
+            kind: kind(&r.kind)?,
+            name: r.name,
+            password_hash: r.password_hash,
+            enabled: r.enabled,
+            created_at: r.created_at,
+            last_login_at: r.last_login_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: Uuid,
+    principal_id: i64,
+    dialect: String,
+    kind: String,
+    note: Option<String>,
+    created_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    last_used_at: Option<OffsetDateTime>,
+    enabled: bool,
+    version: i64,
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> StoreResult<Self> {
+        Ok(TokenRecord {
+            id: r.id,
+            principal_id: r.principal_id,
+            dialect: r.dialect,
+            kind: TokenKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Other(format!("unknown token kind {:?}", r.kind)))?,
+            note: r.note,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            enabled: r.enabled,
+            version: r.version,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LookupRow {
+    #[sqlx(flatten)]
+    token: TokenRow,
+    owner_kind: String,
+    owner_name: String,
+    owner_enabled: bool,
+}
+
+impl TryFrom<LookupRow> for TokenLookup {
+    type Error = StoreError;
+    fn try_from(r: LookupRow) -> StoreResult<Self> {
+        let token = TokenRecord::try_from(r.token)?;
+        Ok(TokenLookup {
+            owner: Owner {
+                id: token.principal_id,
+                kind: kind(&r.owner_kind)?,
+                name: r.owner_name,
+                enabled: r.owner_enabled,
+            },
+            token,
+        })
+    }
+}
+
+macro_rules! principal_columns {
+    () => {
+        "id, kind, name, password_hash, enabled, created_at, last_login_at"
+    };
+}
+macro_rules! token_columns {
+    () => {
+        "t.id, t.principal_id, t.dialect, t.kind, t.note, t.created_at, t.expires_at, t.last_used_at, t.enabled, t.version, t.revoked_at"
+    };
+}
+macro_rules! lookup_select {
+    () => {
+        concat!(
+            "SELECT ",
+            token_columns!(),
+            ", p.kind AS owner_kind, p.name AS owner_name, p.enabled AS owner_enabled ",
+            "FROM tokens t JOIN principals p ON p.id = t.principal_id "
+        )
+    };
+}
+
+const INSERT_PRINCIPAL: &str = "INSERT INTO principals (kind, name, password_hash, enabled, created_at) \
+     VALUES ($1, $2, $3, TRUE, $4) RETURNING id";
+const PRINCIPAL_BY_NAME: &str =
+    concat!("SELECT ", principal_columns!(), " FROM principals WHERE kind = $1 AND name = $2");
+const LIST_PRINCIPALS: &str = concat!("SELECT ", principal_columns!(), " FROM principals WHERE kind = $1 ORDER BY id");
+const TOKEN_BY_DIGEST: &str = concat!(lookup_select!(), "WHERE t.digest = $1");
+const TOKEN_BY_ID: &str = concat!(lookup_select!(), "WHERE t.id = $1");
+const LIST_TOKENS: &str =
+    concat!("SELECT ", token_columns!(), " FROM tokens t WHERE t.principal_id = $1 ORDER BY t.created_at DESC, t.id");
+/// Takes the owner's row lock, so concurrent logins of one principal serialise on the limit.
+const LOCK_OWNER: &str = "UPDATE principals SET last_login_at = COALESCE($1::timestamptz, last_login_at) WHERE id = $2";
+const COUNT_LIVE: &str = "SELECT count(*) FROM tokens WHERE principal_id = $1 AND dialect = $2 \
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)";
+const INSERT_TOKEN: &str = "INSERT INTO tokens \
+     (id, principal_id, dialect, kind, digest, note, created_at, expires_at, enabled, version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, 0)";
+const REVOKE_ALL: &str = "UPDATE tokens SET revoked_at = $1, version = version + 1 \
+     WHERE principal_id = $2 AND revoked_at IS NULL AND ($3::text IS NULL OR dialect = $3)";
+/// GREATEST ignores NULLs, so an absent value leaves the column alone; an expiry never moves
+/// backwards, a never-expiring token never gains one, a revoked token is never extended.
+const APPLY_TOUCHES: &str = "UPDATE tokens AS t SET \
+     last_used_at = GREATEST(t.last_used_at, u.last_used_at), \
+     expires_at = CASE WHEN t.expires_at IS NULL OR t.revoked_at IS NOT NULL THEN t.expires_at \
+                  ELSE GREATEST(t.expires_at, u.expires_at) END \
+     FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS u(id, last_used_at, expires_at) \
+     WHERE t.id = u.id";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord> {
+        let id: i64 = sqlx::query_scalar(INSERT_PRINCIPAL)
+            .bind(new.kind.as_str())
+            .bind(new.name.as_str())
+            .bind(new.password_hash)
+            .bind(new.created_at)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(PrincipalRecord {
+            id,
+            kind: new.kind,
+            name: new.name.as_str().to_owned(),
+            password_hash: new.password_hash.to_owned(),
+            enabled: true,
+            created_at: new.created_at,
+            last_login_at: None,
+        })
+    }
+
+    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>> {
+        sqlx::query_as::<_, PrincipalRow>(PRINCIPAL_BY_NAME)
+            .bind(kind.as_str())
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<PrincipalRecord>> {
+        sqlx::query_as::<_, PrincipalRow>(LIST_PRINCIPALS)
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
+    async fn set_principal_enabled(&self, id: i64, enabled: bool) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE principals SET enabled = $1 WHERE id = $2")
+            .bind(enabled)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: i64,
+        hash: &str,
+        revoke_tokens_at: Option<OffsetDateTime>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE principals SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(at) = revoke_tokens_at {
+            sqlx::query(REVOKE_ALL).bind(at).bind(id).bind(None::<&str>).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_principal(&self, id: i64) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM principals WHERE id = $1").bind(id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules) -> StoreResult<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        let owner = sqlx::query(LOCK_OWNER).bind(rules.login_at).bind(new.principal_id).execute(&mut *tx).await?;
+        if owner.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(max) = rules.max_live_tokens {
+            let live: i64 = sqlx::query_scalar(COUNT_LIVE)
+                .bind(new.principal_id)
+                .bind(new.dialect)
+                .bind(new.created_at)
+                .fetch_one(&mut *tx)
+                .await?;
+            if live >= i64::from(max) {
+                return Ok(Inserted::LimitReached);
+            }
+        }
+        sqlx::query(INSERT_TOKEN)
+            .bind(new.id)
+            .bind(new.principal_id)
+            .bind(new.dialect)
+            .bind(new.kind.as_str())
+            .bind(new.digest.as_bytes().as_slice())
+            .bind(new.note)
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Inserted::Yes)
+    }
+
+    async fn token_by_digest(&self, digest: &TokenHash) -> StoreResult<Option<TokenLookup>> {
+        sqlx::query_as::<_, LookupRow>(TOKEN_BY_DIGEST)
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn token_by_id(&self, id: Uuid) -> StoreResult<Option<TokenLookup>> {
+        sqlx::query_as::<_, LookupRow>(TOKEN_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<TokenRecord>> {
+        sqlx::query_as::<_, TokenRow>(LIST_TOKENS)
+            .bind(principal_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
+    async fn revoke_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1, version = version + 1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query(REVOKE_ALL).bind(at).bind(principal_id).bind(dialect).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn set_token_enabled(&self, id: Uuid, enabled: bool) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE tokens SET version = version + CASE WHEN enabled = $1 THEN 0 ELSE 1 END, enabled = $1 WHERE id = $2",
+        )
+        .bind(enabled)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let owner = sqlx::query("UPDATE principals SET last_login_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(principal_id)
+            .execute(&mut *tx)
+            .await?;
+        let token = sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await?;
+        if owner.rows_affected() == 0 || token.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = touches.iter().map(|t| t.id).collect();
+        let used: Vec<Option<OffsetDateTime>> = touches.iter().map(|t| t.last_used_at).collect();
+        let expires: Vec<Option<OffsetDateTime>> = touches.iter().map(|t| t.expires_at).collect();
+        sqlx::query(APPLY_TOUCHES).bind(ids).bind(used).bind(expires).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM tokens WHERE revoked_at < $1 OR expires_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,443 @@
+//! The token service: the only policy code in tokenauth.
+//!
+//! Policy: issue, authenticate, bump, revoke, revoke-all and list live here, with password
+//! checks, expiry, sliding refresh and the token limit. The service knows nothing of JSON
+//! shapes or headers: a dialect hands it a `TokenPolicy` (its token format, lifetime, refresh
+//! and limit, built from config) and renders what comes back. Time comes only from the
+//! injected `Clock`; the database only through the `Store` trait.
+//! Explicit writes (login, bump, logout) commit before the call returns; implicit ones (last
+//! use, sliding expiry) are queued and flushed in the background (see `touch`).
+
+pub mod clock;
+pub mod password;
+mod principals;
+pub mod secret;
+mod touch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use self::clock::Clock;
+use self::password::Passwords;
+use self::secret::{PlainToken, TokenFormat};
+use self::touch::TouchQueue;
+use crate::config::TokensConfig;
+use crate::error::{AuthFailure, CredentialFailure, Error, Malformation};
+use crate::principal::{PrincipalKind, Username};
+use crate::store::{
+    InsertRules, Inserted, NewToken, Owner, PrincipalRecord, Store, StoreError, TokenKind, TokenRecord, TokenTouch,
+};
+
+/// why one minute: last-used times are for people reading `token list`, not for security;
+/// writing them more often would turn every token check into a write.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// why 128: the usertoken contract's limit, and plenty for a human label.
+pub const NOTE_MAX_CHARS: usize = 128;
+
+/// How a dialect's tokens look and live. Built by each dialect from its config section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// The issuing dialect, stored on each row; tokens are only accepted by the same dialect.
+    pub dialect: &'static str,
+    /// Shape of the token strings.
+    pub format: TokenFormat,
+    /// Lifetime of a session token when the request names none; `None` never expires.
+    pub session_ttl: Option<Duration>,
+    /// Sliding expiry, if on.
+    pub refresh: Option<Refresh>,
+    /// Live tokens one principal may hold in this dialect; logins past it are refused.
+    pub max_live_tokens: Option<u32>,
+}
+
+/// Sliding expiry: on use, move the expiry to now + `session_ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    /// Slide only when the expiry would move by more than this.
+    pub min_interval: Duration,
+    /// Never slide past creation + this.
+    pub max_lifetime: Option<Duration>,
+}
+
+/// Options a client may give at login.
+#[derive(Debug, Clone, Default)]
+pub struct LoginOptions {
+    /// Free-text note, at most `NOTE_MAX_CHARS`.
+    pub note: Option<String>,
+    /// Absolute expiry, which must be in the future; otherwise the policy's lifetime applies.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Options an administrator gives when minting a token.
+#[derive(Debug, Clone, Default)]
+pub struct MintOptions {
+    /// A static token (no expiry unless `ttl`), rather than a session token.
+    pub static_token: bool,
+    /// Lifetime; for a session token, defaults to the policy's.
+    pub ttl: Option<Duration>,
+    /// Free-text note.
+    pub note: Option<String>,
+}
+
+/// A freshly issued token: the plaintext, shown once, and its row.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The token string to hand to the client. Never stored, never logged.
+    pub token: PlainToken,
+    /// The stored row.
+    pub record: TokenRecord,
+    /// The owner.
+    pub owner: Owner,
+}
+
+/// A token that passed `authenticate`.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The token row, as read.
+    pub token: TokenRecord,
+    /// Its owner.
+    pub owner: Owner,
+}
+
+/// Which tokens `revoke_all` revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// Only tokens of the dialect that issued the presented token.
+    SameDialect,
+    /// Every token of the principal.
+    AllDialects,
+}
+
+/// The token service. See the module doc.
+#[derive(Debug)]
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    passwords: Passwords,
+    touches: TouchQueue,
+    retention: Duration,
+}
+
+impl TokenService {
+    /// Assemble the service over a store and a clock.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, passwords: Passwords, tokens: &TokensConfig) -> Self {
+        TokenService { store, clock, passwords, touches: TouchQueue::default(), retention: tokens.retention }
+    }
+
+    /// The service's clock, for callers that must agree with it (tests, the CLI's output).
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Start background work that should not delay readiness (the dummy password hash).
+    pub fn warm_up(&self) {
+        self.passwords.warm_up();
+    }
+
+    /// One database round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), Error> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Check a username and password and issue a session token.
+    #[tracing::instrument(skip_all, fields(dialect = policy.dialect))]
+    pub async fn login(
+        &self,
+        policy: &TokenPolicy,
+        kind: PrincipalKind,
+        username: &str,
+        password: SecretString,
+        options: LoginOptions,
+    ) -> Result<Issued, Error> {
+        let now = self.clock.now();
+        let note = check_note(options.note)?;
+        // why: stored and echoed in UTC, to the microsecond, like every other time.
+        let requested_expiry = options.expires_at.map(clock::truncate);
+        if requested_expiry.is_some_and(|at| at <= now) {
+            return Err(Error::Invalid("expiration time is in the past".into()));
+        }
+        let principal = self.check_password(kind, username, password).await?;
+        let expires_at = requested_expiry.or_else(|| policy.session_ttl.map(|ttl| now + ttl));
+        let rules = InsertRules { max_live_tokens: policy.max_live_tokens, login_at: Some(now) };
+        self.insert(policy, &principal, TokenKind::Session, note, expires_at, rules).await
+    }
+
+    /// Verify a password; an unknown user costs one verification against a dummy hash.
+    #[tracing::instrument(skip_all, fields(kind = %kind))]
+    pub async fn check_password(
+        &self,
+        kind: PrincipalKind,
+        username: &str,
+        password: SecretString,
+    ) -> Result<PrincipalRecord, Error> {
+        let record = match Username::parse(username) {
+            Ok(name) => self.store.principal_by_name(kind, name.as_str()).await?,
+            Err(_) => None,
+        };
+        let verified =
+            self.passwords.verify(record.as_ref().map(|r| r.password_hash.clone()), password.clone()).await?;
+        let Some(record) = record else {
+            return Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal));
+        };
+        if !verified.ok {
+            return Err(Error::BadCredentials(CredentialFailure::WrongPassword));
+        }
+        if !record.enabled {
+            return Err(Error::BadCredentials(CredentialFailure::Disabled));
+        }
+        if verified.needs_rehash {
+            // why: a failed rehash must not fail a login that verified; it is retried next login.
+            match self.passwords.hash(password).await {
+                Ok(hash) => {
+                    if let Err(e) = self.store.set_password_hash(record.id, &hash, None).await {
+                        tracing::warn!(error = %e, "could not store rehashed password");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not rehash password"),
+            }
+        }
+        Ok(record)
+    }
+
+    /// Mint a token for a principal without a password (administrators, the CLI).
+    pub async fn mint(
+        &self,
+        policy: &TokenPolicy,
+        kind: PrincipalKind,
+        name: &str,
+        options: MintOptions,
+    ) -> Result<Issued, Error> {
+        let principal = self.principal(kind, name).await?;
+        let note = check_note(options.note)?;
+        let now = self.clock.now();
+        let (token_kind, ttl) = if options.static_token {
+            (TokenKind::Static, options.ttl)
+        } else {
+            (TokenKind::Session, options.ttl.or(policy.session_ttl))
+        };
+        let expires_at = ttl.map(|ttl| now + ttl);
+        self.insert(policy, &principal, token_kind, note, expires_at, InsertRules::default()).await
+    }
+
+    async fn insert(
+        &self,
+        policy: &TokenPolicy,
+        principal: &PrincipalRecord,
+        kind: TokenKind,
+        note: Option<String>,
+        expires_at: Option<OffsetDateTime>,
+        rules: InsertRules,
+    ) -> Result<Issued, Error> {
+        let token = policy.format.generate();
+        let digest = token.digest();
+        let record = TokenRecord {
+            id: Uuid::new_v4(),
+            principal_id: principal.id,
+            dialect: policy.dialect.to_owned(),
+            kind,
+            note,
+            created_at: self.clock.now(),
+            expires_at,
+            last_used_at: None,
+            enabled: true,
+            version: 0,
+            revoked_at: None,
+        };
+        let new = NewToken {
+            id: record.id,
+            principal_id: record.principal_id,
+            dialect: policy.dialect,
+            kind,
+            digest: &digest,
+            note: record.note.as_deref(),
+            created_at: record.created_at,
+            expires_at,
+        };
+        match self.store.insert_token(&new, rules).await {
+            Ok(Inserted::Yes) => Ok(Issued {
+                token,
+                record,
+                owner: Owner {
+                    id: principal.id,
+                    kind: principal.kind,
+                    name: principal.name.clone(),
+                    enabled: principal.enabled,
+                },
+            }),
+            Ok(Inserted::LimitReached) => Err(Error::TokenLimit),
+            // why: the principal was removed between the password check and the insert.
+            Err(StoreError::NotFound) => Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Check a presented token for a dialect. Shape first (garbage never reaches the database),
+    /// then the digest lookup, then the row's state. Schedules a touch; never writes.
+    pub async fn authenticate(&self, policy: &TokenPolicy, presented: &str) -> Result<Authenticated, Error> {
+        let refuse = |why| Err(Error::Unauthenticated(why));
+        if presented.is_empty() {
+            return refuse(AuthFailure::Malformed(Malformation::Empty));
+        }
+        if !policy.format.accepts(presented) {
+            return refuse(AuthFailure::Malformed(Malformation::BadFormat));
+        }
+        let Some(found) = self.store.token_by_digest(&PlainToken::new(presented).digest()).await? else {
+            return refuse(AuthFailure::Unknown);
+        };
+        let token = found.token;
+        let now = self.clock.now();
+        if token.dialect != policy.dialect {
+            return refuse(AuthFailure::WrongDialect);
+        }
+        if token.revoked_at.is_some() {
+            return refuse(AuthFailure::Revoked);
+        }
+        if token.expires_at.is_some_and(|at| at <= now) {
+            return refuse(AuthFailure::Expired);
+        }
+        if !token.enabled {
+            return refuse(AuthFailure::TokenDisabled);
+        }
+        if !found.owner.enabled {
+            return refuse(AuthFailure::PrincipalDisabled);
+        }
+        self.schedule_touch(policy, &token, now);
+        Ok(Authenticated { token, owner: found.owner })
+    }
+
+    /// Queue the last-used time (at most once a minute) and the sliding expiry, if due.
+    fn schedule_touch(&self, policy: &TokenPolicy, token: &TokenRecord, now: OffsetDateTime) {
+        let last_used_at = match token.last_used_at {
+            Some(last) if now - last < TOUCH_INTERVAL => None,
+            _ => Some(now),
+        };
+        let expires_at = match (policy.refresh, policy.session_ttl, token.expires_at, token.kind) {
+            (Some(refresh), Some(ttl), Some(current), TokenKind::Session) => {
+                let mut target = now + ttl;
+                if let Some(max) = refresh.max_lifetime {
+                    target = target.min(token.created_at + max);
+                }
+                (target - current > refresh.min_interval).then_some(target)
+            }
+            _ => None,
+        };
+        if last_used_at.is_some() || expires_at.is_some() {
+            self.touches.push(TokenTouch { id: token.id, last_used_at, expires_at });
+        }
+    }
+
+    /// Write the queued touches in one batch. Called by the background flusher and at shutdown.
+    pub async fn flush_touches(&self) -> Result<usize, Error> {
+        let batch = self.touches.drain();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.store.apply_touches(&batch).await?;
+        Ok(batch.len())
+    }
+
+    /// Set the owner's last-login time and the token's last-use time to now; returns now.
+    pub async fn bump(&self, auth: &Authenticated) -> Result<OffsetDateTime, Error> {
+        let now = self.clock.now();
+        match self.store.bump(auth.owner.id, auth.token.id, now).await {
+            Ok(()) => Ok(now),
+            Err(StoreError::NotFound) => Err(Error::Unauthenticated(AuthFailure::Unknown)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revoke the presented token. A token revoked meanwhile by another request is refused.
+    pub async fn revoke(&self, auth: &Authenticated) -> Result<(), Error> {
+        if self.store.revoke_token(auth.token.id, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(Error::Unauthenticated(AuthFailure::Revoked))
+        }
+    }
+
+    /// Revoke every live token of the presented token's owner, in `scope`; returns how many.
+    pub async fn revoke_all(&self, auth: &Authenticated, scope: RevokeScope) -> Result<u64, Error> {
+        let dialect = match scope {
+            RevokeScope::SameDialect => Some(auth.token.dialect.as_str()),
+            RevokeScope::AllDialects => None,
+        };
+        Ok(self.store.revoke_all(auth.owner.id, dialect, self.clock.now()).await?)
+    }
+
+    /// All token rows of a principal, tombstones included, newest first.
+    pub async fn list(&self, kind: PrincipalKind, name: &str) -> Result<Vec<TokenRecord>, Error> {
+        let principal = self.principal(kind, name).await?;
+        Ok(self.store.list_tokens(principal.id).await?)
+    }
+
+    /// Revoke a token by id (administrators). Revoking a revoked token is a no-op.
+    pub async fn revoke_by_id(&self, id: Uuid) -> Result<(), Error> {
+        if self.store.token_by_id(id).await?.is_none() {
+            return Err(Error::NoSuchToken(id.to_string()));
+        }
+        self.store.revoke_token(id, self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Enable or disable a token by id (administrators).
+    pub async fn set_token_enabled(&self, id: Uuid, enabled: bool) -> Result<(), Error> {
+        if self.store.set_token_enabled(id, enabled).await? { Ok(()) } else { Err(Error::NoSuchToken(id.to_string())) }
+    }
+
+    /// Delete revoked and expired rows older than the retention period; returns how many.
+    pub async fn sweep(&self) -> Result<u64, Error> {
+        let cutoff = self.clock.now() - self.retention;
+        Ok(self.store.sweep(cutoff).await?)
+    }
+}
+
+fn check_note(note: Option<String>) -> Result<Option<String>, Error> {
+    match note {
+        Some(n) if n.chars().count() > NOTE_MAX_CHARS => {
+            Err(Error::Invalid(format!("note is longer than {NOTE_MAX_CHARS} characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// A token's state at a given time, for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Usable.
+    Active,
+    /// Disabled by an administrator.
+    Disabled,
+    /// Past its expiry.
+    Expired,
+    /// Revoked.
+    Revoked,
+}
+
+impl TokenState {
+    /// The state of `token` at `now` (revoked wins over expired wins over disabled).
+    pub fn of(token: &TokenRecord, now: OffsetDateTime) -> Self {
+        if token.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if token.expires_at.is_some_and(|at| at <= now) {
+            TokenState::Expired
+        } else if !token.enabled {
+            TokenState::Disabled
+        } else {
+            TokenState::Active
+        }
+    }
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Disabled => "disabled",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}

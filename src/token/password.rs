@@ -1,0 +1,214 @@
+//! Password hashing: argon2id on a bounded pool, with a timing guard for unknown users.
+//!
+//! Policy:
+//! - Hashing and verification never run on the async workers: they run in `spawn_blocking`,
+//!   at most `workers` at once, with at most `queue` more waiting. Past that, callers get
+//!   `Error::Overloaded` at once (a 503 with `Retry-After`), so a login flood neither starves
+//!   token checks of threads nor grows memory without bound.
+//! - An unknown user is verified against a dummy hash made with the same parameters, so it
+//!   costs the same time as a wrong password and timing does not reveal which users exist.
+//! - A hash made with other parameters still verifies, and `Verified::needs_rehash` tells the
+//!   service to store a fresh one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::SaltString;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{OnceCell, Semaphore};
+use tracing::Span;
+
+use crate::config::PasswordConfig;
+use crate::error::Error;
+
+/// why: the dummy password is never compared with anything a client can know; it only has
+/// to produce a valid hash with the current parameters.
+const DUMMY_PASSWORD: &str = "tokenauth-dummy-password-for-timing";
+
+/// why: a full queue clears in a few hash times (tens of ms each); one second is a polite retry.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The outcome of a verification that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matches the hash.
+    pub ok: bool,
+    /// The hash was made with other parameters (or another algorithm) than the current ones.
+    pub needs_rehash: bool,
+}
+
+/// argon2id hashing on a bounded pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Passwords {
+    params: Params,
+    /// Permits for hashes running or waiting: `workers + queue`. `try_acquire` or refuse.
+    admission: Arc<Semaphore>,
+    /// Permits for hashes running: `workers`.
+    running: Arc<Semaphore>,
+    dummy: Arc<OnceCell<String>>,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("params", &self.params)
+            .field("running", &self.running.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passwords {
+    /// Build from configuration; refuses argon2 parameters argon2 itself refuses.
+    pub fn new(cfg: &PasswordConfig) -> Result<Self, Error> {
+        let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
+            .map_err(|e| Error::Internal(format!("invalid argon2 parameters: {e}")))?;
+        let workers = cfg.effective_workers();
+        Ok(Passwords {
+            params,
+            admission: Arc::new(Semaphore::new(workers + cfg.queue)),
+            running: Arc::new(Semaphore::new(workers)),
+            dummy: Arc::new(OnceCell::new()),
+        })
+    }
+
+    fn argon2(params: Params) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    /// Compute the dummy hash in the background so the first unknown-user login does not pay
+    /// for it; readiness does not wait for it.
+    pub fn warm_up(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.dummy_hash().await {
+                tracing::warn!(error = %e, "could not precompute the dummy password hash");
+            }
+        });
+    }
+
+    async fn dummy_hash(&self) -> Result<String, Error> {
+        self.dummy.get_or_try_init(|| self.hash(SecretString::from(DUMMY_PASSWORD))).await.cloned()
+    }
+
+    /// Hash a password with the current parameters and a fresh salt.
+    pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
+        let params = self.params.clone();
+        self.run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Self::argon2(params)
+                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Internal(format!("argon2 hash failed: {e}")))
+        })
+        .await
+    }
+
+    /// Verify `password` against `stored`; with `None` (unknown user) verify against the dummy
+    /// hash and report failure, so both cases cost one verification.
+    pub async fn verify(&self, stored: Option<String>, password: SecretString) -> Result<Verified, Error> {
+        let (hash, known) = match stored {
+            Some(h) => (h, true),
+            None => (self.dummy_hash().await?, false),
+        };
+        let current = self.params.clone();
+        let verified = self
+            .run(move || {
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    // why: a corrupt stored hash must not open the door nor crash the request.
+                    tracing::error!("stored password hash is not a valid PHC string");
+                    return Ok(Verified { ok: false, needs_rehash: false });
+                };
+                let ok =
+                    Self::argon2(current.clone()).verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
+                Ok(Verified { ok, needs_rehash: ok && !matches_params(&parsed, &current) })
+            })
+            .await?;
+        Ok(Verified { ok: verified.ok && known, needs_rehash: verified.needs_rehash && known })
+    }
+
+    /// Run `work` on the blocking pool under the admission and concurrency bounds, keeping the
+    /// caller's tracing span. The permits travel into the closure, so they are released when
+    /// the hash finishes even if the request that asked for it has gone.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let admitted = Arc::clone(&self.admission)
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded { retry_after: OVERLOADED_RETRY_AFTER })?;
+        let running = Arc::clone(&self.running)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("password pool closed".into()))?;
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, running);
+            span.in_scope(work)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password task failed: {e}")))?
+    }
+}
+
+fn matches_params(hash: &PasswordHash<'_>, current: &Params) -> bool {
+    hash.algorithm == Algorithm::Argon2id.ident()
+        && hash.version == Some(Version::V0x13.into())
+        && Params::try_from(hash).is_ok_and(|p| {
+            p.m_cost() == current.m_cost() && p.t_cost() == current.t_cost() && p.p_cost() == current.p_cost()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap(memory_kib: u32) -> PasswordConfig {
+        PasswordConfig { memory_kib, iterations: 1, parallelism: 1, workers: 1, queue: 0 }
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let p = Passwords::new(&cheap(1024)).unwrap();
+        let h = p.hash("hunter2".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert_eq!(
+            p.verify(Some(h.clone()), "hunter2".into()).await.unwrap(),
+            Verified { ok: true, needs_rehash: false }
+        );
+        assert!(!p.verify(Some(h), "hunter3".into()).await.unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_verifies() {
+        let p = Passwords::new(&cheap(1024)).unwrap();
+        let v = p.verify(None, DUMMY_PASSWORD.into()).await.unwrap();
+        assert_eq!(v, Verified { ok: false, needs_rehash: false });
+    }
+
+    #[tokio::test]
+    async fn changed_parameters_ask_for_a_rehash() {
+        let old = Passwords::new(&cheap(1024)).unwrap();
+        let new = Passwords::new(&cheap(2048)).unwrap();
+        let h = old.hash("pw".into()).await.unwrap();
+        assert_eq!(new.verify(Some(h), "pw".into()).await.unwrap(), Verified { ok: true, needs_rehash: true });
+    }
+
+    #[tokio::test]
+    async fn corrupt_hash_is_a_failure_not_a_crash() {
+        let p = Passwords::new(&cheap(1024)).unwrap();
+        assert!(!p.verify(Some("not a hash".into()), "pw".into()).await.unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn full_queue_refuses_at_once() {
+        let p = Passwords::new(&cheap(1024)).unwrap();
+        // Hold the only admission permit, as a running hash would.
+        let held = Arc::clone(&p.admission).try_acquire_owned().unwrap();
+        let err = p.hash("pw".into()).await.unwrap_err();
+        assert!(matches!(err, Error::Overloaded { .. }), "{err:?}");
+        drop(held);
+        assert!(p.hash("pw".into()).await.is_ok());
+    }
+}
