@@ -161,7 +161,10 @@ impl TokenService {
             return Err(Error::Invalid("expiration time is in the past".into()));
         }
         let principal = self.check_password(kind, username, password).await?;
-        let expires_at = requested_expiry.or_else(|| policy.session_ttl.map(|ttl| now + ttl));
+        let expires_at = match requested_expiry {
+            Some(at) => Some(at),
+            None => policy.session_ttl.map(|ttl| after(now, ttl)).transpose()?,
+        };
         let rules = InsertRules { max_live_tokens: policy.max_live_tokens, login_at: Some(now) };
         self.insert(policy, &principal, TokenKind::Session, note, expires_at, rules).await
     }
@@ -219,7 +222,7 @@ impl TokenService {
         } else {
             (TokenKind::Session, options.ttl.or(policy.session_ttl))
         };
-        let expires_at = ttl.map(|ttl| now + ttl);
+        let expires_at = ttl.map(|ttl| after(now, ttl)).transpose()?;
         self.insert(policy, &principal, token_kind, note, expires_at, InsertRules::default()).await
     }
 
@@ -317,11 +320,11 @@ impl TokenService {
         };
         let expires_at = match (policy.refresh, policy.session_ttl, token.expires_at, token.kind) {
             (Some(refresh), Some(ttl), Some(current), TokenKind::Session) => {
-                let mut target = now + ttl;
-                if let Some(max) = refresh.max_lifetime {
-                    target = target.min(token.created_at + max);
-                }
-                (target - current > refresh.min_interval).then_some(target)
+                let cap = refresh.max_lifetime.and_then(|max| after(token.created_at, max).ok());
+                after(now, ttl)
+                    .ok()
+                    .map(|target| cap.map_or(target, |cap| target.min(cap)))
+                    .filter(|target| *target - current > refresh.min_interval)
             }
             _ => None,
         };
@@ -390,9 +393,22 @@ impl TokenService {
 
     /// Delete revoked and expired rows older than the retention period; returns how many.
     pub async fn sweep(&self) -> Result<u64, Error> {
-        let cutoff = self.clock.now() - self.retention;
-        Ok(self.store.sweep(cutoff).await?)
+        let retention = time::Duration::try_from(self.retention).unwrap_or(time::Duration::MAX);
+        match self.clock.now().checked_sub(retention) {
+            Some(cutoff) => Ok(self.store.sweep(cutoff).await?),
+            // why: a retention longer than the calendar means "keep everything".
+            None => Ok(0),
+        }
     }
+}
+
+/// `t + d`; a lifetime past the end of the calendar is refused rather than panicking.
+fn after(t: OffsetDateTime, d: Duration) -> Result<OffsetDateTime, Error> {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d))
+        .filter(|at| at.year() <= 9999)
+        .ok_or_else(|| Error::Invalid(format!("lifetime {} is too long", humantime::format_duration(d))))
 }
 
 fn check_note(note: Option<String>) -> Result<Option<String>, Error> {

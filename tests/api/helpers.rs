@@ -1,0 +1,296 @@
+//! Test harness: backends, per-test databases, an in-process app with a fixed clock, and
+//! typed request helpers.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use sqlx::Connection as _;
+use time::OffsetDateTime;
+use time::macros::datetime;
+use tokenauth::app::{self, AppState};
+use tokenauth::config::{Config, DatabaseUrl};
+use tokenauth::principal::PrincipalKind;
+use tokenauth::store::{PrincipalRecord, Store};
+use tokenauth::token::TokenService;
+use tokenauth::token::clock::FixedClock;
+use tower::ServiceExt as _;
+
+/// Run an `async fn name(backend: Backend)` on SQLite and on Postgres.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = $crate::helpers::Backend::postgres() {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
+}
+
+/// The moment every test starts at.
+pub const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
+
+/// Which database a test runs against.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// Admin URL of a role that may create databases.
+    Postgres(String),
+}
+
+impl Backend {
+    /// Postgres when `TOKENAUTH_TEST_DATABASE_URL` is set. Otherwise `None` with a loud
+    /// warning written straight to the terminal (libtest's capture would hide it), or a
+    /// failure when `CI=true`.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("TOKENAUTH_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true but TOKENAUTH_TEST_DATABASE_URL is not set: the Postgres tests must run in CI")
+            }
+            _ => {
+                static WARN: Once = Once::new();
+                WARN.call_once(|| {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\n*** SKIPPING the Postgres tests: TOKENAUTH_TEST_DATABASE_URL is not set. \
+                         Run scripts/test.sh to run them. ***\n"
+                    );
+                });
+                None
+            }
+        }
+    }
+}
+
+/// A database for one test, dropped with it.
+pub struct TestDb {
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: &Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("tokenauth.db").display());
+                TestDb { url, postgres: None, _dir: Some(dir) }
+            }
+            Backend::Postgres(admin) => {
+                let name = format!("tokenauth_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn =
+                    sqlx::PgConnection::connect(admin).await.expect("connect to TOKENAUTH_TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                let mut url = url::Url::parse(admin).unwrap();
+                url.set_path(&name);
+                TestDb { url: url.to_string(), postgres: Some((admin.clone(), name)), _dir: None }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.postgres.take() else { return };
+        // why: Drop cannot await; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A config for tests: cheap argon2 so the suite stays fast, everything else default.
+pub fn test_config(db_url: &str) -> Config {
+    let mut config = Config::default();
+    config.database_url = DatabaseUrl::new(db_url);
+    config.passwords.memory_kib = 1024;
+    config.passwords.iterations = 1;
+    config.database.max_connections = 5;
+    config
+}
+
+fn init_test_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            tokenauth::telemetry::init(tokenauth::config::LogFormat::Text, "debug,sqlx=warn");
+        }
+    });
+}
+
+/// The app in-process: router, service, store and a fixed clock.
+pub struct TestApp {
+    pub router: Router,
+    pub tokens: Arc<TokenService>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<FixedClock>,
+    pub config: Config,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::with_config(backend, |_| {}).await
+    }
+
+    pub async fn with_config(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        init_test_log();
+        let db = TestDb::new(&backend).await;
+        let mut config = test_config(&db.url);
+        adjust(&mut config);
+        config.validate().unwrap();
+        let store = app::open_store(&config).await.unwrap();
+        let clock = Arc::new(FixedClock::new(T0));
+        let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).unwrap();
+        let router = app::router(AppState::new(config.clone(), Arc::clone(&tokens))).unwrap();
+        TestApp { router, tokens, store, clock, config, db }
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str) -> PrincipalRecord {
+        self.tokens.create_principal(PrincipalKind::User, name, password.to_owned().into()).await.unwrap()
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> TestRequest<'_> {
+        TestRequest {
+            app: self,
+            builder: Request::builder().method(method).uri(path),
+            body: Vec::new(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        }
+    }
+
+    pub fn post(&self, path: &str) -> TestRequest<'_> {
+        self.request(Method::POST, path)
+    }
+
+    pub fn get(&self, path: &str) -> TestRequest<'_> {
+        self.request(Method::GET, path)
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        self.clock.advance(by);
+    }
+
+    pub async fn flush(&self) {
+        self.tokens.flush_touches().await.unwrap();
+    }
+}
+
+pub struct TestRequest<'a> {
+    app: &'a TestApp,
+    builder: axum::http::request::Builder,
+    body: Vec<u8>,
+    peer: SocketAddr,
+}
+
+impl TestRequest<'_> {
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.builder = self.builder.header(name, value.as_ref());
+        self
+    }
+
+    pub fn json(self, value: Value) -> Self {
+        self.body(serde_json::to_vec(&value).unwrap(), "application/json")
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>, content_type: &str) -> Self {
+        self.body = body.into();
+        self.header("content-type", content_type)
+    }
+
+    pub fn raw_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn basic(self, user: &str, password: &str) -> Self {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", format!("Basic {encoded}"))
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    pub fn token(self, token: &str) -> Self {
+        self.header("authorization", format!("Token {token}"))
+    }
+
+    pub fn peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    pub async fn send(self) -> TestResponse {
+        let mut req = self.builder.body(Body::from(self.body)).unwrap();
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let resp = self.app.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        TestResponse { status, headers, body }
+    }
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Assert the status and that the body is exactly `body`, as JSON with a JSON content type.
+    #[track_caller]
+    pub fn assert_json(&self, status: StatusCode, body: Value) {
+        assert_eq!(self.status, status, "status; body: {}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("content-type"), Some("application/json"), "content-type");
+        assert_eq!(self.json(), body);
+    }
+
+    #[track_caller]
+    pub fn assert_empty(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "status; body: {}", String::from_utf8_lossy(&self.body));
+        assert!(self.body.is_empty(), "body should be empty: {:?}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.headers.get(header::CONTENT_TYPE), None);
+    }
+}
+
+/// RFC 3339 as the dialects print it.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}

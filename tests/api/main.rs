@@ -1,0 +1,16 @@
+//! The integration suite: one binary (zero2prod, crates.io). `helpers` builds a `TestApp`
+//! over SQLite or a per-test Postgres database; `backend_tests!` runs a test on both.
+//! Set TEST_LOG=1 to see the server's logs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+
+#[macro_use]
+mod helpers;
+
+mod cli;
+mod config_file;
+mod e2e;
+mod knox;
+mod layers;
+mod service;
+mod store_contract;
+mod usertoken;
