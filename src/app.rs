@@ -161,3 +161,27 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .max_age(Duration::from_secs(3600)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HttpConfig;
+
+    #[test]
+    fn overlapping_paths_are_a_configuration_error() {
+        let http = HttpConfig::default();
+        let a = Mount::new::<Knox>("/", &["/auth/login/"], Router::new(), &http);
+        let b = Mount::new::<Usertoken>("", &["/auth/login/"], Router::new(), &http);
+        let err = check_overlaps(&[a, b]).unwrap_err().to_string();
+        assert!(err.contains("/auth/login/") && err.contains("knox") && err.contains("usertoken"), "{err}");
+
+        let health = Mount::new::<Knox>("/", &["/healthz"], Router::new(), &http);
+        assert!(check_overlaps(&[health]).unwrap_err().to_string().contains("health"));
+
+        let apart = [
+            Mount::new::<Knox>("/a", &["/auth/login/"], Router::new(), &http),
+            Mount::new::<Usertoken>("/b", &["/auth/login/"], Router::new(), &http),
+        ];
+        assert!(check_overlaps(&apart).is_ok());
+    }
+}

@@ -1,1 +1,281 @@
-//! (to be written)
+//! The token service's policy with a fixed clock: expiry, the once-a-minute last-used write,
+//! principal state, credential failures, rehash, sweep, minting. Dialect shapes are tested in
+//! their own files; here the typed outcomes are asserted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokenauth::app;
+use tokenauth::error::{AuthFailure, CredentialFailure, Error, Malformation};
+use tokenauth::principal::PrincipalKind;
+use tokenauth::store::TokenKind;
+use tokenauth::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy};
+
+use crate::helpers::{Backend, T0, TestApp};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const USER: PrincipalKind = PrincipalKind::User;
+
+fn usertoken(app: &TestApp) -> TokenPolicy {
+    tokenauth::dialect::usertoken::policy(&app.config.usertoken)
+}
+
+fn knox(app: &TestApp) -> TokenPolicy {
+    tokenauth::dialect::knox::policy(&app.config.knox)
+}
+
+async fn login(app: &TestApp, policy: &TokenPolicy) -> String {
+    let issued = app.tokens.login(policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    issued.token.expose().to_owned()
+}
+
+async fn refused(app: &TestApp, policy: &TokenPolicy, token: &str) -> AuthFailure {
+    match app.tokens.authenticate(policy, token).await {
+        Err(Error::Unauthenticated(why)) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn ok(app: &TestApp, policy: &TokenPolicy, token: &str) -> Authenticated {
+    app.tokens.authenticate(policy, token).await.unwrap()
+}
+
+backend_tests!(
+    session_tokens_expire_at_their_ttl,
+    explicit_expiry_wins_and_past_expiry_is_refused,
+    last_used_is_written_at_most_once_a_minute,
+    principal_state_governs_its_tokens,
+    tokens_are_refused_by_other_dialects,
+    shape_is_checked_before_any_lookup,
+    credential_failures_are_typed,
+    login_rehashes_when_parameters_change,
+    sweep_honours_retention,
+    minted_tokens,
+    notes_are_limited,
+    revoke_all_scopes,
+);
+
+async fn session_tokens_expire_at_their_ttl(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.usertoken.token_ttl = Some(HOUR)).await;
+    app.add_user("alice", "pw").await;
+    let policy = usertoken(&app);
+    let token = login(&app, &policy).await;
+    let auth = ok(&app, &policy, &token).await;
+    assert_eq!(auth.token.expires_at, Some(T0 + HOUR));
+    app.advance(HOUR - Duration::from_micros(1));
+    ok(&app, &policy, &token).await;
+    app.advance(Duration::from_micros(1));
+    assert_eq!(refused(&app, &policy, &token).await, AuthFailure::Expired);
+}
+
+async fn explicit_expiry_wins_and_past_expiry_is_refused(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.usertoken.token_ttl = Some(HOUR)).await;
+    app.add_user("alice", "pw").await;
+    let policy = usertoken(&app);
+    let at = T0 + HOUR * 48;
+    let options = LoginOptions { note: None, expires_at: Some(at) };
+    let issued = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), options).await.unwrap();
+    assert_eq!(issued.record.expires_at, Some(at));
+    for past in [T0, T0 - MINUTE] {
+        let options = LoginOptions { note: None, expires_at: Some(past) };
+        let err = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), options).await.unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    }
+    // Nothing was written for the refused logins.
+    assert_eq!(app.tokens.list(USER, "alice").await.unwrap().len(), 1);
+}
+
+async fn last_used_is_written_at_most_once_a_minute(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    let token = login(&app, &policy).await;
+    let last_used = || async { app.tokens.list(USER, "alice").await.unwrap()[0].last_used_at };
+
+    ok(&app, &policy, &token).await;
+    assert_eq!(last_used().await, None, "the check itself never writes");
+    app.flush().await;
+    assert_eq!(last_used().await, Some(T0));
+
+    app.advance(MINUTE - Duration::from_secs(1));
+    ok(&app, &policy, &token).await;
+    app.flush().await;
+    assert_eq!(last_used().await, Some(T0), "within the minute: no write");
+
+    app.advance(Duration::from_secs(1));
+    ok(&app, &policy, &token).await;
+    app.flush().await;
+    assert_eq!(last_used().await, Some(T0 + MINUTE));
+    assert_eq!(app.tokens.flush_touches().await.unwrap(), 0, "queue drained");
+}
+
+async fn principal_state_governs_its_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    let token = login(&app, &policy).await;
+
+    app.tokens.set_principal_enabled(USER, "alice", false).await.unwrap();
+    assert_eq!(refused(&app, &policy, &token).await, AuthFailure::PrincipalDisabled);
+    app.tokens.set_principal_enabled(USER, "alice", true).await.unwrap();
+    ok(&app, &policy, &token).await;
+
+    let id = app.tokens.list(USER, "alice").await.unwrap()[0].id;
+    app.tokens.set_token_enabled(id, false).await.unwrap();
+    assert_eq!(refused(&app, &policy, &token).await, AuthFailure::TokenDisabled);
+    app.tokens.set_token_enabled(id, true).await.unwrap();
+    ok(&app, &policy, &token).await;
+
+    app.tokens.set_password(USER, "alice", "new".to_owned().into()).await.unwrap();
+    assert_eq!(refused(&app, &policy, &token).await, AuthFailure::Revoked);
+    let err = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await;
+    assert!(matches!(err, Err(Error::BadCredentials(CredentialFailure::WrongPassword))));
+    let issued = app.tokens.login(&policy, USER, "alice", "new".to_owned().into(), LoginOptions::default()).await;
+    let fresh = issued.unwrap().token.expose().to_owned();
+
+    app.tokens.remove_principal(USER, "alice").await.unwrap();
+    assert_eq!(refused(&app, &policy, &fresh).await, AuthFailure::Unknown);
+    assert!(matches!(app.tokens.list(USER, "alice").await, Err(Error::NoSuchPrincipal { .. })));
+}
+
+async fn tokens_are_refused_by_other_dialects(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.knox.token_prefix = String::new()).await;
+    app.add_user("alice", "pw").await;
+    let (u, k) = (usertoken(&app), knox(&app));
+    let ut = login(&app, &u).await;
+    let kt = login(&app, &k).await;
+    assert_eq!(refused(&app, &k, &ut).await, AuthFailure::Malformed(Malformation::BadFormat));
+    assert_eq!(refused(&app, &u, &kt).await, AuthFailure::Malformed(Malformation::BadFormat));
+    // Same shape, other dialect: found, then refused as another dialect's token.
+    let pretend = TokenPolicy { dialect: "other", ..k.clone() };
+    assert_eq!(refused(&app, &pretend, &kt).await, AuthFailure::WrongDialect);
+}
+
+async fn shape_is_checked_before_any_lookup(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let policy = usertoken(&app);
+    // The store is closed: any lookup would fail with Unavailable, so these prove no lookup ran.
+    app.store.close().await;
+    assert_eq!(refused(&app, &policy, "").await, AuthFailure::Malformed(Malformation::Empty));
+    assert_eq!(refused(&app, &policy, "garbage").await, AuthFailure::Malformed(Malformation::BadFormat));
+    let err = app.tokens.authenticate(&policy, &uuid::Uuid::new_v4().to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable), "a well-formed token does reach the store: {err:?}");
+}
+
+async fn credential_failures_are_typed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    let attempt = |user: &'static str, pw: &'static str| {
+        let app = &app;
+        let policy = policy.clone();
+        async move { app.tokens.login(&policy, USER, user, pw.to_owned().into(), LoginOptions::default()).await }
+    };
+    assert!(matches!(attempt("bob", "pw").await, Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal))));
+    assert!(matches!(attempt(" alice", "pw").await, Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal))));
+    assert!(matches!(attempt("Alice", "pw").await, Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal))));
+    assert!(matches!(attempt("alice", "PW").await, Err(Error::BadCredentials(CredentialFailure::WrongPassword))));
+    app.tokens.set_principal_enabled(USER, "alice", false).await.unwrap();
+    assert!(matches!(attempt("alice", "pw").await, Err(Error::BadCredentials(CredentialFailure::Disabled))));
+    // A disabled user with a wrong password learns nothing about being disabled.
+    assert!(matches!(attempt("alice", "nope").await, Err(Error::BadCredentials(CredentialFailure::WrongPassword))));
+    assert!(app.tokens.list(USER, "alice").await.unwrap().is_empty());
+}
+
+async fn login_rehashes_when_parameters_change(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let hash = || async { app.store.principal_by_name(USER, "alice").await.unwrap().unwrap().password_hash };
+    assert!(hash().await.contains("m=1024,t=1,p=1"), "{}", hash().await);
+
+    let mut stronger = app.config.clone();
+    stronger.passwords.memory_kib = 2048;
+    stronger.passwords.iterations = 2;
+    let tokens = app::token_service(&stronger, Arc::clone(&app.store), app.clock.clone()).unwrap();
+    let policy = knox(&app);
+    tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    assert!(hash().await.contains("m=2048,t=2,p=1"), "{}", hash().await);
+    // The new hash still verifies, with either service.
+    tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+}
+
+async fn sweep_honours_retention(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| {
+        c.tokens.retention = HOUR * 24;
+        c.usertoken.token_ttl = Some(HOUR);
+    })
+    .await;
+    app.add_user("alice", "pw").await;
+    let policy = usertoken(&app);
+    let revoked = login(&app, &policy).await;
+    let expired = login(&app, &policy).await;
+    let auth = ok(&app, &policy, &revoked).await;
+    app.tokens.revoke(&auth).await.unwrap();
+    let mint = MintOptions { static_token: true, ..Default::default() };
+    let forever = app.tokens.mint(&policy, USER, "alice", mint).await.unwrap().token.expose().to_owned();
+
+    app.advance(HOUR * 24);
+    assert_eq!(app.tokens.sweep().await.unwrap(), 0, "tombstones are kept for the retention period");
+    assert_eq!(refused(&app, &policy, &revoked).await, AuthFailure::Revoked);
+    assert_eq!(refused(&app, &policy, &expired).await, AuthFailure::Expired);
+    app.advance(HOUR + MINUTE);
+    assert_eq!(app.tokens.sweep().await.unwrap(), 2);
+    assert_eq!(refused(&app, &policy, &revoked).await, AuthFailure::Unknown);
+    assert_eq!(refused(&app, &policy, &expired).await, AuthFailure::Unknown);
+    ok(&app, &policy, &forever).await;
+}
+
+async fn minted_tokens(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.knox.token_ttl = Some(HOUR)).await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    let mint = |options| app.tokens.mint(&policy, USER, "alice", options);
+    let fixed = mint(MintOptions { static_token: true, ..Default::default() }).await.unwrap();
+    assert_eq!(fixed.record.kind, TokenKind::Static);
+    assert_eq!(fixed.record.expires_at, None);
+    let fixed_ttl = mint(MintOptions { static_token: true, ttl: Some(HOUR * 2), note: Some("ci".into()) }).await.unwrap();
+    assert_eq!(fixed_ttl.record.expires_at, Some(T0 + HOUR * 2));
+    assert_eq!(fixed_ttl.record.note.as_deref(), Some("ci"));
+    let session = mint(MintOptions::default()).await.unwrap();
+    assert_eq!(session.record.kind, TokenKind::Session);
+    assert_eq!(session.record.expires_at, Some(T0 + HOUR), "the dialect's lifetime");
+    let absurd = mint(MintOptions { ttl: Some(Duration::from_secs(u64::MAX / 4)), ..Default::default() }).await;
+    assert!(matches!(absurd, Err(Error::Invalid(_))), "{absurd:?}");
+    for issued in [fixed, fixed_ttl, session] {
+        ok(&app, &policy, issued.token.expose()).await;
+    }
+    let missing = app.tokens.mint(&policy, USER, "nobody", MintOptions::default()).await;
+    assert!(matches!(missing, Err(Error::NoSuchPrincipal { .. })));
+    // Minting is an administrator's act: it does not count as the user logging in.
+    assert_eq!(app.tokens.principal(USER, "alice").await.unwrap().last_login_at, None);
+}
+
+async fn notes_are_limited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let policy = usertoken(&app);
+    let login = |note: String| {
+        app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions { note: Some(note), expires_at: None })
+    };
+    assert_eq!(login("é".repeat(128)).await.unwrap().record.note, Some("é".repeat(128)));
+    assert!(matches!(login("x".repeat(129)).await, Err(Error::Invalid(_))));
+}
+
+async fn revoke_all_scopes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let (u, k) = (usertoken(&app), knox(&app));
+    let k1 = login(&app, &k).await;
+    let k2 = login(&app, &k).await;
+    let u1 = login(&app, &u).await;
+    let auth = ok(&app, &k, &k1).await;
+    assert_eq!(app.tokens.revoke_all(&auth, RevokeScope::SameDialect).await.unwrap(), 2);
+    assert_eq!(refused(&app, &k, &k2).await, AuthFailure::Revoked);
+    let auth = ok(&app, &u, &u1).await;
+    assert_eq!(app.tokens.revoke_all(&auth, RevokeScope::AllDialects).await.unwrap(), 1);
+    assert_eq!(refused(&app, &u, &u1).await, AuthFailure::Revoked);
+    // A second revoke of the same token is refused, not silently accepted.
+    assert!(matches!(app.tokens.revoke(&auth).await, Err(Error::Unauthenticated(AuthFailure::Revoked))));
+}

@@ -1,1 +1,400 @@
-//! (to be written)
+//! The store contract: one set of stories run against SqliteStore and PgStore, so the two
+//! backends cannot drift (the compile-time query check sqlx would give is replaced by this).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokenauth::config::{DatabaseConfig, DatabaseUrl};
+use tokenauth::principal::{PrincipalKind, Username};
+use tokenauth::store::{
+    self, InsertRules, Inserted, NewPrincipal, NewToken, PrincipalRecord, Store, StoreError, TokenKind, TokenTouch,
+};
+use tokenauth::token::secret::TokenHash;
+use uuid::Uuid;
+
+use crate::helpers::{Backend, T0, TestDb};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn open(backend: &Backend) -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new(backend).await;
+    let store = store::connect(&DatabaseUrl::new(&db.url), &DatabaseConfig::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, db)
+}
+
+async fn principal(store: &dyn Store, kind: PrincipalKind, name: &str) -> PrincipalRecord {
+    let name = Username::parse(name).unwrap();
+    store
+        .insert_principal(&NewPrincipal { kind, name: &name, password_hash: "$argon2id$fake", created_at: T0 })
+        .await
+        .unwrap()
+}
+
+struct Minted {
+    id: Uuid,
+    digest: TokenHash,
+}
+
+async fn token(
+    store: &dyn Store,
+    owner: i64,
+    dialect: &str,
+    created_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    rules: InsertRules,
+) -> Result<Inserted, StoreError> {
+    token_with(store, owner, dialect, created_at, expires_at, rules).await.map(|(i, _)| i)
+}
+
+async fn token_with(
+    store: &dyn Store,
+    owner: i64,
+    dialect: &str,
+    created_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    rules: InsertRules,
+) -> Result<(Inserted, Minted), StoreError> {
+    let minted = Minted { id: Uuid::new_v4(), digest: TokenHash::of(&Uuid::new_v4().to_string()) };
+    let new = NewToken {
+        id: minted.id,
+        principal_id: owner,
+        dialect,
+        kind: TokenKind::Session,
+        digest: &minted.digest,
+        note: Some("a note"),
+        created_at,
+        expires_at,
+    };
+    store.insert_token(&new, rules).await.map(|i| (i, minted))
+}
+
+async fn mint(store: &dyn Store, owner: i64, dialect: &str, expires_at: Option<OffsetDateTime>) -> Minted {
+    let (inserted, minted) = token_with(store, owner, dialect, T0, expires_at, InsertRules::default()).await.unwrap();
+    assert_eq!(inserted, Inserted::Yes);
+    minted
+}
+
+backend_tests!(
+    migrations_are_idempotent_and_ping_works,
+    principals_round_trip,
+    principal_names_are_exact_and_unique_per_kind,
+    principal_changes_report_missing_rows,
+    tokens_round_trip_exactly,
+    revocation_keeps_a_tombstone,
+    revoke_all_is_scoped,
+    token_enable_bumps_version,
+    bump_writes_both_times,
+    touches_never_move_expiry_backwards,
+    sweep_deletes_only_past_retention,
+    removing_a_principal_cascades,
+    password_change_can_revoke_in_one_transaction,
+    token_limit_refuses_without_writing,
+    token_limit_holds_under_concurrency,
+    insert_for_a_missing_owner_is_not_found,
+    duplicate_digest_is_a_conflict,
+);
+
+async fn migrations_are_idempotent_and_ping_works(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    assert!(matches!(store.backend(), "sqlite" | "postgres"));
+    store.close().await;
+    assert!(store.ping().await.is_err(), "a closed store must not answer");
+}
+
+async fn principals_round_trip(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let bob = principal(&*store, PrincipalKind::User, "bob").await;
+    assert!(bob.id > alice.id);
+    assert_eq!(alice.name, "alice");
+    assert!(alice.enabled);
+    assert_eq!(alice.created_at, T0);
+    assert_eq!(alice.last_login_at, None);
+    let found = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(found, alice);
+    let listed = store.list_principals(PrincipalKind::User).await.unwrap();
+    assert_eq!(listed, vec![alice.clone(), bob]);
+    assert!(store.list_principals(PrincipalKind::Reseller).await.unwrap().is_empty());
+
+    store.set_principal_enabled(alice.id, false).await.unwrap();
+    assert!(!store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap().enabled);
+    store.set_password_hash(alice.id, "$argon2id$other", None).await.unwrap();
+    let changed = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(changed.password_hash, "$argon2id$other");
+}
+
+async fn principal_names_are_exact_and_unique_per_kind(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    principal(&*store, PrincipalKind::User, "Alice").await;
+    assert!(store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().is_none());
+    assert!(store.principal_by_name(PrincipalKind::User, "Alice ").await.unwrap().is_none());
+    assert!(store.principal_by_name(PrincipalKind::Reseller, "Alice").await.unwrap().is_none());
+    let name = Username::parse("Alice").unwrap();
+    let dup = NewPrincipal { kind: PrincipalKind::User, name: &name, password_hash: "h", created_at: T0 };
+    assert!(matches!(store.insert_principal(&dup).await, Err(StoreError::Conflict(_))));
+    // Same name, other kind: a separate principal.
+    let reseller = principal(&*store, PrincipalKind::Reseller, "Alice").await;
+    assert_eq!(reseller.kind, PrincipalKind::Reseller);
+    principal(&*store, PrincipalKind::User, "alice").await;
+    assert_eq!(store.list_principals(PrincipalKind::User).await.unwrap().len(), 2);
+}
+
+async fn principal_changes_report_missing_rows(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    assert!(matches!(store.set_principal_enabled(999, true).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.set_password_hash(999, "h", Some(T0)).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete_principal(999).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.bump(999, Uuid::new_v4(), T0).await, Err(StoreError::NotFound)));
+}
+
+async fn tokens_round_trip_exactly(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    // Microsecond precision survives both backends.
+    let created = T0 + Duration::from_micros(123_456);
+    let expires = created + HOUR;
+    let (inserted, minted) =
+        token_with(&*store, alice.id, "knox", created, Some(expires), InsertRules::default()).await.unwrap();
+    assert_eq!(inserted, Inserted::Yes);
+
+    let found = store.token_by_digest(&minted.digest).await.unwrap().unwrap();
+    assert_eq!(found.token.id, minted.id);
+    assert_eq!(found.token.principal_id, alice.id);
+    assert_eq!(found.token.dialect, "knox");
+    assert_eq!(found.token.kind, TokenKind::Session);
+    assert_eq!(found.token.note.as_deref(), Some("a note"));
+    assert_eq!(found.token.created_at, created);
+    assert_eq!(found.token.expires_at, Some(expires));
+    assert_eq!(found.token.last_used_at, None);
+    assert!(found.token.enabled);
+    assert_eq!(found.token.version, 0);
+    assert_eq!(found.token.revoked_at, None);
+    assert_eq!(found.owner.name, "alice");
+    assert_eq!(found.owner.kind, PrincipalKind::User);
+    assert!(found.owner.enabled);
+
+    assert_eq!(store.token_by_id(minted.id).await.unwrap().unwrap(), found);
+    assert!(store.token_by_digest(&TokenHash::of("nope")).await.unwrap().is_none());
+    assert!(store.token_by_id(Uuid::new_v4()).await.unwrap().is_none());
+
+    let later = token_with(&*store, alice.id, "usertoken", created + HOUR, None, InsertRules::default()).await.unwrap().1;
+    let list = store.list_tokens(alice.id).await.unwrap();
+    assert_eq!(list.iter().map(|t| t.id).collect::<Vec<_>>(), vec![later.id, minted.id], "newest first");
+    assert_eq!(list[0].expires_at, None);
+}
+
+async fn revocation_keeps_a_tombstone(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let t = mint(&*store, alice.id, "knox", None).await;
+    assert!(store.revoke_token(t.id, T0 + HOUR).await.unwrap());
+    assert!(!store.revoke_token(t.id, T0 + HOUR * 2).await.unwrap(), "second revoke is a no-op");
+    let row = store.token_by_digest(&t.digest).await.unwrap().unwrap().token;
+    assert_eq!(row.revoked_at, Some(T0 + HOUR), "first revocation time kept");
+    assert_eq!(row.version, 1);
+    assert!(!store.revoke_token(Uuid::new_v4(), T0).await.unwrap());
+}
+
+async fn revoke_all_is_scoped(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let bob = principal(&*store, PrincipalKind::User, "bob").await;
+    let k1 = mint(&*store, alice.id, "knox", None).await;
+    let k2 = mint(&*store, alice.id, "knox", Some(T0 + HOUR)).await;
+    let u1 = mint(&*store, alice.id, "usertoken", None).await;
+    let b1 = mint(&*store, bob.id, "knox", None).await;
+    store.revoke_token(k2.id, T0).await.unwrap();
+
+    assert_eq!(store.revoke_all(alice.id, Some("knox"), T0 + HOUR).await.unwrap(), 1, "k2 was already revoked");
+    let revoked = |m: &Minted| {
+        let store = Arc::clone(&store);
+        let digest = m.digest;
+        async move { store.token_by_digest(&digest).await.unwrap().unwrap().token.revoked_at }
+    };
+    assert_eq!(revoked(&k1).await, Some(T0 + HOUR));
+    assert_eq!(revoked(&k2).await, Some(T0));
+    assert_eq!(revoked(&u1).await, None);
+    assert_eq!(revoked(&b1).await, None);
+    assert_eq!(store.revoke_all(alice.id, None, T0 + HOUR * 2).await.unwrap(), 1);
+    assert_eq!(revoked(&u1).await, Some(T0 + HOUR * 2));
+    assert_eq!(revoked(&b1).await, None);
+}
+
+async fn token_enable_bumps_version(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let t = mint(&*store, alice.id, "usertoken", None).await;
+    let row = || async { store.token_by_id(t.id).await.unwrap().unwrap().token };
+    assert!(store.set_token_enabled(t.id, false).await.unwrap());
+    assert!(!row().await.enabled);
+    assert_eq!(row().await.version, 1);
+    assert!(store.set_token_enabled(t.id, false).await.unwrap());
+    assert_eq!(row().await.version, 1, "no change, no new version");
+    assert!(store.set_token_enabled(t.id, true).await.unwrap());
+    assert!(row().await.enabled);
+    assert_eq!(row().await.version, 2);
+    assert!(!store.set_token_enabled(Uuid::new_v4(), true).await.unwrap());
+}
+
+async fn bump_writes_both_times(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let t = mint(&*store, alice.id, "usertoken", Some(T0 + HOUR)).await;
+    let at = T0 + Duration::from_secs(90);
+    store.bump(alice.id, t.id, at).await.unwrap();
+    let found = store.token_by_id(t.id).await.unwrap().unwrap();
+    assert_eq!(found.token.last_used_at, Some(at));
+    assert_eq!(found.token.expires_at, Some(T0 + HOUR), "bump never extends expiry");
+    let p = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(p.last_login_at, Some(at));
+    assert!(matches!(store.bump(alice.id, Uuid::new_v4(), at).await, Err(StoreError::NotFound)));
+}
+
+async fn touches_never_move_expiry_backwards(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let sliding = mint(&*store, alice.id, "knox", Some(T0 + HOUR)).await;
+    let forever = mint(&*store, alice.id, "knox", None).await;
+    let revoked = mint(&*store, alice.id, "knox", Some(T0 + HOUR)).await;
+    store.revoke_token(revoked.id, T0).await.unwrap();
+    let used = T0 + Duration::from_secs(60);
+    store
+        .apply_touches(&[
+            TokenTouch { id: sliding.id, last_used_at: Some(used), expires_at: Some(T0 + HOUR * 3) },
+            TokenTouch { id: forever.id, last_used_at: Some(used), expires_at: Some(T0 + HOUR * 3) },
+            TokenTouch { id: revoked.id, last_used_at: None, expires_at: Some(T0 + HOUR * 3) },
+            TokenTouch { id: Uuid::new_v4(), last_used_at: Some(used), expires_at: None },
+        ])
+        .await
+        .unwrap();
+    let row = |id| {
+        let store = Arc::clone(&store);
+        async move { store.token_by_id(id).await.unwrap().unwrap().token }
+    };
+    assert_eq!(row(sliding.id).await.expires_at, Some(T0 + HOUR * 3));
+    assert_eq!(row(sliding.id).await.last_used_at, Some(used));
+    assert_eq!(row(forever.id).await.expires_at, None, "a never-expiring token gains no expiry");
+    assert_eq!(row(revoked.id).await.expires_at, Some(T0 + HOUR), "a revoked token is not extended");
+    assert_eq!(row(revoked.id).await.last_used_at, None);
+
+    // Older values lose: neither time moves backwards.
+    store
+        .apply_touches(&[TokenTouch { id: sliding.id, last_used_at: Some(T0), expires_at: Some(T0 + HOUR * 2) }])
+        .await
+        .unwrap();
+    assert_eq!(row(sliding.id).await.expires_at, Some(T0 + HOUR * 3));
+    assert_eq!(row(sliding.id).await.last_used_at, Some(used));
+    store.apply_touches(&[]).await.unwrap();
+}
+
+async fn sweep_deletes_only_past_retention(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let old_revoked = mint(&*store, alice.id, "knox", None).await;
+    let new_revoked = mint(&*store, alice.id, "knox", None).await;
+    let old_expired = mint(&*store, alice.id, "knox", Some(T0 + HOUR)).await;
+    let new_expired = mint(&*store, alice.id, "knox", Some(T0 + HOUR * 10)).await;
+    let live = mint(&*store, alice.id, "knox", None).await;
+    store.revoke_token(old_revoked.id, T0).await.unwrap();
+    store.revoke_token(new_revoked.id, T0 + HOUR * 10).await.unwrap();
+    let deleted = store.sweep(T0 + HOUR * 5).await.unwrap();
+    assert_eq!(deleted, 2);
+    for (m, kept) in [(old_revoked, false), (new_revoked, true), (old_expired, false), (new_expired, true), (live, true)] {
+        assert_eq!(store.token_by_id(m.id).await.unwrap().is_some(), kept);
+    }
+}
+
+async fn removing_a_principal_cascades(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let bob = principal(&*store, PrincipalKind::User, "bob").await;
+    let a = mint(&*store, alice.id, "knox", None).await;
+    let b = mint(&*store, bob.id, "knox", None).await;
+    store.delete_principal(alice.id).await.unwrap();
+    assert!(store.token_by_id(a.id).await.unwrap().is_none());
+    assert!(store.token_by_digest(&a.digest).await.unwrap().is_none());
+    assert!(store.token_by_id(b.id).await.unwrap().is_some());
+    assert!(store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().is_none());
+    // Ids are not reused after a removal.
+    let carol = principal(&*store, PrincipalKind::User, "carol").await;
+    assert!(carol.id > bob.id);
+}
+
+async fn password_change_can_revoke_in_one_transaction(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let a = mint(&*store, alice.id, "knox", None).await;
+    let b = mint(&*store, alice.id, "usertoken", None).await;
+    store.set_password_hash(alice.id, "$argon2id$new", Some(T0 + HOUR)).await.unwrap();
+    for m in [a, b] {
+        assert_eq!(store.token_by_id(m.id).await.unwrap().unwrap().token.revoked_at, Some(T0 + HOUR));
+    }
+}
+
+async fn token_limit_refuses_without_writing(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let rules = InsertRules { max_live_tokens: Some(2), login_at: Some(T0) };
+    let now = T0 + HOUR;
+    // Live: one never-expiring, one expiring later. Not live: expired, revoked, other dialect.
+    mint(&*store, alice.id, "knox", None).await;
+    mint(&*store, alice.id, "knox", Some(T0 + HOUR * 2)).await;
+    mint(&*store, alice.id, "knox", Some(T0 + HOUR / 2)).await;
+    let revoked = mint(&*store, alice.id, "knox", None).await;
+    store.revoke_token(revoked.id, T0).await.unwrap();
+    mint(&*store, alice.id, "usertoken", None).await;
+    let before = store.list_tokens(alice.id).await.unwrap().len();
+
+    let refused = token(&*store, alice.id, "knox", now, None, rules).await.unwrap();
+    assert_eq!(refused, Inserted::LimitReached);
+    assert_eq!(store.list_tokens(alice.id).await.unwrap().len(), before, "nothing written");
+    let p = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(p.last_login_at, None, "a refused login does not count as a login");
+
+    // Another dialect has its own count; a login there records the login time.
+    let other = token(&*store, alice.id, "usertoken", now, None, rules).await.unwrap();
+    assert_eq!(other, Inserted::Yes);
+    let p = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(p.last_login_at, Some(T0));
+}
+
+async fn token_limit_holds_under_concurrency(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let rules = InsertRules { max_live_tokens: Some(3), login_at: Some(T0) };
+    let attempts = (0..12).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { token(&*store, alice.id, "knox", T0, None, rules).await })
+    });
+    let results: Vec<_> = futures::future::join_all(attempts).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    let inserted = results.iter().filter(|r| **r == Inserted::Yes).count();
+    assert_eq!(inserted, 3, "{results:?}");
+    assert_eq!(store.list_tokens(alice.id).await.unwrap().len(), 3);
+}
+
+async fn insert_for_a_missing_owner_is_not_found(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let result = token(&*store, 4242, "knox", T0, None, InsertRules::default()).await;
+    assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
+}
+
+async fn duplicate_digest_is_a_conflict(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let first = mint(&*store, alice.id, "knox", None).await;
+    let again = NewToken {
+        id: Uuid::new_v4(),
+        principal_id: alice.id,
+        dialect: "knox",
+        kind: TokenKind::Static,
+        digest: &first.digest,
+        note: None,
+        created_at: T0,
+        expires_at: None,
+    };
+    assert!(matches!(store.insert_token(&again, InsertRules::default()).await, Err(StoreError::Conflict(_))));
+}
