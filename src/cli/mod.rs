@@ -32,8 +32,10 @@ use crate::token::{MintOptions, TokenService};
 #[derive(Debug, Parser)]
 #[command(name = "tokenauth", version, propagate_version = true)]
 pub struct Cli {
-    /// Configuration file (TOML); see config/tokenauth.toml for every key.
-    #[arg(long, global = true, env = "TOKENAUTH_CONFIG", value_name = "FILE")]
+    /// Configuration file (TOML); see config/tokenauth.toml for every key. Also
+    /// TOKENAUTH_CONFIG (an empty value names no file).
+    // why not clap's `env`: it turns TOKENAUTH_CONFIG="" (common in env files) into a usage error.
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Database URL (sqlite://PATH or postgres://USER:PASS@HOST/DB); overrides the file and
     /// TOKENAUTH_DATABASE_URL.
@@ -193,7 +195,11 @@ impl Cli {
             },
             database_url: self.database_url.clone(),
         };
-        let loaded = config::load(self.config.as_deref(), &overrides)?;
+        let file = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("TOKENAUTH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        let loaded = config::load(file.as_deref(), &overrides)?;
         let serving = matches!(self.command, Command::Serve { .. });
         // why: the server logs its requests; an admin command should print only its result.
         telemetry::init(loaded.config.log_format, if serving { "info,sqlx=warn" } else { "warn" });

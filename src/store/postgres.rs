@@ -8,7 +8,8 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,6 +33,23 @@ impl PgStore {
         let opts = PgConnectOptions::from_str(url.expose())
             .map_err(|e| StoreError::Config(format!("invalid Postgres URL {url}: {e}")))?
             .application_name("tokenauth");
+        // why: the pool retries until its acquire timeout and then reports only "pool timed
+        // out"; one direct attempt first keeps the cause ("connection refused", "password
+        // authentication failed") in the one-line error an operator sees.
+        let unreachable =
+            |cause: String| StoreError::Unavailable(format!("cannot connect to Postgres at {url}: {cause}"));
+        match tokio::time::timeout(cfg.acquire_timeout, PgConnection::connect_with(&opts)).await {
+            Ok(Ok(probe)) => {
+                let _ = probe.close().await;
+            }
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}",
+                    humantime::format_duration(cfg.acquire_timeout)
+                )));
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
             .acquire_timeout(cfg.acquire_timeout)

@@ -1,1 +1,497 @@
-//! (to be written)
+//! The `tokenauth` binary as an administrator uses it: user and token commands against a real
+//! database (both backends), the one-line errors with exit code 1 (clap's usage errors exit 2),
+//! `migrate`, and `config` with the precedence of its layers.
+//!
+//! Every run clears `TOKENAUTH_*` and `RUST_LOG` from the child's environment, so only what a
+//! test sets reaches it.
+
+use std::collections::BTreeMap;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::io::AsyncWriteExt as _;
+use uuid::Uuid;
+
+use crate::helpers::{Backend, TestDb};
+
+/// How long any one command may take before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `tokenauth ARGS` with a clean environment; add `.env(..)` before `run`.
+pub fn command(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokenauth"));
+    cmd.args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TOKENAUTH_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Run a prepared command, writing `stdin` (if any) to it, within `COMMAND_TIMEOUT`.
+pub async fn run(cmd: std::process::Command, stdin: Option<&str>) -> Output {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        // why: a command refused by clap exits without reading its input.
+        if let Err(e) = pipe.write_all(input.as_bytes()).await {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+    }
+    tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await.expect("tokenauth took too long").unwrap()
+}
+
+/// `tokenauth ARGS`, with `stdin` written to it.
+pub async fn tokenauth(args: &[&str], stdin: Option<&str>) -> Output {
+    run(command(args), stdin).await
+}
+
+/// `tokenauth --database-url DB ARGS`.
+pub async fn admin(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut all = vec!["--database-url", db.url.as_str()];
+    all.extend_from_slice(args);
+    tokenauth(&all, stdin).await
+}
+
+/// Assert success and return stdout.
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "expected success, got {:?}; stderr: {}", out.status, stderr(out));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Assert exit code 1, nothing on stdout, and exactly one stderr line `error: ...` containing
+/// `needle`; return that line.
+#[track_caller]
+pub fn fails(out: &Output, needle: &str) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {:?}", String::from_utf8_lossy(&out.stdout));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stderr: {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {err:?}");
+    lines[0].to_owned()
+}
+
+/// Assert clap's usage error: exit code 2.
+#[track_caller]
+fn usage_error(out: &Output) {
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(out));
+    assert!(stderr(out).starts_with("error: "), "{}", stderr(out));
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `token list NAME --json`, keyed by token id.
+async fn tokens_of(db: &TestDb, name: &str) -> BTreeMap<String, Value> {
+    let list = json(&ok(&admin(db, &["token", "list", name, "--json"], None).await));
+    list.as_array().unwrap().iter().map(|t| (t["id"].as_str().unwrap().to_owned(), t.clone())).collect()
+}
+
+/// `token issue NAME ARGS --json`, returning (id, token, expires).
+async fn issue(db: &TestDb, name: &str, args: &[&str]) -> (String, String, Value) {
+    let mut all = vec!["token", "issue", name, "--json"];
+    all.extend_from_slice(args);
+    let out = ok(&admin(db, &all, None).await);
+    assert_eq!(out.lines().count(), 1, "one line: {out:?}");
+    let v = json(&out);
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["expires", "id", "token"], "{v}");
+    (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned(), v["expires"].clone())
+}
+
+pub fn is_knox_token(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn rfc3339(v: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(v.as_str().unwrap_or_else(|| panic!("not a string: {v}")), &Rfc3339).unwrap()
+}
+
+backend_tests!(
+    users_are_added_listed_and_refused_twice,
+    user_commands_refuse_unknown_users,
+    tokens_are_issued_in_each_dialects_format,
+    token_list_shows_state_but_never_the_token,
+    token_commands_change_state_and_refuse_unknown_ids,
+    passwd_revokes_and_remove_deletes_tokens,
+    migrate_creates_the_schema_and_can_run_twice,
+);
+
+async fn users_are_added_listed_and_refused_twice(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let out = ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("correct horse\n")).await);
+    assert!(out.contains("alice"), "{out}");
+
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0]["name"], "alice");
+    assert_eq!(users[0]["enabled"], true);
+    assert!(users[0]["id"].is_i64(), "{users:?}");
+    assert!(users[0]["last_login"].is_null(), "{users:?}");
+
+    let table = ok(&admin(&db, &["user", "list"], None).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("ID  NAME "), "header: {table}");
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["ID", "NAME", "ENABLED", "CREATED", "LAST", "LOGIN"]);
+    assert_eq!(lines.len(), 2, "{table}");
+    assert_eq!(lines[1].split_whitespace().nth(1), Some("alice"), "{table}");
+    assert_eq!(lines[1].split_whitespace().nth(2), Some("yes"), "{table}");
+
+    fails(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("other\n")).await, "already exists");
+    fails(&admin(&db, &["user", "add", "bob", "--password-stdin"], Some("\n")).await, "password is empty");
+    fails(&admin(&db, &["user", "add", "bob", "--password-stdin"], Some("")).await, "password is empty");
+    fails(&admin(&db, &["user", "add", " bob", "--password-stdin"], Some("pw\n")).await, "invalid name");
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    assert_eq!(users.as_array().unwrap().len(), 1, "no user was added by the failed commands: {users}");
+
+    // --password works too, and is exclusive with --password-stdin (clap: exit 2).
+    ok(&admin(&db, &["user", "add", "carol", "--password", "pw"], None).await);
+    usage_error(&admin(&db, &["user", "add", "dave", "--password", "x", "--password-stdin"], Some("y\n")).await);
+    usage_error(&admin(&db, &["user", "add", "dave"], None).await);
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    let names: Vec<&str> = users.as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "carol"]);
+}
+
+async fn user_commands_refuse_unknown_users(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+    for cmd in ["disable", "enable", "remove"] {
+        fails(&admin(&db, &["user", cmd, "nobody"], None).await, "no such user");
+    }
+    fails(&admin(&db, &["user", "passwd", "nobody", "--password-stdin"], Some("pw\n")).await, "no such user");
+    fails(&admin(&db, &["token", "issue", "nobody", "--dialect", "knox"], None).await, "no such user");
+    fails(&admin(&db, &["token", "list", "nobody"], None).await, "no such user");
+    // Names are exact: case matters.
+    fails(&admin(&db, &["user", "disable", "Alice"], None).await, "no such user");
+
+    ok(&admin(&db, &["user", "disable", "alice"], None).await);
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    assert_eq!(users[0]["enabled"], false);
+    ok(&admin(&db, &["user", "enable", "alice"], None).await);
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    assert_eq!(users[0]["enabled"], true);
+}
+
+async fn tokens_are_issued_in_each_dialects_format(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+
+    let knox = ok(&admin(&db, &["token", "issue", "alice", "--dialect", "knox"], None).await);
+    assert_eq!(knox.lines().count(), 1, "{knox:?}");
+    assert!(is_knox_token(knox.trim_end()), "64 lowercase hex: {knox:?}");
+
+    let usertoken = ok(&admin(&db, &["token", "issue", "alice", "--dialect", "usertoken"], None).await);
+    assert_eq!(usertoken.lines().count(), 1, "{usertoken:?}");
+    let uuid = Uuid::parse_str(usertoken.trim_end()).unwrap_or_else(|e| panic!("{usertoken:?}: {e}"));
+    assert_eq!(uuid.get_version_num(), 4);
+
+    let (id, token, expires) = issue(&db, "alice", &["--dialect", "knox", "--static"]).await;
+    assert!(is_knox_token(&token), "{token}");
+    assert!(expires.is_null(), "a static token without --ttl never expires: {expires}");
+    Uuid::parse_str(&id).unwrap();
+
+    let (id, token, expires) = issue(&db, "alice", &["--dialect", "usertoken", "--ttl", "1h"]).await;
+    Uuid::parse_str(&token).unwrap();
+    assert_ne!(id, token, "a usertoken token is never its row id");
+    let listed = &tokens_of(&db, "alice").await[&id];
+    let lifetime = rfc3339(&expires) - rfc3339(&listed["created"]);
+    assert!((lifetime - time::Duration::HOUR).abs() < time::Duration::SECOND, "{expires} vs {listed}");
+    assert_eq!(listed["expires"], expires);
+
+    let (id, _, expires) =
+        issue(&db, "alice", &["--dialect", "knox", "--static", "--ttl", "30d", "--note", "ci"]).await;
+    let listed = &tokens_of(&db, "alice").await[&id];
+    assert_eq!(listed["note"], "ci");
+    assert_eq!(listed["kind"], "static");
+    let lifetime = rfc3339(&expires) - rfc3339(&listed["created"]);
+    assert!((lifetime - time::Duration::days(30)).abs() < time::Duration::SECOND, "{expires} vs {listed}");
+
+    // Every issue produced a distinct row.
+    assert_eq!(tokens_of(&db, "alice").await.len(), 5);
+    usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "webitel"], None).await);
+    usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "soon"], None).await);
+}
+
+async fn token_list_shows_state_but_never_the_token(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+    let (knox_static, knox_static_token, _) = issue(&db, "alice", &["--dialect", "knox", "--static"]).await;
+    let (knox_session, knox_session_token, _) = issue(&db, "alice", &["--dialect", "knox"]).await;
+    let (user_session, user_session_token, _) = issue(&db, "alice", &["--dialect", "usertoken"]).await;
+
+    let listed = tokens_of(&db, "alice").await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for (id, dialect, kind) in
+        [(&knox_static, "knox", "static"), (&knox_session, "knox", "session"), (&user_session, "usertoken", "session")]
+    {
+        let t = &listed[id];
+        assert_eq!(
+            (t["dialect"].as_str(), t["kind"].as_str(), t["state"].as_str()),
+            (Some(dialect), Some(kind), Some("active")),
+            "{t}"
+        );
+    }
+
+    let (short, _, _) = issue(&db, "alice", &["--dialect", "knox", "--ttl", "1s"]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(tokens_of(&db, "alice").await[&short]["state"], "expired");
+
+    let json_out = ok(&admin(&db, &["token", "list", "alice", "--json"], None).await);
+    let table = ok(&admin(&db, &["token", "list", "alice"], None).await);
+    for secret in [&knox_static_token, &knox_session_token, &user_session_token] {
+        assert!(!json_out.contains(secret.as_str()), "token {secret} printed by token list --json");
+        assert!(!table.contains(secret.as_str()), "token {secret} printed by token list");
+    }
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "DIALECT", "KIND", "STATE", "CREATED", "EXPIRES", "LAST", "USED", "NOTE"]);
+    assert_eq!(table.lines().count(), 5, "{table}");
+    for id in [&knox_static, &knox_session, &user_session] {
+        assert!(table.contains(id.as_str()), "{id} missing from {table}");
+    }
+}
+
+async fn token_commands_change_state_and_refuse_unknown_ids(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+    let (a, _, _) = issue(&db, "alice", &["--dialect", "knox", "--static"]).await;
+    let (b, _, _) = issue(&db, "alice", &["--dialect", "usertoken"]).await;
+    let state = |list: &BTreeMap<String, Value>, id: &str| list[id]["state"].as_str().unwrap().to_owned();
+
+    ok(&admin(&db, &["token", "revoke", &a], None).await);
+    let list = tokens_of(&db, "alice").await;
+    assert_eq!((state(&list, &a), state(&list, &b)), ("revoked".into(), "active".into()));
+    assert!(!list[&a]["revoked"].is_null(), "{}", list[&a]);
+
+    ok(&admin(&db, &["token", "disable", &b], None).await);
+    let list = tokens_of(&db, "alice").await;
+    assert_eq!(state(&list, &b), "disabled");
+    assert_eq!(list[&b]["enabled"], false);
+    ok(&admin(&db, &["token", "enable", &b], None).await);
+    let list = tokens_of(&db, "alice").await;
+    assert_eq!(state(&list, &b), "active");
+    assert_eq!(state(&list, &a), "revoked", "enable of another token leaves a revoked one revoked");
+
+    let unknown = Uuid::new_v4().to_string();
+    for cmd in ["revoke", "disable", "enable"] {
+        fails(&admin(&db, &["token", cmd, &unknown], None).await, "no such token");
+        usage_error(&admin(&db, &["token", cmd, "not-a-uuid"], None).await);
+    }
+}
+
+async fn passwd_revokes_and_remove_deletes_tokens(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+    ok(&admin(&db, &["user", "add", "bob", "--password-stdin"], Some("pw\n")).await);
+    let (a, _, _) = issue(&db, "alice", &["--dialect", "knox", "--static"]).await;
+    let (b, _, _) = issue(&db, "alice", &["--dialect", "usertoken"]).await;
+    let (bobs, _, _) = issue(&db, "bob", &["--dialect", "knox"]).await;
+
+    fails(&admin(&db, &["user", "passwd", "alice", "--password-stdin"], Some("\n")).await, "password is empty");
+    let list = tokens_of(&db, "alice").await;
+    assert!(list.values().all(|t| t["state"] == "active"), "a refused passwd changes nothing: {list:?}");
+
+    ok(&admin(&db, &["user", "passwd", "alice", "--password-stdin"], Some("new password\n")).await);
+    let list = tokens_of(&db, "alice").await;
+    assert_eq!(list.len(), 2);
+    for id in [&a, &b] {
+        assert_eq!(list[id]["state"], "revoked", "{}", list[id]);
+    }
+    assert_eq!(tokens_of(&db, "bob").await[&bobs]["state"], "active", "other users' tokens are untouched");
+
+    ok(&admin(&db, &["user", "remove", "alice"], None).await);
+    fails(&admin(&db, &["token", "list", "alice"], None).await, "no such user");
+    // The rows are gone, not just their owner: the ids are unknown now.
+    for id in [&a, &b] {
+        fails(&admin(&db, &["token", "revoke", id], None).await, "no such token");
+    }
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    let names: Vec<&str> = users.as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bob"]);
+    assert_eq!(tokens_of(&db, "bob").await[&bobs]["state"], "active");
+}
+
+async fn migrate_creates_the_schema_and_can_run_twice(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let sqlite_file = db.url.strip_prefix("sqlite://").map(std::path::PathBuf::from);
+    if let Some(file) = &sqlite_file {
+        assert!(!file.exists(), "{} should not exist yet", file.display());
+    }
+    for _ in 0..2 {
+        let out = ok(&admin(&db, &["migrate"], None).await);
+        assert!(out.starts_with("migrations applied to "), "{out}");
+        if let Some(password) = url::Url::parse(&db.url).unwrap().password() {
+            assert!(!out.contains(&format!(":{password}@")), "{out}");
+            assert!(out.contains(":***@"), "{out}");
+        }
+    }
+    if let Some(file) = &sqlite_file {
+        assert!(file.is_file(), "{} was not created", file.display());
+    }
+    let users = json(&ok(&admin(&db, &["user", "list", "--json"], None).await));
+    assert_eq!(users, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn unsupported_scheme_names_the_accepted_ones() {
+    let line = fails(&tokenauth(&["--database-url", "mysql://x/y", "user", "list"], None).await, "mysql");
+    assert!(line.contains("sqlite://") && line.contains("postgres://"), "{line}");
+}
+
+#[tokio::test]
+async fn unreachable_database_fails_fast_without_showing_the_password() {
+    let started = Instant::now();
+    let out = tokenauth(&["--database-url", "postgres://u:secretpw@127.0.0.1:1/db", "user", "list"], None).await;
+    let elapsed = started.elapsed();
+    let line = fails(&out, "127.0.0.1:1");
+    assert!(!line.contains("secretpw"), "{line}");
+    assert!(line.contains("***"), "the password is shown redacted: {line}");
+    // why 15s: the pool gives up after database.acquire_timeout (5s by default).
+    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn missing_config_file_is_named() {
+    let out = tokenauth(&["--config", "/nonexistent.toml", "config"], None).await;
+    let line = fails(&out, "/nonexistent.toml");
+    assert!(line.contains("does not exist"), "{line}");
+    // The same through TOKENAUTH_CONFIG.
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_CONFIG", "/nonexistent.toml");
+    fails(&run(cmd, None).await, "does not exist");
+}
+
+#[tokio::test]
+async fn unknown_keys_in_the_config_file_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, key) in [("bindd = \"127.0.0.1:1\"\n", "bindd"), ("[knox]\ntoken_ttll = \"1h\"\n", "token_ttll")] {
+        let file = dir.path().join("tokenauth.toml");
+        std::fs::write(&file, body).unwrap();
+        fails(&tokenauth(&["--config", file.to_str().unwrap(), "config"], None).await, key);
+    }
+}
+
+#[tokio::test]
+async fn invalid_values_fail_validation() {
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_KNOX__LOGOUT_STATUS", "201");
+    fails(&run(cmd, None).await, "logout_status");
+
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_DATABASE__ACQUIRE_TIMEOUT", "1m");
+    fails(&run(cmd, None).await, "acquire_timeout");
+
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_BIND", "not an address");
+    fails(&run(cmd, None).await, "BIND");
+}
+
+#[tokio::test]
+async fn config_prints_parseable_toml_with_the_password_redacted() {
+    let out = ok(&tokenauth(&["--database-url", "postgres://u:topsecret@h/db", "config"], None).await);
+    assert!(!out.contains("topsecret"), "{out}");
+    let printed: toml::Table = toml::from_str(&out).unwrap_or_else(|e| panic!("not TOML ({e}): {out}"));
+    assert_eq!(printed["database_url"].as_str(), Some("postgres://u:***@h/db"));
+
+    // With no layers at all, it prints the defaults and parses back to them.
+    let out = ok(&tokenauth(&["config"], None).await);
+    let parsed: tokenauth::config::Config = toml::from_str(&out).unwrap();
+    assert_eq!(parsed, tokenauth::config::Config::default());
+}
+
+#[tokio::test]
+async fn config_layers_env_beats_file_and_flag_beats_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokenauth.toml");
+    std::fs::write(
+        &file,
+        "bind = \"127.0.0.1:1111\"\ndatabase_url = \"sqlite://from-file.db\"\n[knox]\nlogout_status = 204\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let printed = |out: &Output| ok(out).parse::<toml::Table>().unwrap();
+
+    let from_file = printed(&tokenauth(&["--config", file, "config"], None).await);
+    assert_eq!(from_file["bind"].as_str(), Some("127.0.0.1:1111"));
+    assert_eq!(from_file["database_url"].as_str(), Some("sqlite://from-file.db"));
+    assert_eq!(from_file["knox"]["logout_status"].as_integer(), Some(204));
+
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_CONFIG", file).env("TOKENAUTH_BIND", "127.0.0.1:2222");
+    let env_over_file = printed(&run(cmd, None).await);
+    assert_eq!(env_over_file["bind"].as_str(), Some("127.0.0.1:2222"), "env beats the file");
+    assert_eq!(
+        env_over_file["knox"]["logout_status"].as_integer(),
+        Some(204),
+        "the file named by TOKENAUTH_CONFIG is read"
+    );
+
+    let mut cmd = command(&["--config", file, "--database-url", "sqlite://from-flag.db", "config"]);
+    cmd.env("TOKENAUTH_DATABASE_URL", "sqlite://from-env.db");
+    let flag_over_env = printed(&run(cmd, None).await);
+    assert_eq!(flag_over_env["database_url"].as_str(), Some("sqlite://from-flag.db"), "--database-url beats env");
+
+    let mut cmd = command(&["--config", file, "config"]);
+    cmd.env("TOKENAUTH_DATABASE_URL", "sqlite://from-env.db");
+    let env_over_file = printed(&run(cmd, None).await);
+    assert_eq!(env_over_file["database_url"].as_str(), Some("sqlite://from-env.db"), "env beats the file");
+}
+
+#[tokio::test]
+async fn unknown_env_vars_are_warned_about_and_ignored() {
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_FOO", "1").env("TOKENAUTH_KNOX__TOKEN_TTLL", "1h");
+    // A variable tokenauth reads that is not a configuration key: no warning.
+    cmd.env("TOKENAUTH_TEST_DATABASE_URL", "postgres://x/y");
+    let out = run(cmd, None).await;
+    let printed = ok(&out);
+    let warnings = stderr(&out);
+    assert!(warnings.contains("TOKENAUTH_FOO"), "{warnings}");
+    assert!(warnings.contains("TOKENAUTH_KNOX__TOKEN_TTLL"), "{warnings}");
+    assert_eq!(warnings.lines().count(), 2, "one warning each: {warnings}");
+    assert!(!printed.contains("foo") && !printed.contains("ttll"), "{printed}");
+    let parsed: tokenauth::config::Config = toml::from_str(&printed).unwrap();
+    assert_eq!(parsed, tokenauth::config::Config::default(), "ignored, so the defaults apply");
+}
+
+/// An empty `TOKENAUTH_CONFIG` (as `TOKENAUTH_CONFIG=` in a compose file or an env file
+/// leaves it) names no file, so the other layers apply. Today clap takes the empty value as
+/// `--config ""` and refuses it with a usage error about a flag the operator never passed.
+#[tokio::test]
+async fn empty_config_env_var_names_no_file() {
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_CONFIG", "").env("TOKENAUTH_BIND", "127.0.0.1:2222");
+    let out = run(cmd, None).await;
+    let printed: toml::Table = ok(&out).parse().unwrap();
+    assert_eq!(printed["bind"].as_str(), Some("127.0.0.1:2222"));
+}
+
+#[tokio::test]
+async fn nested_env_vars_set_table_keys() {
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_KNOX__TOKEN_TTL", "10h");
+    let out = ok(&run(cmd, None).await);
+    let knox = out.split("\n[knox]\n").nth(1).unwrap_or_else(|| panic!("no [knox] table: {out}"));
+    let knox = knox.split("\n[").next().unwrap();
+    assert!(knox.lines().any(|l| l == "token_ttl = \"10h\""), "{out}");
+    let printed: toml::Table = toml::from_str(&out).unwrap();
+    assert!(printed["usertoken"].get("token_ttl").is_none(), "only knox's: {out}");
+}

@@ -1,1 +1,384 @@
-//! (to be written)
+//! End to end: the real binary, started with `tokenauth serve`, over real HTTP, on both
+//! backends. Users and tokens are made with the CLI, also while the server runs. Covers the
+//! usertoken and knox flows, that secrets never reach the logs, graceful shutdown on SIGTERM
+//! and SIGINT, and the runtime contract a container relies on (`TOKENAUTH_BIND`).
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::cli::{admin, command, is_knox_token, ok, run, stderr};
+use crate::helpers::{Backend, TestDb};
+
+const PASSWORD: &str = "e2e-Pa55word-not-for-logs";
+/// Bound on every wait: server start, a log line, process exit.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `tokenauth serve`, killed when dropped. Its stderr is kept, line by line.
+struct Server {
+    child: Child,
+    /// The address the server logged.
+    logged: SocketAddr,
+    /// Where to connect: the logged address, with 127.0.0.1 for an unspecified IP.
+    addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// `tokenauth serve --bind 127.0.0.1:0 --database-url URL`.
+    async fn serve(db: &TestDb) -> Server {
+        Server::spawn(command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])).await
+    }
+
+    /// Start a prepared `serve` command with debug logging and wait until it listens.
+    async fn spawn(mut cmd: std::process::Command) -> Server {
+        cmd.env("RUST_LOG", "trace").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            logged: SocketAddr::from(([0, 0, 0, 0], 0)),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            logs,
+            reader: Some(reader),
+        };
+        let line = server.wait_for_log("listening on http://").await;
+        let logged = line.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap();
+        server.logged = logged.parse().unwrap_or_else(|e| panic!("{logged:?} in {line:?}: {e}"));
+        server.addr = server.logged;
+        if server.addr.ip().is_unspecified() {
+            server.addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Wait for a stderr line containing `needle` and return it; fail if the server exits first.
+    async fn wait_for_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("tokenauth exited ({status}) before logging {needle:?}; stderr:\n{}", self.logs().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in stderr:\n{}", self.logs().join("\n"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send a signal (`TERM`, `INT`) with the `kill` command.
+    fn signal(&self, name: &str) {
+        let status =
+            std::process::Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(status.unwrap().success(), "kill -{name} failed");
+    }
+
+    /// Wait for the process to exit, then for its stderr to be read to the end.
+    async fn wait_for_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "tokenauth did not exit; stderr:\n{}", self.logs().join("\n"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
+    }
+
+    /// Stop with `signal` and assert a clean exit (status 0) within `WAIT`.
+    async fn stop(&mut self, signal: &str) {
+        self.signal(signal);
+        let status = self.wait_for_exit().await;
+        assert_eq!(status.code(), Some(0), "exit after SIG{signal}: {status}; stderr:\n{}", self.logs().join("\n"));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    // why no_proxy: the tests talk to 127.0.0.1 only, whatever HTTP_PROXY says.
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+/// Status and body (JSON, or `Value::Null` when empty) of a response.
+async fn parts(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap();
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body:?}"))
+    };
+    (status, value)
+}
+
+async fn add_alice(db: &TestDb) {
+    ok(&admin(db, &["user", "add", "alice", "--password-stdin"], Some(&format!("{PASSWORD}\n"))).await);
+}
+
+async fn knox_login(http: &reqwest::Client, server: &Server) -> String {
+    let resp = http.post(server.url("/auth/login/")).json(&json!({"username": "alice", "password": PASSWORD}));
+    let (status, body) = parts(resp.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["expiry"], Value::Null, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert!(is_knox_token(&token), "{token}");
+    token
+}
+
+async fn knox_post(http: &reqwest::Client, server: &Server, path: &str, token: &str) -> (StatusCode, Value) {
+    let resp = http.post(server.url(path)).header("authorization", format!("Token {token}")).send().await.unwrap();
+    parts(resp).await
+}
+
+fn invalid_token() -> (StatusCode, Value) {
+    (StatusCode::UNAUTHORIZED, json!({"detail": "Invalid token."}))
+}
+
+/// The access log carries the resolved client IP and a redacted query, at every log level.
+/// The client binds 127.0.0.1 (a trusted proxy here) or 127.0.0.2 (not trusted), so the test
+/// proves which address tokenauth believed.
+#[tokio::test]
+async fn access_log_has_the_client_ip_and_redacts_the_query() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    add_alice(&db).await;
+    let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_TRUSTED_PROXIES", "[\"127.0.0.1/32\"]");
+    let mut server = Server::spawn(cmd).await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from(ip))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (proxy, stranger) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let resp = proxy.get(server.url("/healthz")).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = stranger.get(server.url("/healthz")).header("x-forwarded-for", "203.0.113.10").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let token = knox_login(&proxy, &server).await;
+    let resp = proxy.get(server.url(&format!("/nope?token={token}&x_key=k3y-s3cret&page=2"))).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    server.stop("TERM").await;
+
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("client_ip=203.0.113.9"), "a trusted proxy's X-Forwarded-For is believed:\n{logs}");
+    assert!(logs.contains("client_ip=127.0.0.2"), "an untrusted peer is itself the client:\n{logs}");
+    assert!(!logs.contains("203.0.113.10"), "an untrusted peer's X-Forwarded-For was believed:\n{logs}");
+    assert!(logs.contains("query=token=REDACTED&x_key=REDACTED&page=2"), "{logs}");
+    for secret in [token.as_str(), "k3y-s3cret", PASSWORD] {
+        assert!(!logs.contains(secret), "{secret:?} logged:\n{logs}");
+    }
+}
+
+backend_tests!(
+    dialects_work_over_http_and_secrets_stay_out_of_the_logs,
+    sigterm_lets_an_in_flight_request_finish,
+    bind_from_env_on_all_interfaces_and_sigint_stops,
+);
+
+async fn dialects_work_over_http_and_secrets_stay_out_of_the_logs(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    add_alice(&db).await;
+    let mut server = Server::serve(&db).await;
+    let http = client();
+    let mut secrets = vec![PASSWORD.to_owned()];
+    if let Some(db_password) = url::Url::parse(&db.url).unwrap().password() {
+        secrets.push(format!(":{db_password}@"));
+    }
+
+    for path in ["/healthz", "/readyz"] {
+        let resp = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+
+    // usertoken: login (Basic), bump and logout (Bearer).
+    let resp = http.post(server.url("/auth/login")).basic_auth("alice", Some(PASSWORD)).send().await.unwrap();
+    let (status, body) = parts(resp).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    uuid::Uuid::parse_str(&token).unwrap();
+    assert_eq!((body["enabled"].clone(), body["version"].clone()), (json!(true), json!(0)), "{body}");
+    secrets.push(token.clone());
+    let bump = || http.post(server.url("/auth/bump")).bearer_auth(&token).send();
+    let (status, body) = parts(bump().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["lastLoginTime"].is_string(), "{body}");
+    let resp = http.post(server.url("/auth/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(parts(resp).await, (StatusCode::OK, json!({"success": true})));
+    let (status, body) = parts(bump().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["name"], "AuthError", "{body}");
+
+    // knox: logout revokes the presented token, logoutall all of alice's.
+    let first = knox_login(&http, &server).await;
+    let second = knox_login(&http, &server).await;
+    let third = knox_login(&http, &server).await;
+    assert!(first != second && second != third && first != third);
+    secrets.extend([first.clone(), second.clone(), third.clone()]);
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &first).await, (StatusCode::OK, Value::Null));
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &first).await, invalid_token());
+    assert_eq!(knox_post(&http, &server, "/auth/logoutall/", &second).await, (StatusCode::OK, Value::Null));
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &second).await, invalid_token());
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &third).await, invalid_token(), "logoutall revoked it too");
+
+    // A token minted by the CLI while the server runs works at once.
+    let minted = ok(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--static"], None).await);
+    let minted = minted.trim_end().to_owned();
+    secrets.push(minted.clone());
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &minted).await, (StatusCode::OK, Value::Null));
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &minted).await, invalid_token());
+
+    // Disabling alice with the CLI stops her tokens at once; enabling her brings them back.
+    let kept = knox_login(&http, &server).await;
+    secrets.push(kept.clone());
+    ok(&admin(&db, &["user", "disable", "alice"], None).await);
+    let inactive = (StatusCode::UNAUTHORIZED, json!({"detail": "User inactive or deleted."}));
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &kept).await, inactive);
+    let resp = http.post(server.url("/auth/login/")).json(&json!({"username": "alice", "password": PASSWORD}));
+    let refused = json!({"non_field_errors": ["Unable to log in with provided credentials."]});
+    assert_eq!(parts(resp.send().await.unwrap()).await, (StatusCode::BAD_REQUEST, refused));
+    ok(&admin(&db, &["user", "enable", "alice"], None).await);
+    assert_eq!(knox_post(&http, &server, "/auth/logout/", &kept).await, (StatusCode::OK, Value::Null));
+
+    // Secrets never logged, with every line flushed: stop the server first.
+    server.stop("TERM").await;
+    let logs = server.logs();
+    assert!(logs.iter().any(|l| l.contains("/auth/login/")), "the access log was captured:\n{}", logs.join("\n"));
+    assert!(logs.iter().any(|l| l.contains("DEBUG")), "debug logging was on:\n{}", logs.join("\n"));
+    for line in &logs {
+        for secret in &secrets {
+            assert!(!line.contains(secret.as_str()), "secret {secret:?} logged: {line}");
+        }
+    }
+}
+
+async fn sigterm_lets_an_in_flight_request_finish(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    add_alice(&db).await;
+    let mut server = Server::serve(&db).await;
+    let body = json!({"username": "alice", "password": PASSWORD}).to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /auth/login/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
+        server.addr,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // why: let the server read the headers and start the request before the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal("TERM");
+    server.wait_for_log("shutting down").await;
+
+    // No new connections while the in-flight request drains.
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(server.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting connections after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.child.try_wait().unwrap().is_none(), "exited before answering the in-flight request");
+
+    stream.write_all(tail.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("no response").unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    let (_, json_body) = response.split_once("\r\n\r\n").unwrap();
+    let json_body: Value = serde_json::from_str(json_body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    let token = json_body["token"].as_str().unwrap();
+    assert!(is_knox_token(token), "{response}");
+
+    let answered = Instant::now();
+    let status = server.wait_for_exit().await;
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{}", server.logs().join("\n"));
+    assert!(answered.elapsed() < Duration::from_secs(5), "exit took {:?} after the last response", answered.elapsed());
+    assert!(TcpStream::connect(server.addr).await.is_err(), "connections are refused after shutdown");
+    assert!(server.logs().iter().any(|l| l.contains("stopped")), "{}", server.logs().join("\n"));
+
+    // The token issued during shutdown was committed: it works after a restart.
+    let server = Server::serve(&db).await;
+    let (status, body) = knox_post(&client(), &server, "/auth/logout/", token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn bind_from_env_on_all_interfaces_and_sigint_stops(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut cmd = command(&["serve", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_BIND", "0.0.0.0:0");
+    let mut server = Server::spawn(cmd).await;
+    assert_eq!(server.logged.ip(), Ipv4Addr::UNSPECIFIED, "listening on all interfaces: {}", server.logged);
+    assert_ne!(server.logged.port(), 0);
+    assert_eq!(server.addr.ip(), Ipv4Addr::LOCALHOST);
+    let resp = client().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.stop("INT").await;
+}
+
+/// `serve --bind` beats `TOKENAUTH_BIND`, which beats the file (`config` cannot show serve's
+/// flag, so this starts the server).
+#[tokio::test]
+async fn serve_bind_flag_beats_env_which_beats_the_file() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokenauth.toml");
+    std::fs::write(&file, "bind = \"127.0.0.1:1111\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    // A port we hold: binding it must fail, which shows which layer serve used.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = held.local_addr().unwrap();
+
+    let mut env_only = command(&["--config", file, "serve", "--database-url", &db.url]);
+    env_only.env("TOKENAUTH_BIND", held.to_string());
+    let out = run(env_only, None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with(&format!("error: cannot listen on {held}")), "env beats the file: {last}");
+
+    let mut with_flag = command(&["--config", file, "serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    with_flag.env("TOKENAUTH_BIND", held.to_string());
+    let mut server = Server::spawn(with_flag).await;
+    assert_eq!(server.logged.ip(), Ipv4Addr::LOCALHOST);
+    assert!(![0, 1111, held.port()].contains(&server.logged.port()), "--bind wins: {}", server.logged);
+    let resp = client().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.stop("TERM").await;
+}

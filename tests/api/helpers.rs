@@ -126,12 +126,13 @@ impl Drop for TestDb {
 
 /// A config for tests: cheap argon2 so the suite stays fast, everything else default.
 pub fn test_config(db_url: &str) -> Config {
-    let mut config = Config::default();
-    config.database_url = DatabaseUrl::new(db_url);
-    config.passwords.memory_kib = 1024;
-    config.passwords.iterations = 1;
-    config.database.max_connections = 5;
-    config
+    let defaults = Config::default();
+    Config {
+        database_url: DatabaseUrl::new(db_url),
+        passwords: tokenauth::config::PasswordConfig { memory_kib: 1024, iterations: 1, ..defaults.passwords },
+        database: tokenauth::config::DatabaseConfig { max_connections: 5, ..defaults.database },
+        ..defaults
+    }
 }
 
 fn init_test_log() {
@@ -150,7 +151,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: Arc<FixedClock>,
     pub config: Config,
-    pub db: TestDb,
+    /// Kept so the database outlives the app (dropped, and for Postgres deleted, with it).
+    _db: TestDb,
 }
 
 impl TestApp {
@@ -168,7 +170,7 @@ impl TestApp {
         let clock = Arc::new(FixedClock::new(T0));
         let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).unwrap();
         let router = app::router(AppState::new(config.clone(), Arc::clone(&tokens))).unwrap();
-        TestApp { router, tokens, store, clock, config, db }
+        TestApp { router, tokens, store, clock, config, _db: db }
     }
 
     pub async fn add_user(&self, name: &str, password: &str) -> PrincipalRecord {
@@ -214,7 +216,7 @@ impl TestRequest<'_> {
         self
     }
 
-    pub fn json(self, value: Value) -> Self {
+    pub fn json(self, value: impl serde::Serialize) -> Self {
         self.body(serde_json::to_vec(&value).unwrap(), "application/json")
     }
 
@@ -239,11 +241,6 @@ impl TestRequest<'_> {
 
     pub fn token(self, token: &str) -> Self {
         self.header("authorization", format!("Token {token}"))
-    }
-
-    pub fn peer(mut self, peer: SocketAddr) -> Self {
-        self.peer = peer;
-        self
     }
 
     pub async fn send(self) -> TestResponse {
@@ -276,7 +273,8 @@ impl TestResponse {
 
     /// Assert the status and that the body is exactly `body`, as JSON with a JSON content type.
     #[track_caller]
-    pub fn assert_json(&self, status: StatusCode, body: Value) {
+    pub fn assert_json(&self, status: StatusCode, body: impl Into<Value>) {
+        let body: Value = body.into();
         assert_eq!(self.status, status, "status; body: {}", String::from_utf8_lossy(&self.body));
         assert_eq!(self.header("content-type"), Some("application/json"), "content-type");
         assert_eq!(self.json(), body);

@@ -26,7 +26,8 @@ fn knox(app: &TestApp) -> TokenPolicy {
 }
 
 async fn login(app: &TestApp, policy: &TokenPolicy) -> String {
-    let issued = app.tokens.login(policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    let issued =
+        app.tokens.login(policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
     issued.token.expose().to_owned()
 }
 
@@ -235,7 +236,8 @@ async fn minted_tokens(backend: Backend) {
     let fixed = mint(MintOptions { static_token: true, ..Default::default() }).await.unwrap();
     assert_eq!(fixed.record.kind, TokenKind::Static);
     assert_eq!(fixed.record.expires_at, None);
-    let fixed_ttl = mint(MintOptions { static_token: true, ttl: Some(HOUR * 2), note: Some("ci".into()) }).await.unwrap();
+    let fixed_ttl =
+        mint(MintOptions { static_token: true, ttl: Some(HOUR * 2), note: Some("ci".into()) }).await.unwrap();
     assert_eq!(fixed_ttl.record.expires_at, Some(T0 + HOUR * 2));
     assert_eq!(fixed_ttl.record.note.as_deref(), Some("ci"));
     let session = mint(MintOptions::default()).await.unwrap();
@@ -257,7 +259,13 @@ async fn notes_are_limited(backend: Backend) {
     app.add_user("alice", "pw").await;
     let policy = usertoken(&app);
     let login = |note: String| {
-        app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions { note: Some(note), expires_at: None })
+        app.tokens.login(
+            &policy,
+            USER,
+            "alice",
+            "pw".to_owned().into(),
+            LoginOptions { note: Some(note), expires_at: None },
+        )
     };
     assert_eq!(login("é".repeat(128)).await.unwrap().record.note, Some("é".repeat(128)));
     assert!(matches!(login("x".repeat(129)).await, Err(Error::Invalid(_))));

@@ -181,7 +181,8 @@ async fn tokens_round_trip_exactly(backend: Backend) {
     assert!(store.token_by_digest(&TokenHash::of("nope")).await.unwrap().is_none());
     assert!(store.token_by_id(Uuid::new_v4()).await.unwrap().is_none());
 
-    let later = token_with(&*store, alice.id, "usertoken", created + HOUR, None, InsertRules::default()).await.unwrap().1;
+    let later =
+        token_with(&*store, alice.id, "usertoken", created + HOUR, None, InsertRules::default()).await.unwrap().1;
     let list = store.list_tokens(alice.id).await.unwrap();
     assert_eq!(list.iter().map(|t| t.id).collect::<Vec<_>>(), vec![later.id, minted.id], "newest first");
     assert_eq!(list[0].expires_at, None);
@@ -303,7 +304,9 @@ async fn sweep_deletes_only_past_retention(backend: Backend) {
     store.revoke_token(new_revoked.id, T0 + HOUR * 10).await.unwrap();
     let deleted = store.sweep(T0 + HOUR * 5).await.unwrap();
     assert_eq!(deleted, 2);
-    for (m, kept) in [(old_revoked, false), (new_revoked, true), (old_expired, false), (new_expired, true), (live, true)] {
+    for (m, kept) in
+        [(old_revoked, false), (new_revoked, true), (old_expired, false), (new_expired, true), (live, true)]
+    {
         assert_eq!(store.token_by_id(m.id).await.unwrap().is_some(), kept);
     }
 }

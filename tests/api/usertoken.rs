@@ -100,7 +100,8 @@ async fn login_with_note_and_expiration(backend: Backend) {
         }),
     );
     // Explicit nulls mean "not given"; an empty JSON body is fine too.
-    let resp = app.post("/auth/login").basic("alice", "pw").json(json!({"note": null, "expirationTime": null})).send().await;
+    let resp =
+        app.post("/auth/login").basic("alice", "pw").json(json!({"note": null, "expirationTime": null})).send().await;
     assert_eq!(resp.status, StatusCode::OK);
     assert!(resp.json().get("note").is_none() && resp.json().get("expirationTime").is_none());
     let resp = app.post("/auth/login").basic("alice", "pw").body("", "application/json").send().await;
@@ -232,7 +233,12 @@ async fn refused_tokens(backend: Backend) {
     let policy = tokenauth::dialect::usertoken::policy(&app.config.usertoken);
     let minted = app
         .tokens
-        .mint(&policy, PrincipalKind::User, "bob", tokenauth::token::MintOptions { static_token: true, ..Default::default() })
+        .mint(
+            &policy,
+            PrincipalKind::User,
+            "bob",
+            tokenauth::token::MintOptions { static_token: true, ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(app.post("/auth/bump").bearer(minted.token.expose()).send().await.status, StatusCode::OK);
