@@ -5,6 +5,7 @@
 //! `--database-url` and `TOKENAUTH_*` work everywhere), and every failure is one line on
 //! stderr with exit code 1 (printed by `main`). Lists print a table, or JSON with `--json`.
 
+mod healthcheck;
 mod output;
 
 use std::io::BufRead as _;
@@ -65,6 +66,13 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Exit 0 when the server at the configured bind address answers /healthz (for container
+    /// HEALTHCHECKs; the image has no curl).
+    Healthcheck {
+        /// Ask /readyz instead: is the database reachable too?
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 /// `tokenauth user ...`
@@ -218,6 +226,9 @@ impl Cli {
             Command::Config => {
                 print!("{}", config.to_redacted_toml()?);
                 Ok(())
+            }
+            Command::Healthcheck { ready } => {
+                healthcheck::run(config.bind, if ready { "/readyz" } else { "/healthz" }).await
             }
             Command::User(cmd) => with_service(&config, |tokens| user(cmd, tokens)).await,
             Command::Token(cmd) => {

@@ -40,14 +40,18 @@ pub fn layer() -> AccessLog {
 fn make_span(req: &Request<Body>) -> Span {
     let request_id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
     let client_ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %truncate(req.uri().path()),
-        query = %redact_query(req.uri().query().unwrap_or("")),
+        query = tracing::field::Empty,
         request_id = %request_id,
         client_ip = %client_ip,
-    )
+    );
+    if let Some(query) = req.uri().query().filter(|q| !q.is_empty()) {
+        span.record("query", tracing::field::display(redact_query(query)));
+    }
+    span
 }
 
 fn truncate(s: &str) -> &str {

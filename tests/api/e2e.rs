@@ -60,7 +60,10 @@ impl Server {
             reader: Some(reader),
         };
         let line = server.wait_for_log("listening on http://").await;
-        let logged = line.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap();
+        // The address ends where address characters end (text logs: a space; JSON logs: a quote).
+        let rest = line.split("listening on http://").nth(1).unwrap();
+        let end = rest.find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c))).unwrap_or(rest.len());
+        let logged = &rest[..end];
         server.logged = logged.parse().unwrap_or_else(|e| panic!("{logged:?} in {line:?}: {e}"));
         server.addr = server.logged;
         if server.addr.ip().is_unspecified() {
@@ -381,4 +384,53 @@ async fn serve_bind_flag_beats_env_which_beats_the_file() {
     let resp = client().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     server.stop("TERM").await;
+}
+
+/// The container image's runtime contract, checked without Docker on the same binary: as an
+/// unprivileged user (the image uses uid 10001; here uid 65534 when the tests run as root),
+/// with the image's environment (`TOKENAUTH_BIND=0.0.0.0:...`, JSON logs) and its data
+/// directory as the working directory, the server creates its database there, answers
+/// `tokenauth healthcheck` (the image's HEALTHCHECK), and stops on SIGTERM with exit 0.
+#[tokio::test]
+async fn runs_as_an_unprivileged_user_like_the_image() {
+    const NOBODY: u32 = 65534;
+    let data = tempfile::tempdir().unwrap();
+    let as_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap();
+    let mut cmd = if as_root {
+        std::os::unix::fs::chown(data.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([&format!("--reuid={NOBODY}"), &format!("--regid={NOBODY}"), "--clear-groups", "--"]);
+        cmd.arg(env!("CARGO_BIN_EXE_tokenauth")).arg("serve");
+        for (name, _) in std::env::vars_os().filter(|(n, _)| n.to_string_lossy().starts_with("TOKENAUTH_")) {
+            cmd.env_remove(name);
+        }
+        cmd
+    } else {
+        command(&["serve"])
+    };
+    cmd.current_dir(data.path()).env("TOKENAUTH_BIND", "0.0.0.0:0").env("TOKENAUTH_LOG_FORMAT", "json");
+    let mut server = Server::spawn(cmd).await;
+    assert!(server.logged.ip().is_unspecified(), "{}", server.logged);
+
+    let db = data.path().join("tokenauth.db");
+    assert!(db.is_file(), "the default database is created in the working directory");
+    if as_root {
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&db).unwrap());
+        assert_eq!(owner, NOBODY, "the server ran as the unprivileged user");
+    }
+    let json_line = server.logs().into_iter().find(|l| l.contains("listening on")).unwrap();
+    serde_json::from_str::<Value>(&json_line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {json_line}"));
+
+    let port = server.logged.port().to_string();
+    for args in [&["healthcheck"][..], &["healthcheck", "--ready"][..]] {
+        let mut check = command(args);
+        check.env("TOKENAUTH_BIND", format!("0.0.0.0:{port}"));
+        let out = run(check, None).await;
+        assert_eq!(ok(&out).trim(), "ok");
+    }
+    server.stop("TERM").await;
+    let mut check = command(&["healthcheck"]);
+    check.env("TOKENAUTH_BIND", format!("127.0.0.1:{port}"));
+    let out = run(check, None).await;
+    assert_eq!(out.status.code(), Some(1), "healthcheck of a stopped server fails: {}", stderr(&out));
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark the release binary on loopback, on SQLite and on PostgreSQL, with wrk.
+#
+#   bench/run.sh [SECONDS_PER_RUN]      (default 10)
+#
+# For each backend: /healthz as the baseline; login (usertoken Basic) at the default argon2
+# parameters; a token check that succeeds (/auth/bump: check + one write) and one that fails
+# (knox /auth/logout/ with an unknown token: shape check + one lookup). Then the in-process
+# bench of TokenService::authenticate (cargo bench --bench token_check). Prints one table.
+# Traffic goes to 127.0.0.1 only; every run is bounded by its duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+PORT=18181
+OUT=bench/results
+mkdir -p "$OUT"
+
+command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+cargo build --release --locked -q
+BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tokenauth
+PG_ADMIN=${TOKENAUTH_BENCH_DATABASE_URL:-$(scripts/ensure-postgres.sh)}
+PASSWORD=bench-password-123
+
+server_pid=""
+stop_server() { [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=""; }
+trap stop_server EXIT
+
+# wrk SCRIPT_NAME CONNECTIONS PATH [lua body] -> "req/s p50 p99"
+measure() {
+  local name=$1 conns=$2 path=$3 lua=${4:-}
+  local script="$OUT/$name.lua"
+  printf '%s\n' "$lua" > "$script"
+  wrk -t2 -c"$conns" -d"${SECS}s" --latency -s "$script" "http://127.0.0.1:$PORT$path" > "$OUT/$name.txt"
+  awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {printf "%s %s %s\n", rps, p50, p99}' "$OUT/$name.txt"
+}
+
+rows=()
+for backend in sqlite postgres; do
+  if [ "$backend" = sqlite ]; then
+    rm -f "$OUT"/bench.db*
+    url="sqlite://$OUT/bench.db"
+  else
+    psql "$PG_ADMIN" -q -c 'DROP DATABASE IF EXISTS tokenauth_bench WITH (FORCE)' -c 'CREATE DATABASE tokenauth_bench'
+    url=$(python3 -c 'import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/tokenauth_bench").geturl())' "$PG_ADMIN")
+  fi
+  export TOKENAUTH_DATABASE_URL=$url
+  echo "$PASSWORD" | "$BIN" user add bench --password-stdin >/dev/null
+  RUST_LOG=info "$BIN" serve --bind "127.0.0.1:$PORT" >"$OUT/serve-$backend.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 50); do TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck >/dev/null 2>&1 && break; sleep 0.2; done
+  TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck >/dev/null
+
+  basic=$(printf 'bench:%s' "$PASSWORD" | base64)
+  token=$(curl -s -X POST -u "bench:$PASSWORD" "http://127.0.0.1:$PORT/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+  read -r base_rps base_p50 base_p99 < <(measure "$backend-healthz" 32 /healthz 'wrk.method = "GET"')
+  rows+=("$backend|GET /healthz (baseline)|32|$base_rps|$base_p50|$base_p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-login" 4 /auth/login "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Basic $basic\"")
+  rows+=("$backend|POST /auth/login (argon2id m=19MiB t=2)|4|$rps|$p50|$p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-bump" 32 /auth/bump "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Bearer $token\"")
+  rows+=("$backend|POST /auth/bump (check + write)|32|$rps|$p50|$p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-unknown" 32 /auth/logout/ "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Token $(printf '0%.0s' $(seq 1 64))\"")
+  rows+=("$backend|POST /auth/logout/ unknown token (401)|32|$rps|$p50|$p99|$base_rps")
+  stop_server
+done
+
+echo
+echo "tokenauth $(git describe --always --dirty 2>/dev/null), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), ${SECS}s per run, wrk -t2 on the same machine"
+printf '%-9s %-42s %5s %10s %9s %9s %8s\n' backend endpoint conns 'req/s' p50 p99 'vs base'
+for row in "${rows[@]}"; do
+  IFS='|' read -r b e c rps p50 p99 base <<<"$row"
+  ratio=$(python3 -c "print(f'{float($rps)/float($base):.3f}')")
+  printf '%-9s %-42s %5s %10s %9s %9s %8s\n' "$b" "$e" "$c" "$rps" "$p50" "$p99" "$ratio"
+done
+echo
+echo "In-process TokenService::authenticate:"
+TOKENAUTH_BENCH_DATABASE_URL=$PG_ADMIN cargo bench --locked -q --bench token_check 2>/dev/null
