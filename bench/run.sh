@@ -15,7 +15,7 @@ PORT=18181
 OUT=bench/results
 mkdir -p "$OUT"
 
-command -v wrk >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+command -v wrk >/dev/null || scripts/apt-install.sh wrk
 cargo build --release --locked -q
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tokenauth
 PG_ADMIN=${TOKENAUTH_BENCH_DATABASE_URL:-$(scripts/ensure-postgres.sh)}

@@ -2,7 +2,7 @@
 # Make a local PostgreSQL available for the test suite and print its admin URL on stdout.
 #
 # Uses Debian's cluster tools (initdb refuses to run as root): installs postgresql when it is
-# missing (as root, with a policy-rc.d so apt starts no service on its own), creates a cluster
+# missing (scripts/apt-install.sh: apt starts no service on its own), creates a cluster
 # if there is none, starts it, and creates the role tokenauth_test (LOGIN CREATEDB) with a
 # password. Each test then creates its own database with that role. Idempotent: safe to run
 # when the cluster is already up or the role already exists.
@@ -15,22 +15,8 @@ as_root() {
     log "need root (or passwordless sudo) to $*"; return 1; fi
 }
 
-install_postgres() {
-  log "installing postgresql from Debian's packages"
-  local policy=/usr/sbin/policy-rc.d created=""
-  if [ ! -e "$policy" ]; then
-    # why: apt would otherwise start the service itself, racing our pg_ctlcluster below.
-    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
-    created=1
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
-  [ -n "$created" ] && as_root rm -f "$policy"
-  return 0
-}
-
 if ! command -v pg_lsclusters >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  install_postgres
+  "$(dirname "$0")/apt-install.sh" postgresql
 fi
 
 version=$(ls /usr/lib/postgresql | sort -V | tail -n1)

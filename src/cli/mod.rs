@@ -82,6 +82,7 @@ pub enum UserCommand {
     Add {
         /// User name (exact, case-sensitive).
         name: String,
+        /// Where the password comes from.
         #[command(flatten)]
         password: PasswordSource,
     },
@@ -89,6 +90,7 @@ pub enum UserCommand {
     Passwd {
         /// User name.
         name: String,
+        /// Where the new password comes from.
         #[command(flatten)]
         password: PasswordSource,
     },
@@ -141,7 +143,7 @@ pub enum TokenCommand {
         #[arg(long = "static")]
         static_token: bool,
         /// Lifetime, e.g. 24h or 30d (a session token defaults to the dialect's lifetime).
-        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_ttl, value_name = "DURATION")]
         ttl: Option<Duration>,
         /// A note stored with the token.
         #[arg(long, value_name = "TEXT")]
@@ -250,6 +252,18 @@ where
     let result = f(tokens).await;
     store.close().await;
     result
+}
+
+/// A positive lifetime of at most 100 years.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("a lifetime must be positive (omit --ttl for a token that never expires)".into());
+    }
+    if d > config::MAX_LIFETIME {
+        return Err("a lifetime must be at most 100 years (omit --ttl for a token that never expires)".into());
+    }
+    Ok(d)
 }
 
 fn read_password(source: PasswordSource) -> anyhow::Result<SecretString> {

@@ -16,14 +16,16 @@ pub(crate) fn scheme_credentials<'h>(headers: &'h HeaderMap, scheme: &str) -> Re
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return Err(AuthFailure::Missing);
     };
+    // why raw bytes first: a header of another scheme is "not provided", whatever its bytes.
+    let first = raw.as_bytes().split(u8::is_ascii_whitespace).find(|w| !w.is_empty());
+    if !first.is_some_and(|w| w.eq_ignore_ascii_case(scheme.as_bytes())) {
+        return Err(AuthFailure::Missing);
+    }
     let Ok(value) = raw.to_str() else {
         return Err(AuthFailure::Malformed(Malformation::InvalidCharacters));
     };
     let mut words = value.split_ascii_whitespace();
-    match words.next() {
-        Some(s) if s.eq_ignore_ascii_case(scheme) => {}
-        _ => return Err(AuthFailure::Missing),
-    }
+    words.next();
     let Some(token) = words.next() else {
         return Err(AuthFailure::Malformed(Malformation::Empty));
     };
@@ -73,6 +75,8 @@ mod tests {
             scheme_credentials(&auth(b"Token \xff\xfe"), "Token"),
             Err(AuthFailure::Malformed(Malformation::InvalidCharacters))
         );
+        assert_eq!(scheme_credentials(&auth(b"Bearer \xff\xfe"), "Token"), Err(AuthFailure::Missing));
+        assert_eq!(scheme_credentials(&auth(b"Tokenx abc"), "Token"), Err(AuthFailure::Missing));
     }
 
     #[test]

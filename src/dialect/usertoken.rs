@@ -5,9 +5,9 @@
 //! `Authorization: Bearer <uuid>`. Errors are `{"name", "title", "description"}`. Every
 //! response carries `Vary: Accept`, as the seed shows.
 //!
-//! Departures from the seed, chosen deliberately: a refused Bearer token is challenged with
-//! `WWW-Authenticate: Bearer realm="tokenauth"` (a Basic challenge there would make browsers
-//! prompt for a password); the Basic challenge is kept for `/auth/login`.
+//! Every 401 carries `WWW-Authenticate: Basic realm="tokenauth"`, as dialects.md specifies
+//! ("refused with the 401 above"), on the Bearer endpoints too. (A browser that gets it on an
+//! XHR may prompt for a password; a proxy in front can strip the header if that matters.)
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -206,14 +206,8 @@ impl Dialect for Usertoken {
         let mut resp = json_response(status, json!({ "name": name, "title": title, "description": description }));
         let headers = resp.headers_mut();
         headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-        match err {
-            Error::BadCredentials(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tokenauth\""));
-            }
-            Error::Unauthenticated(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tokenauth\""));
-            }
-            _ => {}
+        if matches!(err, Error::BadCredentials(_) | Error::Unauthenticated(_)) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tokenauth\""));
         }
         resp.into_response()
     }

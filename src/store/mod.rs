@@ -220,11 +220,15 @@ pub struct NewToken<'a> {
 
 /// Extra conditions for `insert_token`, checked in the same transaction as the insert.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct InsertRules {
+pub struct InsertRules<'a> {
     /// Refuse when the owner already has this many live tokens of the same dialect.
     pub max_live_tokens: Option<u32>,
     /// Also set the owner's last-login time (a login, not an administrator's mint).
     pub login_at: Option<OffsetDateTime>,
+    /// For a login: the password hash that was verified. The insert is refused
+    /// (`CredentialsChanged`) unless the owner still has exactly this hash and is enabled, so
+    /// a password change or a disable that commits during the (slow) verification wins.
+    pub verified_hash: Option<&'a str>,
 }
 
 /// The result of `insert_token`.
@@ -234,6 +238,9 @@ pub enum Inserted {
     Yes,
     /// The token limit refused it; nothing was written.
     LimitReached,
+    /// The verified password hash is no longer current, or the owner was disabled or removed
+    /// meanwhile; nothing was written.
+    CredentialsChanged,
 }
 
 /// A deferred write from the token-check path: last use and sliding expiry.
@@ -271,11 +278,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// principal in the same transaction. `NotFound` when absent.
     async fn set_password_hash(&self, id: i64, hash: &str, revoke_tokens_at: Option<OffsetDateTime>)
     -> StoreResult<()>;
+    /// Replace the password hash only if it is still `old` (a rehash must not undo a password
+    /// change that committed meanwhile); `false` when it was not replaced.
+    async fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> StoreResult<bool>;
     /// Delete a principal and (by cascade) its tokens; `NotFound` when absent.
     async fn delete_principal(&self, id: i64) -> StoreResult<()>;
 
-    /// Insert a token under `rules`, atomically. `NotFound` when the owner is gone.
-    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules) -> StoreResult<Inserted>;
+    /// Insert a token under `rules`, atomically. `NotFound` when the owner is gone (and no
+    /// `verified_hash` was given).
+    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted>;
     /// Look a token up by digest, with its owner.
     async fn token_by_digest(&self, digest: &TokenHash) -> StoreResult<Option<TokenLookup>>;
     /// Look a token up by id, with its owner.
@@ -288,7 +299,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64>;
     /// Enable or disable a token; `false` when it does not exist.
     async fn set_token_enabled(&self, id: Uuid, enabled: bool) -> StoreResult<bool>;
-    /// Set the principal's last login and the token's last use to `at`, in one transaction.
+    /// Set the principal's last login and the token's last use to `at`, in one transaction;
+    /// `NotFound` when either is gone or the token was revoked meanwhile.
     async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
     /// Apply a batch of deferred touches in one transaction.
     async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()>;

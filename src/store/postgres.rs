@@ -181,7 +181,8 @@ const TOKEN_BY_ID: &str = concat!(lookup_select!(), "WHERE t.id = $1");
 const LIST_TOKENS: &str =
     concat!("SELECT ", token_columns!(), " FROM tokens t WHERE t.principal_id = $1 ORDER BY t.created_at DESC, t.id");
 /// Takes the owner's row lock, so concurrent logins of one principal serialise on the limit.
-const LOCK_OWNER: &str = "UPDATE principals SET last_login_at = COALESCE($1::timestamptz, last_login_at) WHERE id = $2";
+const LOCK_OWNER: &str = "UPDATE principals SET last_login_at = COALESCE($1::timestamptz, last_login_at) \
+     WHERE id = $2 AND ($3::text IS NULL OR (password_hash = $3 AND enabled))";
 const COUNT_LIVE: &str = "SELECT count(*) FROM tokens WHERE principal_id = $1 AND dialect = $2 \
      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)";
 const INSERT_TOKEN: &str = "INSERT INTO tokens \
@@ -288,16 +289,35 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE principals SET password_hash = $3 WHERE id = $1 AND password_hash = $2")
+            .bind(id)
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn delete_principal(&self, id: i64) -> StoreResult<()> {
         let done = sqlx::query("DELETE FROM principals WHERE id = $1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules) -> StoreResult<Inserted> {
+    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted> {
         let mut tx = self.pool.begin().await?;
-        let owner = sqlx::query(LOCK_OWNER).bind(rules.login_at).bind(new.principal_id).execute(&mut *tx).await?;
+        let owner = sqlx::query(LOCK_OWNER)
+            .bind(rules.login_at)
+            .bind(new.principal_id)
+            .bind(rules.verified_hash)
+            .execute(&mut *tx)
+            .await?;
         if owner.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return if rules.verified_hash.is_some() {
+                Ok(Inserted::CredentialsChanged)
+            } else {
+                Err(StoreError::NotFound)
+            };
         }
         if let Some(max) = rules.max_live_tokens {
             let live: i64 = sqlx::query_scalar(COUNT_LIVE)
@@ -387,7 +407,7 @@ impl Store for PgStore {
             .bind(principal_id)
             .execute(&mut *tx)
             .await?;
-        let token = sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+        let token = sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(at)
             .bind(token_id)
             .execute(&mut *tx)

@@ -46,16 +46,32 @@ impl SqliteStore {
         // why: each connection to an in-memory database would otherwise see its own database.
         let max = if in_memory { 1 } else { cfg.max_connections.max(1) };
         let path = opts.get_filename().to_path_buf();
+        let creating = !in_memory && !path.exists();
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .acquire_timeout(cfg.acquire_timeout)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {url}: {e}")))?;
+        if creating {
+            restrict_to_owner(&path);
+        }
         if !in_memory {
             tracing::info!(path = %absolute(&path).display(), "using SQLite database");
         }
         Ok(SqliteStore { pool })
+    }
+}
+
+/// why: the database holds password hashes; a file we create is readable by its owner only.
+/// SQLite gives its -wal and -shm files the same mode. An existing file is left as it is.
+fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(error = %e, "could not make the new database readable by its owner only");
+        }
     }
 }
 
@@ -202,7 +218,8 @@ const LIST_TOKENS: &str =
 
 const INSERT_PRINCIPAL: &str = "INSERT INTO principals (kind, name, password_hash, enabled, created_at) \
      VALUES (?1, ?2, ?3, 1, ?4) RETURNING id";
-const LOCK_OWNER: &str = "UPDATE principals SET last_login_at = COALESCE(?1, last_login_at) WHERE id = ?2";
+const LOCK_OWNER: &str = "UPDATE principals SET last_login_at = COALESCE(?1, last_login_at) \
+     WHERE id = ?2 AND (?3 IS NULL OR (password_hash = ?3 AND enabled = 1))";
 const COUNT_LIVE: &str = "SELECT count(*) FROM tokens WHERE principal_id = ?1 AND dialect = ?2 \
      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)";
 const INSERT_TOKEN: &str = "INSERT INTO tokens \
@@ -305,17 +322,35 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE principals SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2")
+            .bind(id)
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn delete_principal(&self, id: i64) -> StoreResult<()> {
         let done = sqlx::query("DELETE FROM principals WHERE id = ?1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules) -> StoreResult<Inserted> {
+    async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted> {
         let mut tx = self.pool.begin().await?;
-        let owner =
-            sqlx::query(LOCK_OWNER).bind(opt_micros(rules.login_at)).bind(new.principal_id).execute(&mut *tx).await?;
+        let owner = sqlx::query(LOCK_OWNER)
+            .bind(opt_micros(rules.login_at))
+            .bind(new.principal_id)
+            .bind(rules.verified_hash)
+            .execute(&mut *tx)
+            .await?;
         if owner.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return if rules.verified_hash.is_some() {
+                Ok(Inserted::CredentialsChanged)
+            } else {
+                Err(StoreError::NotFound)
+            };
         }
         if let Some(max) = rules.max_live_tokens {
             let live: i64 = sqlx::query_scalar(COUNT_LIVE)
@@ -406,7 +441,7 @@ impl Store for SqliteStore {
             .bind(principal_id)
             .execute(&mut *tx)
             .await?;
-        let token = sqlx::query("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2")
+        let token = sqlx::query("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2 AND revoked_at IS NULL")
             .bind(micros(at))
             .bind(token_id.hyphenated().to_string())
             .execute(&mut *tx)

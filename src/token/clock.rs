@@ -59,9 +59,17 @@ impl Clock for FixedClock {
 ///
 /// why: Postgres `timestamptz` keeps microseconds, so a value with nanoseconds would not
 /// round-trip; truncating at the source makes both backends return exactly what was written.
+/// Never panics: a time whose UTC equivalent falls outside the calendar is returned as is
+/// (callers with client input use `to_utc_checked` first).
 pub fn truncate(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+}
+
+/// `t` in UTC, truncated to microseconds, if that is within years 1..=9999 (what RFC 3339
+/// and both databases can represent); `None` otherwise.
+pub fn to_utc_checked(t: OffsetDateTime) -> Option<OffsetDateTime> {
+    t.checked_to_offset(time::UtcOffset::UTC).filter(|u| (1..=9999).contains(&u.year())).map(truncate)
 }
 
 #[cfg(test)]
@@ -75,6 +83,15 @@ mod tests {
         let got = truncate(t);
         assert_eq!(got, datetime!(2030-01-02 01:04:05.123_456 UTC));
         assert_eq!(got.offset(), time::UtcOffset::UTC);
+    }
+
+    #[test]
+    fn out_of_calendar_times_are_refused_not_panicked_on() {
+        let edge = datetime!(9999-12-31 23:59:59 -01:00);
+        assert_eq!(to_utc_checked(edge), None);
+        assert_eq!(truncate(edge), edge, "returned as is");
+        let ok = datetime!(2030-01-01 00:00:00.5 -05:00);
+        assert_eq!(to_utc_checked(ok), Some(datetime!(2030-01-01 05:00:00.5 UTC)));
     }
 
     #[test]

@@ -36,7 +36,8 @@ use crate::store::{
 /// writing them more often would turn every token check into a write.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
-/// why 128: the usertoken contract's limit, and plenty for a human label.
+/// A token note's limit, for every dialect and the CLI. why 128: the usertoken contract's
+/// limit, and plenty for a human label.
 pub const NOTE_MAX_CHARS: usize = 128;
 
 /// How a dialect's tokens look and live. Built by each dialect from its config section.
@@ -138,6 +139,11 @@ impl TokenService {
         self.passwords.warm_up();
     }
 
+    /// Password verifications run so far, dummy ones for unknown users included.
+    pub fn password_verifications(&self) -> u64 {
+        self.passwords.verifications()
+    }
+
     /// One database round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<(), Error> {
         Ok(self.store.ping().await?)
@@ -156,16 +162,27 @@ impl TokenService {
         let now = self.clock.now();
         let note = check_note(options.note)?;
         // why: stored and echoed in UTC, to the microsecond, like every other time.
-        let requested_expiry = options.expires_at.map(clock::truncate);
+        let requested_expiry = match options.expires_at {
+            Some(at) => Some(
+                clock::to_utc_checked(at)
+                    .ok_or_else(|| Error::Invalid("expiration time is outside the years 1 to 9999".into()))?,
+            ),
+            None => None,
+        };
         if requested_expiry.is_some_and(|at| at <= now) {
             return Err(Error::Invalid("expiration time is in the past".into()));
         }
         let principal = self.check_password(kind, username, password).await?;
+        let verified_hash = principal.password_hash.clone();
         let expires_at = match requested_expiry {
             Some(at) => Some(at),
             None => policy.session_ttl.map(|ttl| after(now, ttl)).transpose()?,
         };
-        let rules = InsertRules { max_live_tokens: policy.max_live_tokens, login_at: Some(now) };
+        let rules = InsertRules {
+            max_live_tokens: policy.max_live_tokens,
+            login_at: Some(now),
+            verified_hash: Some(&verified_hash),
+        };
         self.insert(policy, &principal, TokenKind::Session, note, expires_at, rules).await
     }
 
@@ -194,12 +211,13 @@ impl TokenService {
         }
         if verified.needs_rehash {
             // why: a failed rehash must not fail a login that verified; it is retried next login.
+            // It is a compare-and-swap, so it never undoes a password change made meanwhile.
             match self.passwords.hash(password).await {
-                Ok(hash) => {
-                    if let Err(e) = self.store.set_password_hash(record.id, &hash, None).await {
-                        tracing::warn!(error = %e, "could not store rehashed password");
-                    }
-                }
+                Ok(hash) => match self.store.replace_password_hash(record.id, &record.password_hash, &hash).await {
+                    Ok(true) => return Ok(PrincipalRecord { password_hash: hash, ..record }),
+                    Ok(false) => tracing::info!("password changed during login; rehash skipped"),
+                    Err(e) => tracing::warn!(error = %e, "could not store rehashed password"),
+                },
                 Err(e) => tracing::warn!(error = %e, "could not rehash password"),
             }
         }
@@ -233,7 +251,7 @@ impl TokenService {
         kind: TokenKind,
         note: Option<String>,
         expires_at: Option<OffsetDateTime>,
-        rules: InsertRules,
+        rules: InsertRules<'_>,
     ) -> Result<Issued, Error> {
         let token = policy.format.generate();
         let digest = token.digest();
@@ -272,6 +290,8 @@ impl TokenService {
                 },
             }),
             Ok(Inserted::LimitReached) => Err(Error::TokenLimit),
+            // why: the password changed, or the principal was disabled, while it was verified.
+            Ok(Inserted::CredentialsChanged) => Err(Error::BadCredentials(CredentialFailure::WrongPassword)),
             // why: the principal was removed between the password check and the insert.
             Err(StoreError::NotFound) => Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal)),
             Err(e) => Err(e.into()),
@@ -291,8 +311,13 @@ impl TokenService {
         let Some(found) = self.store.token_by_digest(&PlainToken::new(presented).digest()).await? else {
             return refuse(AuthFailure::Unknown);
         };
-        let token = found.token;
+        let mut token = found.token;
         let now = self.clock.now();
+        // why: a sliding refresh waits in the touch queue until the next flush; the token must
+        // not be refused meanwhile for an expiry that has already been moved.
+        if let (Some(stored), Some(pending)) = (token.expires_at, self.touches.pending_expiry(token.id)) {
+            token.expires_at = Some(stored.max(pending));
+        }
         if token.dialect != policy.dialect {
             return refuse(AuthFailure::WrongDialect);
         }
@@ -334,12 +359,18 @@ impl TokenService {
     }
 
     /// Write the queued touches in one batch. Called by the background flusher and at shutdown.
+    /// A batch that fails to write goes back on the queue, to be retried by the next flush.
     pub async fn flush_touches(&self) -> Result<usize, Error> {
         let batch = self.touches.drain();
         if batch.is_empty() {
             return Ok(0);
         }
-        self.store.apply_touches(&batch).await?;
+        if let Err(e) = self.store.apply_touches(&batch).await {
+            for touch in batch {
+                self.touches.push(touch);
+            }
+            return Err(e.into());
+        }
         Ok(batch.len())
     }
 
@@ -411,11 +442,14 @@ fn after(t: OffsetDateTime, d: Duration) -> Result<OffsetDateTime, Error> {
         .ok_or_else(|| Error::Invalid(format!("lifetime {} is too long", humantime::format_duration(d))))
 }
 
+/// A note is a one-line label: at most `NOTE_MAX_CHARS`, no control characters (why: NUL
+/// cannot be stored in Postgres text, and newlines would let a note forge lines in listings).
 fn check_note(note: Option<String>) -> Result<Option<String>, Error> {
     match note {
         Some(n) if n.chars().count() > NOTE_MAX_CHARS => {
             Err(Error::Invalid(format!("note is longer than {NOTE_MAX_CHARS} characters")))
         }
+        Some(n) if n.chars().any(char::is_control) => Err(Error::Invalid("note contains a control character".into())),
         other => Ok(other),
     }
 }

@@ -11,6 +11,7 @@
 //!   service to store a fresh one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use argon2::password_hash::SaltString;
@@ -48,6 +49,8 @@ pub struct Passwords {
     /// Permits for hashes running: `workers`.
     running: Arc<Semaphore>,
     dummy: Arc<OnceCell<String>>,
+    /// Verifications run to completion, dummy ones included (for metrics and tests).
+    verifications: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -70,6 +73,7 @@ impl Passwords {
             admission: Arc::new(Semaphore::new(workers + cfg.queue)),
             running: Arc::new(Semaphore::new(workers)),
             dummy: Arc::new(OnceCell::new()),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -113,6 +117,7 @@ impl Passwords {
             None => (self.dummy_hash().await?, false),
         };
         let current = self.params.clone();
+        let counter = Arc::clone(&self.verifications);
         let verified = self
             .run(move || {
                 let Ok(parsed) = PasswordHash::new(&hash) else {
@@ -122,10 +127,16 @@ impl Passwords {
                 };
                 let ok =
                     Self::argon2(current.clone()).verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
+                counter.fetch_add(1, Ordering::Relaxed);
                 Ok(Verified { ok, needs_rehash: ok && !matches_params(&parsed, &current) })
             })
             .await?;
         Ok(Verified { ok: verified.ok && known, needs_rehash: verified.needs_rehash && known })
+    }
+
+    /// How many verifications have run to completion, dummy ones included.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Run `work` on the blocking pool under the admission and concurrency bounds, keeping the
@@ -181,10 +192,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_user_never_verifies() {
+    async fn unknown_user_never_verifies_but_pays_for_a_real_verification() {
         let p = Passwords::new(&cheap(1024)).unwrap();
         let v = p.verify(None, DUMMY_PASSWORD.into()).await.unwrap();
         assert_eq!(v, Verified { ok: false, needs_rehash: false });
+        assert_eq!(p.verifications(), 1, "the dummy hash was really verified");
+        // The dummy hash has the current parameters, so it costs what a real one costs.
+        let dummy = p.dummy.get().unwrap();
+        assert!(dummy.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{dummy}");
     }
 
     #[tokio::test]

@@ -39,6 +39,12 @@ impl TouchQueue {
         }
     }
 
+    /// The sliding expiry waiting to be written for a token, if any.
+    pub(crate) fn pending_expiry(&self, id: Uuid) -> Option<time::OffsetDateTime> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.get(&id).and_then(|t| t.expires_at)
+    }
+
     /// Take everything pending.
     pub(crate) fn drain(&self) -> Vec<TokenTouch> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -229,6 +229,8 @@ async fn tokens_are_issued_in_each_dialects_format(backend: Backend) {
     assert_eq!(tokens_of(&db, "alice").await.len(), 5);
     usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "webitel"], None).await);
     usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "soon"], None).await);
+    usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "0s"], None).await);
+    usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "200years"], None).await);
 }
 
 async fn token_list_shows_state_but_never_the_token(backend: Backend) {

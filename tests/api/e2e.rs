@@ -414,6 +414,8 @@ async fn runs_as_an_unprivileged_user_like_the_image() {
 
     let db = data.path().join("tokenauth.db");
     assert!(db.is_file(), "the default database is created in the working directory");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&db).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "a new database (it holds password hashes) is private to its owner: {mode:o}");
     if as_root {
         let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&db).unwrap());
         assert_eq!(owner, NOBODY, "the server ran as the unprivileged user");

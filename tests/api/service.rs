@@ -50,6 +50,8 @@ backend_tests!(
     tokens_are_refused_by_other_dialects,
     shape_is_checked_before_any_lookup,
     credential_failures_are_typed,
+    unknown_users_cost_one_real_verification,
+    a_refresh_waiting_to_be_written_already_counts,
     login_rehashes_when_parameters_change,
     sweep_honours_retention,
     minted_tokens,
@@ -286,4 +288,54 @@ async fn revoke_all_scopes(backend: Backend) {
     assert_eq!(refused(&app, &u, &u1).await, AuthFailure::Revoked);
     // A second revoke of the same token is refused, not silently accepted.
     assert!(matches!(app.tokens.revoke(&auth).await, Err(Error::Unauthenticated(AuthFailure::Revoked))));
+}
+
+async fn unknown_users_cost_one_real_verification(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    for (user, pw) in [("nobody", "pw"), ("alice", "wrong"), ("not a valid\nname", "pw"), ("alice", "pw")] {
+        let before = app.tokens.password_verifications();
+        let _ = app.tokens.login(&policy, USER, user, pw.to_owned().into(), LoginOptions::default()).await;
+        assert_eq!(app.tokens.password_verifications(), before + 1, "{user:?} cost one verification");
+    }
+}
+
+async fn a_refresh_waiting_to_be_written_already_counts(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| {
+        c.knox.token_ttl = Some(HOUR * 10);
+        c.knox.auto_refresh = true;
+    })
+    .await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    let token = login(&app, &policy).await;
+    app.advance(HOUR * 9);
+    ok(&app, &policy, &token).await; // queues expiry T0 + 19h, not yet written
+    app.advance(HOUR * 2); // T0 + 11h: past the stored expiry, before the queued one
+    let auth = ok(&app, &policy, &token).await;
+    assert_eq!(auth.token.expires_at, Some(T0 + HOUR * 19), "the queued expiry is the one in force");
+    app.flush().await;
+    assert_eq!(app.tokens.list(USER, "alice").await.unwrap()[0].expires_at, Some(T0 + HOUR * 21));
+}
+
+/// A flush that cannot write keeps its batch for the next one. SQLite only: another
+/// connection holds the write lock until the flush has given up.
+#[tokio::test]
+async fn a_failed_flush_is_retried() {
+    use sqlx::Connection as _;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_user("alice", "pw").await;
+    let policy = knox(&app);
+    let token = login(&app, &policy).await;
+    ok(&app, &policy, &token).await;
+
+    let mut locker = sqlx::SqliteConnection::connect(app.config.database_url.expose()).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.unwrap();
+    let failed = app.tokens.flush_touches().await;
+    assert!(matches!(failed, Err(Error::Unavailable)), "{failed:?}");
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+
+    assert_eq!(app.tokens.flush_touches().await.unwrap(), 1, "the batch was kept");
+    assert_eq!(app.tokens.list(USER, "alice").await.unwrap()[0].last_used_at, Some(T0));
 }

@@ -43,7 +43,7 @@ async fn token(
     dialect: &str,
     created_at: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
-    rules: InsertRules,
+    rules: InsertRules<'_>,
 ) -> Result<Inserted, StoreError> {
     token_with(store, owner, dialect, created_at, expires_at, rules).await.map(|(i, _)| i)
 }
@@ -54,7 +54,7 @@ async fn token_with(
     dialect: &str,
     created_at: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
-    rules: InsertRules,
+    rules: InsertRules<'_>,
 ) -> Result<(Inserted, Minted), StoreError> {
     let minted = Minted { id: Uuid::new_v4(), digest: TokenHash::of(&Uuid::new_v4().to_string()) };
     let new = NewToken {
@@ -94,6 +94,9 @@ backend_tests!(
     token_limit_holds_under_concurrency,
     insert_for_a_missing_owner_is_not_found,
     duplicate_digest_is_a_conflict,
+    a_login_loses_to_a_password_change_or_disable_made_meanwhile,
+    rehash_is_a_compare_and_swap,
+    bump_refuses_a_revoked_token,
 );
 
 async fn migrations_are_idempotent_and_ping_works(backend: Backend) {
@@ -341,7 +344,7 @@ async fn password_change_can_revoke_in_one_transaction(backend: Backend) {
 async fn token_limit_refuses_without_writing(backend: Backend) {
     let (store, _db) = open(&backend).await;
     let alice = principal(&*store, PrincipalKind::User, "alice").await;
-    let rules = InsertRules { max_live_tokens: Some(2), login_at: Some(T0) };
+    let rules = InsertRules { max_live_tokens: Some(2), login_at: Some(T0), verified_hash: None };
     let now = T0 + HOUR;
     // Live: one never-expiring, one expiring later. Not live: expired, revoked, other dialect.
     mint(&*store, alice.id, "knox", None).await;
@@ -368,7 +371,7 @@ async fn token_limit_refuses_without_writing(backend: Backend) {
 async fn token_limit_holds_under_concurrency(backend: Backend) {
     let (store, _db) = open(&backend).await;
     let alice = principal(&*store, PrincipalKind::User, "alice").await;
-    let rules = InsertRules { max_live_tokens: Some(3), login_at: Some(T0) };
+    let rules = InsertRules { max_live_tokens: Some(3), login_at: Some(T0), verified_hash: None };
     let attempts = (0..12).map(|_| {
         let store = Arc::clone(&store);
         tokio::spawn(async move { token(&*store, alice.id, "knox", T0, None, rules).await })
@@ -400,4 +403,53 @@ async fn duplicate_digest_is_a_conflict(backend: Backend) {
         expires_at: None,
     };
     assert!(matches!(store.insert_token(&again, InsertRules::default()).await, Err(StoreError::Conflict(_))));
+}
+
+async fn a_login_loses_to_a_password_change_or_disable_made_meanwhile(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let verified = alice.password_hash.clone();
+    fn login(hash: &str) -> InsertRules<'_> {
+        InsertRules { max_live_tokens: None, login_at: Some(T0), verified_hash: Some(hash) }
+    }
+    // The hash verified is still current: the insert goes through.
+    assert_eq!(token(&*store, alice.id, "knox", T0, None, login(&verified)).await.unwrap(), Inserted::Yes);
+    // The password changed while the old one was being verified: refused, nothing written.
+    store.set_password_hash(alice.id, "$argon2id$new", Some(T0)).await.unwrap();
+    let before = store.list_tokens(alice.id).await.unwrap().len();
+    assert_eq!(
+        token(&*store, alice.id, "knox", T0, None, login(&verified)).await.unwrap(),
+        Inserted::CredentialsChanged
+    );
+    assert_eq!(store.list_tokens(alice.id).await.unwrap().len(), before);
+    // The principal was disabled meanwhile: refused too.
+    store.set_principal_enabled(alice.id, false).await.unwrap();
+    let current = "$argon2id$new";
+    assert_eq!(token(&*store, alice.id, "knox", T0, None, login(current)).await.unwrap(), Inserted::CredentialsChanged);
+    // Removed meanwhile: refused, not an error.
+    store.delete_principal(alice.id).await.unwrap();
+    assert_eq!(token(&*store, alice.id, "knox", T0, None, login(current)).await.unwrap(), Inserted::CredentialsChanged);
+}
+
+async fn rehash_is_a_compare_and_swap(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    assert!(store.replace_password_hash(alice.id, "$argon2id$fake", "$argon2id$rehashed").await.unwrap());
+    // An administrator changed it meanwhile: the stale rehash must not undo that.
+    store.set_password_hash(alice.id, "$argon2id$admin", None).await.unwrap();
+    assert!(!store.replace_password_hash(alice.id, "$argon2id$rehashed", "$argon2id$stale").await.unwrap());
+    let p = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(p.password_hash, "$argon2id$admin");
+}
+
+async fn bump_refuses_a_revoked_token(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let alice = principal(&*store, PrincipalKind::User, "alice").await;
+    let t = mint(&*store, alice.id, "usertoken", None).await;
+    store.revoke_token(t.id, T0).await.unwrap();
+    assert!(matches!(store.bump(alice.id, t.id, T0 + HOUR).await, Err(StoreError::NotFound)));
+    let row = store.token_by_id(t.id).await.unwrap().unwrap();
+    assert_eq!(row.token.last_used_at, None, "nothing written");
+    let p = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(p.last_login_at, None, "the transaction rolled back");
 }
