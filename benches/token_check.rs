@@ -43,9 +43,9 @@ async fn run(backend: &str, url: &str) {
     let mut config = Config { database_url: DatabaseUrl::new(url), ..Config::default() };
     config.database.max_connections = 16;
     let store = app::open_store(&config).await.unwrap();
-    let tokens = app::token_service(&config, store, Arc::new(SystemClock)).unwrap();
+    let tokens = app::token_service(&config, store, Arc::new(SystemClock)).await.unwrap();
     let policy = tokenauth::dialect::knox::policy(&config.knox);
-    tokens.create_principal(PrincipalKind::User, "bench", "bench-password".to_owned().into()).await.unwrap();
+    tokens.create_principal(PrincipalKind::User, "bench", "bench-password".to_owned().into(), None).await.unwrap();
 
     let started = Instant::now();
     let issued = tokens

@@ -20,6 +20,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::config::{Config, ConfigError};
 use crate::dialect::knox::{self, Knox};
 use crate::dialect::usertoken::{self, Usertoken};
+use crate::dialect::webitel::{self, Webitel};
 use crate::dialect::{Mount, Policies};
 use crate::error::Error;
 use crate::health;
@@ -57,14 +58,15 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, store::StoreE
     Ok(store)
 }
 
-/// Build the token service over a store and a clock.
-pub fn token_service(
+/// Build the token service over a store and a clock (loading, or creating, the JWT keys).
+pub async fn token_service(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<TokenService>, Error> {
     let passwords = Passwords::new(&config.passwords)?;
-    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens)))
+    let secret = config.jwt_secret.as_ref().map(|s| s.expose().clone());
+    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens, secret).await?))
 }
 
 /// The whole HTTP surface. Layers, outermost first:
@@ -88,6 +90,9 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     }
     if config.knox.enabled {
         mounts.push(Mount::new::<Knox>(&config.knox.prefix, knox::PATHS, knox::router(), &config.http));
+    }
+    if config.webitel.enabled {
+        mounts.push(Mount::new::<Webitel>(&config.webitel.prefix, webitel::PATHS, webitel::router(), &config.http));
     }
     check_overlaps(&mounts)?;
 

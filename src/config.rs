@@ -16,6 +16,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// The effective configuration. Every field has a default; see `config/tokenauth.toml`.
@@ -44,6 +45,12 @@ pub struct Config {
     pub usertoken: UsertokenConfig,
     /// The knox dialect (`/auth/login/`, `/auth/logout/`, `/auth/logoutall/`).
     pub knox: KnoxConfig,
+    /// The webitel dialect (`/login`, `/logout`).
+    pub webitel: WebitelConfig,
+    /// HMAC secret for the JWT dialects (at least 32 bytes). Absent: a key is generated once
+    /// and kept in the database, shared by every replica. Read raw from TOKENAUTH_JWT_SECRET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
 }
 
 impl Default for Config {
@@ -60,6 +67,8 @@ impl Default for Config {
             cors: CorsConfig::default(),
             usertoken: UsertokenConfig::default(),
             knox: KnoxConfig::default(),
+            webitel: WebitelConfig::default(),
+            jwt_secret: None,
         }
     }
 }
@@ -242,6 +251,74 @@ impl Default for KnoxConfig {
     }
 }
 
+/// The webitel dialect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebitelConfig {
+    /// Serve this dialect.
+    pub enabled: bool,
+    /// Path prefix its routes are mounted under (`/` for none).
+    pub prefix: String,
+    /// Session lifetime; `expires` and the JWT's `exp` are creation + this.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Answer an unknown user with the 401 of a wrong password instead of Webitel's 404.
+    pub hide_unknown_users: bool,
+    /// An object passed through as `cdr` in every login response; absent: no `cdr` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdr: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Default for WebitelConfig {
+    fn default() -> Self {
+        WebitelConfig {
+            enabled: true,
+            prefix: "/".into(),
+            token_ttl: Duration::from_secs(24 * 3600),
+            hide_unknown_users: false,
+            cdr: None,
+        }
+    }
+}
+
+/// A secret configuration value: redacted in `Debug` and `Serialize` (so `tokenauth config`
+/// shows `[REDACTED]`), compared by value only so configurations can be compared in tests.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(SecretString::from(value.into()))
+    }
+
+    /// The secret, for the code that uses it.
+    pub fn expose(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.expose_secret() == other.0.expose_secret()
+    }
+}
+
+impl Eq for Secret {}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[REDACTED]")
+    }
+}
+
 /// A database URL whose password never shows in `Debug`, `Display` or `Serialize`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -329,8 +406,9 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Environment variables read by tokenauth that are not configuration keys.
-const NON_CONFIG_VARS: &[&str] = &["config", "test_database_url"];
+/// Environment variables read by tokenauth that figment must not read: not configuration
+/// keys, or (jwt_secret) read raw, since figment would turn an all-digit secret into a number.
+const NON_CONFIG_VARS: &[&str] = &["config", "test_database_url", "bench_database_url", "jwt_secret"];
 
 /// Load the configuration from all layers; see the module doc.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
@@ -351,7 +429,11 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     if let Some(url) = &overrides.database_url {
         figment = figment.merge(Serialized::default("database_url", url));
     }
-    let config: Config = figment.extract().map_err(|e| ConfigError(flatten(e)))?;
+    let mut config: Config = figment.extract().map_err(|e| ConfigError(flatten(e)))?;
+    if let Some(secret) = std::env::var_os("TOKENAUTH_JWT_SECRET") {
+        let secret = secret.into_string().map_err(|_| ConfigError("TOKENAUTH_JWT_SECRET is not valid UTF-8".into()))?;
+        config.jwt_secret = Some(Secret::new(secret));
+    }
     config.validate()?;
     Ok(Loaded { config, warnings })
 }
@@ -409,7 +491,11 @@ impl Config {
         {
             problems.push(format!("passwords: invalid argon2 parameters: {e}"));
         }
-        for (name, prefix) in [("usertoken.prefix", &self.usertoken.prefix), ("knox.prefix", &self.knox.prefix)] {
+        for (name, prefix) in [
+            ("usertoken.prefix", &self.usertoken.prefix),
+            ("knox.prefix", &self.knox.prefix),
+            ("webitel.prefix", &self.webitel.prefix),
+        ] {
             if let Err(e) = check_path_prefix(prefix) {
                 problems.push(format!("{name}: {e}"));
             }
@@ -426,6 +512,7 @@ impl Config {
             ("knox.token_ttl", self.knox.token_ttl),
             ("knox.max_lifetime", self.knox.max_lifetime),
             ("tokens.retention", Some(self.tokens.retention)),
+            ("webitel.token_ttl", Some(self.webitel.token_ttl)),
         ] {
             match value {
                 Some(d) if d.is_zero() => {
@@ -434,6 +521,14 @@ impl Config {
                 Some(d) if d > MAX_LIFETIME => problems.push(format!("{name} must be at most 100 years")),
                 _ => {}
             }
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.expose().expose_secret().len() < crate::token::jwt::MIN_SECRET_BYTES
+        {
+            problems.push(format!(
+                "jwt_secret must be at least {} bytes (e.g. `openssl rand -base64 48`)",
+                crate::token::jwt::MIN_SECRET_BYTES
+            ));
         }
         if self.knox.max_tokens_per_user == Some(0) {
             problems.push("knox.max_tokens_per_user must be at least 1 (omit it for no limit)".into());
@@ -510,6 +605,18 @@ mod tests {
             DatabaseUrl::new("postgres://u@h/db?password=x&sslmode=require").to_string(),
             "postgres://u@h/db?password=***&sslmode=require"
         );
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_checked() {
+        let secret = Secret::new("0123456789abcdef0123456789abcdef-long-enough");
+        assert_eq!(format!("{secret:?}"), "[REDACTED]");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"[REDACTED]\"");
+        let mut c = Config { jwt_secret: Some(secret), ..Config::default() };
+        c.validate().unwrap();
+        assert!(!c.to_redacted_toml().unwrap().contains("long-enough"));
+        c.jwt_secret = Some(Secret::new("short"));
+        assert!(c.validate().unwrap_err().to_string().contains("jwt_secret"));
     }
 
     #[test]

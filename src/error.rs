@@ -40,6 +40,8 @@ pub enum Malformation {
     InvalidCharacters,
     /// The value does not have the shape of any token this dialect issues.
     BadFormat,
+    /// A JWT whose signature does not verify, or signed by a key we do not know.
+    BadSignature,
 }
 
 /// Why a presented token was refused: the typed outcome of `TokenService::authenticate`.
@@ -184,6 +186,23 @@ pub enum Error {
     /// A password was refused (empty).
     #[error("invalid password: {0}")]
     InvalidPassword(&'static str),
+    /// No role with that name.
+    #[error("no such role: {0:?}")]
+    NoSuchRole(String),
+    /// A role with that name exists.
+    #[error("role {0:?} already exists")]
+    RoleExists(String),
+    /// The role is still given to principals.
+    #[error("role {name:?} is still given to {members} user(s); give them another role first")]
+    RoleInUse {
+        /// The role.
+        name: String,
+        /// How many principals have it.
+        members: i64,
+    },
+    /// An ACL that is not a JSON object of resource to list of permissions.
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(String),
 }
 
 impl Error {

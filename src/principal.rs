@@ -78,6 +78,12 @@ impl fmt::Display for Username {
     }
 }
 
+/// The domain of a `name@domain` username (Webitel's `100@mydomain.com`): what follows the
+/// last `@`, when both sides are non-empty.
+pub fn domain_of(username: &str) -> Option<&str> {
+    username.rsplit_once('@').and_then(|(name, domain)| (!name.is_empty() && !domain.is_empty()).then_some(domain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +98,15 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Username::parse(&"x".repeat(151)).is_err());
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!(domain_of("100@mydomain.com"), Some("mydomain.com"));
+        assert_eq!(domain_of("a@b@c"), Some("c"));
+        for none in ["root", "@mydomain.com", "100@", "@"] {
+            assert_eq!(domain_of(none), None, "{none}");
+        }
     }
 
     #[test]

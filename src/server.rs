@@ -40,7 +40,7 @@ impl Server {
 
     /// Bind over an already-open store and a given clock (tests).
     pub async fn bind_with(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let tokens = app::token_service(&config, Arc::clone(&store), clock)?;
+        let tokens = app::token_service(&config, Arc::clone(&store), clock).await?;
         let bind = config.bind;
         let state = AppState::new(config, tokens);
         let router = app::router(state.clone())?;
@@ -94,6 +94,9 @@ impl Server {
     }
 }
 
+/// How often signing keys are re-read from the database.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The periodic flush of deferred writes and the sweep of old tombstones, until `stop`.
 fn spawn_housekeeping(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let tokens_cfg = &state.config.tokens;
@@ -101,6 +104,13 @@ fn spawn_housekeeping(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<Joi
         every(tokens_cfg.touch_flush_interval, Arc::clone(&state.tokens), stop.clone(), |tokens| async move {
             if let Err(e) = tokens.flush_touches().await {
                 tracing::warn!(error = %e, "could not flush last-used times");
+            }
+        }),
+        // why a minute: `tokenauth keys rotate` promises running servers sign with the new key
+        // within a minute; verification picks up unknown kids at once on its own.
+        every(KEY_RELOAD_INTERVAL, Arc::clone(&state.tokens), stop.clone(), |tokens| async move {
+            if let Err(e) = tokens.reload_keys().await {
+                tracing::warn!(error = %e, "could not reload the JWT signing keys");
             }
         }),
         every(tokens_cfg.sweep_interval, Arc::clone(&state.tokens), stop.clone(), |tokens| async move {

@@ -27,7 +27,7 @@ use crate::server::{Server, shutdown_signal};
 use crate::store::Store;
 use crate::telemetry;
 use crate::token::clock::SystemClock;
-use crate::token::{MintOptions, TokenService};
+use crate::token::{MintOptions, TokenService, parse_acl};
 
 /// tokenauth: a token-authentication server that speaks four existing login/logout APIs.
 #[derive(Debug, Parser)]
@@ -66,6 +66,12 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage roles (webitel: a name, an integer code, an ACL).
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Manage the JWT signing keys (webitel, dialer).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Exit 0 when the server at the configured bind address answers /healthz (for container
     /// HEALTHCHECKs; the image has no curl).
     Healthcheck {
@@ -80,11 +86,25 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a user.
     Add {
-        /// User name (exact, case-sensitive).
+        /// User name (exact, case-sensitive); `name@domain` gives it a webitel domain.
         name: String,
         /// Where the password comes from.
         #[command(flatten)]
         password: PasswordSource,
+        /// Give the user this role (see `tokenauth role`).
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+    },
+    /// Give a user a role (or take it away with --none); its tokens carry it at once.
+    SetRole {
+        /// User name.
+        name: String,
+        /// The role.
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        role: Option<String>,
+        /// Take the user's role away.
+        #[arg(long)]
+        none: bool,
     },
     /// Change a user's password; revokes all of the user's tokens.
     Passwd {
@@ -115,6 +135,46 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `tokenauth role ...`
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role.
+    Add {
+        /// Role name (e.g. root, admin, user).
+        name: String,
+        /// Integer code (Webitel: root=2, admin=1, user=0).
+        #[arg(long, allow_negative_numbers = true)]
+        code: i64,
+        /// The ACL as JSON: {"resource": ["*" | "r" | "w" | ...], ...}.
+        #[arg(long, value_name = "JSON", required_unless_present = "acl_file", conflicts_with = "acl_file")]
+        acl: Option<String>,
+        /// Read the ACL JSON from a file.
+        #[arg(long, value_name = "FILE")]
+        acl_file: Option<PathBuf>,
+    },
+    /// List roles with their codes, member counts and ACLs.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a role (refused while users have it).
+    Remove {
+        /// Role name.
+        name: String,
+    },
+}
+
+/// `tokenauth keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key and sign with it from now on; tokens signed by older keys keep
+    /// verifying. Running servers pick it up within a minute. Prints the new kid.
+    Rotate,
+    /// List the keys (ids and times, never the secrets) and which one signs.
+    List,
 }
 
 /// Where a password comes from.
@@ -184,6 +244,8 @@ pub enum DialectName {
     Usertoken,
     /// Hex tokens for /auth/login/, /auth/logout/, /auth/logoutall/.
     Knox,
+    /// HS256 JWTs for /login, /logout (prints the key, then the token).
+    Webitel,
 }
 
 impl DialectName {
@@ -191,6 +253,7 @@ impl DialectName {
         match self {
             DialectName::Usertoken => "usertoken",
             DialectName::Knox => "knox",
+            DialectName::Webitel => "webitel",
         }
     }
 }
@@ -233,6 +296,11 @@ impl Cli {
                 healthcheck::run(config.bind, if ready { "/readyz" } else { "/healthz" }).await
             }
             Command::User(cmd) => with_service(&config, |tokens| user(cmd, tokens)).await,
+            Command::Role(cmd) => with_service(&config, |tokens| role(cmd, tokens)).await,
+            Command::Keys(cmd) => {
+                let configured = config.jwt_secret.is_some();
+                with_service(&config, |tokens| keys(cmd, tokens, configured)).await
+            }
             Command::Token(cmd) => {
                 let policies = Policies::from_config(&config);
                 with_service(&config, |tokens| token(cmd, tokens, policies)).await
@@ -248,7 +316,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let store: Arc<dyn Store> = app::open_store(config).await?;
-    let tokens = app::token_service(config, Arc::clone(&store), Arc::new(SystemClock))?;
+    let tokens = app::token_service(config, Arc::clone(&store), Arc::new(SystemClock)).await?;
     let result = f(tokens).await;
     store.close().await;
     result
@@ -285,9 +353,19 @@ fn read_password(source: PasswordSource) -> anyhow::Result<SecretString> {
 async fn user(cmd: UserCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
     let kind = PrincipalKind::User;
     match cmd {
-        UserCommand::Add { name, password } => {
-            let created = tokens.create_principal(kind, &name, read_password(password)?).await?;
-            println!("created user {} (id {})", created.name, created.id);
+        UserCommand::Add { name, password, role } => {
+            let created = tokens.create_principal(kind, &name, read_password(password)?, role.as_deref()).await?;
+            match &created.role {
+                Some(role) => println!("created user {} (id {}) with role {}", created.name, created.id, role.name),
+                None => println!("created user {} (id {})", created.name, created.id),
+            }
+        }
+        UserCommand::SetRole { name, role, none: _ } => {
+            tokens.set_principal_role(kind, &name, role.as_deref()).await?;
+            match role {
+                Some(role) => println!("user {name} now has role {role}"),
+                None => println!("user {name} has no role now"),
+            }
         }
         UserCommand::Passwd { name, password } => {
             tokens.set_password(kind, &name, read_password(password)?).await?;
@@ -321,7 +399,14 @@ async fn token(cmd: TokenCommand, tokens: Arc<TokenService>, policies: Policies)
                 .with_context(|| format!("no policy for dialect {}", dialect.as_str()))?;
             let options = MintOptions { static_token, ttl, note };
             let issued = tokens.mint(policy, PrincipalKind::User, &name, options).await?;
-            println!("{}", if json { output::issued_json(&issued)? } else { issued.token.expose().to_owned() });
+            if json {
+                println!("{}", output::issued_json(&issued)?);
+            } else if dialect == DialectName::Webitel {
+                // why: a webitel client needs both: the token, and its key for /logout.
+                println!("{}\n{}", issued.record.id, issued.token.expose());
+            } else {
+                println!("{}", issued.token.expose());
+            }
         }
         TokenCommand::List { name, json } => {
             let list = tokens.list(PrincipalKind::User, &name).await?;
@@ -339,6 +424,55 @@ async fn token(cmd: TokenCommand, tokens: Arc<TokenService>, policies: Policies)
         TokenCommand::Enable { id } => {
             tokens.set_token_enabled(id, true).await?;
             println!("enabled token {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn role(cmd: RoleCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
+    match cmd {
+        RoleCommand::Add { name, code, acl, acl_file } => {
+            let json = match (acl, acl_file) {
+                (Some(json), _) => json,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the ACL file {}", path.display()))?,
+                (None, None) => bail!("give the ACL with --acl JSON or --acl-file FILE"),
+            };
+            let acl = parse_acl(&json)?;
+            let created = tokens.create_role(&name, code, &acl).await?;
+            println!(
+                "created role {} (code {}, {} resources)",
+                created.role.name,
+                created.role.code,
+                created.role.acl.len()
+            );
+        }
+        RoleCommand::List { json } => {
+            let roles = tokens.list_roles().await?;
+            print!("{}", if json { output::roles_json(&roles)? } else { output::roles_table(&roles)? });
+        }
+        RoleCommand::Remove { name } => {
+            tokens.remove_role(&name).await?;
+            println!("removed role {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn keys(cmd: KeysCommand, tokens: Arc<TokenService>, configured: bool) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Rotate => {
+            let kid = tokens.rotate_key().await?;
+            println!("{kid}");
+            if configured {
+                eprintln!(
+                    "warning: jwt_secret is configured, so it keeps signing; the new key only signs once it is removed"
+                );
+            }
+        }
+        KeysCommand::List => {
+            let (stored, signing) = tokens.signing_keys().await?;
+            print!("{}", output::keys_table(&stored, &signing));
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::{PrincipalRecord, TokenRecord};
+use crate::store::{PrincipalRecord, RoleRecord, SigningKeyRecord, TokenRecord};
 use crate::token::{Issued, TokenState};
 
 fn when(t: Option<OffsetDateTime>) -> String {
@@ -51,12 +51,13 @@ pub(super) fn principals_table(list: &[PrincipalRecord]) -> String {
                 p.id.to_string(),
                 p.name.clone(),
                 if p.enabled { "yes" } else { "no" }.into(),
+                p.role.as_ref().map_or_else(|| "-".to_owned(), |r| r.name.clone()),
                 when(Some(p.created_at)),
                 when(p.last_login_at),
             ]
         })
         .collect();
-    table(&["ID", "NAME", "ENABLED", "CREATED", "LAST LOGIN"], rows)
+    table(&["ID", "NAME", "ENABLED", "ROLE", "CREATED", "LAST LOGIN"], rows)
 }
 
 /// `user list --json`
@@ -68,6 +69,7 @@ pub(super) fn principals_json(list: &[PrincipalRecord]) -> anyhow::Result<String
                 "id": p.id,
                 "name": p.name,
                 "enabled": p.enabled,
+                "role": p.role.as_ref().map(|r| r.name.clone()),
                 "created": when_json(Some(p.created_at)),
                 "last_login": when_json(p.last_login_at),
             })
@@ -125,4 +127,50 @@ pub(super) fn issued_json(issued: &Issued) -> anyhow::Result<String> {
         "token": issued.token.expose(),
         "expires": when_json(issued.record.expires_at),
     }))?)
+}
+
+/// `role list`
+pub(super) fn roles_table(list: &[RoleRecord]) -> anyhow::Result<String> {
+    let rows = list
+        .iter()
+        .map(|r| {
+            Ok(vec![
+                r.role.name.clone(),
+                r.role.code.to_string(),
+                r.members.to_string(),
+                when(Some(r.created_at)),
+                serde_json::to_string(&r.role.acl)?,
+            ])
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(table(&["NAME", "CODE", "USERS", "CREATED", "ACL"], rows))
+}
+
+/// `role list --json`
+pub(super) fn roles_json(list: &[RoleRecord]) -> anyhow::Result<String> {
+    let values: Vec<_> = list
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.role.name,
+                "code": r.role.code,
+                "users": r.members,
+                "created": when_json(Some(r.created_at)),
+                "acl": r.role.acl,
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&values)? + "\n")
+}
+
+/// `keys list`: ids and times only; the secrets never leave the database.
+pub(super) fn keys_table(stored: &[SigningKeyRecord], signing: &str) -> String {
+    let mut rows: Vec<Vec<String>> = stored
+        .iter()
+        .map(|k| vec![k.kid.clone(), when(Some(k.created_at)), if k.kid == signing { "yes" } else { "" }.into()])
+        .collect();
+    if !stored.iter().any(|k| k.kid == signing) {
+        rows.push(vec![signing.to_owned(), "(jwt_secret)".into(), "yes".into()]);
+    }
+    table(&["KID", "CREATED", "SIGNING"], rows)
 }

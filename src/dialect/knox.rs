@@ -113,7 +113,7 @@ fn unauthenticated_detail(failure: AuthFailure) -> &'static str {
             "Invalid token header. Token string should not contain invalid characters."
         }
         AuthFailure::PrincipalDisabled => "User inactive or deleted.",
-        AuthFailure::Malformed(Malformation::BadFormat)
+        AuthFailure::Malformed(Malformation::BadFormat | Malformation::BadSignature)
         | AuthFailure::Unknown
         | AuthFailure::Expired
         | AuthFailure::Revoked

@@ -8,6 +8,7 @@
 
 pub mod knox;
 pub mod usertoken;
+pub mod webitel;
 
 mod body;
 mod credentials;
@@ -94,12 +95,18 @@ pub struct Policies {
     pub usertoken: TokenPolicy,
     /// knox: prefixed hex tokens.
     pub knox: TokenPolicy,
+    /// webitel: HS256 JWTs.
+    pub webitel: TokenPolicy,
 }
 
 impl Policies {
     /// Build every dialect's policy from its config section.
     pub fn from_config(config: &Config) -> Self {
-        Policies { usertoken: usertoken::policy(&config.usertoken), knox: knox::policy(&config.knox) }
+        Policies {
+            usertoken: usertoken::policy(&config.usertoken),
+            knox: knox::policy(&config.knox),
+            webitel: webitel::policy(&config.webitel),
+        }
     }
 
     /// The policy of the dialect named `name`.
@@ -107,6 +114,7 @@ impl Policies {
         match name {
             usertoken::Usertoken::NAME => Some(&self.usertoken),
             knox::Knox::NAME => Some(&self.knox),
+            webitel::Webitel::NAME => Some(&self.webitel),
             _ => None,
         }
     }

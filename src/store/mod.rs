@@ -9,6 +9,7 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -51,7 +52,9 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+            sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
             // why: SQLITE_BUSY/LOCKED after busy_timeout, and Postgres "cannot connect now" or
             // "admin shutdown", are outages, not bugs: callers get a 503, not a 500.
             sqlx::Error::Database(db)
@@ -90,6 +93,82 @@ pub struct PrincipalRecord {
     pub created_at: OffsetDateTime,
     /// Last login or bump.
     pub last_login_at: Option<OffsetDateTime>,
+    /// The principal's role, if any (webitel).
+    pub role: Option<Role>,
+}
+
+/// A resource name mapped to its permissions (`"*"`, `"r"`, `"w"`, ...), as Webitel's ACLs.
+pub type Acl = BTreeMap<String, Vec<String>>;
+
+/// A role as a principal carries it: what the dialects render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// Unique name (`root`, `admin`, ...).
+    pub name: String,
+    /// Integer code (Webitel: root=2, admin=1, user=0).
+    pub code: i64,
+    /// Its ACL.
+    pub acl: Acl,
+}
+
+/// A stored role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRecord {
+    /// Row id.
+    pub id: i64,
+    /// The role.
+    pub role: Role,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// How many principals have it.
+    pub members: i64,
+}
+
+/// An HMAC key for signing JWTs. Its secret is redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Key id, the JWT header's `kid`.
+    pub kid: String,
+    /// The secret, at least 32 bytes.
+    pub secret: Vec<u8>,
+    /// When it was added; the newest signs.
+    pub created_at: OffsetDateTime,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("secret", &"[REDACTED]")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// The role columns of a `LEFT JOIN roles r`, flattened into either backend's rows
+/// (`r.name AS role_name, r.code AS role_code, r.acl AS role_acl`).
+#[derive(sqlx::FromRow)]
+struct RoleColumns {
+    role_name: Option<String>,
+    role_code: Option<i64>,
+    role_acl: Option<String>,
+}
+
+impl RoleColumns {
+    fn into_role(self) -> StoreResult<Option<Role>> {
+        match (self.role_name, self.role_code, self.role_acl) {
+            (Some(name), Some(code), Some(acl)) => {
+                let acl = serde_json::from_str(&acl)
+                    .map_err(|e| StoreError::Other(format!("role {name:?} has an unreadable ACL: {e}")))?;
+                Ok(Some(Role { name, code, acl }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn acl_json(acl: &Acl) -> StoreResult<String> {
+    serde_json::to_string(acl).map_err(|e| StoreError::Other(format!("cannot encode an ACL: {e}")))
 }
 
 impl fmt::Debug for PrincipalRecord {
@@ -102,6 +181,7 @@ impl fmt::Debug for PrincipalRecord {
             .field("enabled", &self.enabled)
             .field("created_at", &self.created_at)
             .field("last_login_at", &self.last_login_at)
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -115,6 +195,21 @@ pub struct NewPrincipal<'a> {
     pub name: &'a Username,
     /// argon2id PHC string.
     pub password_hash: &'a str,
+    /// Creation time, from the clock.
+    pub created_at: OffsetDateTime,
+    /// Role id, if the principal gets one.
+    pub role_id: Option<i64>,
+}
+
+/// A role to insert.
+#[derive(Debug)]
+pub struct NewRole<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// Integer code.
+    pub code: i64,
+    /// Its ACL.
+    pub acl: &'a Acl,
     /// Creation time, from the clock.
     pub created_at: OffsetDateTime,
 }
@@ -186,6 +281,8 @@ pub struct Owner {
     pub name: String,
     /// Whether the principal is enabled.
     pub enabled: bool,
+    /// The principal's role, if any.
+    pub role: Option<Role>,
 }
 
 /// A token row together with its owner, in one query.
@@ -283,6 +380,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> StoreResult<bool>;
     /// Delete a principal and (by cascade) its tokens; `NotFound` when absent.
     async fn delete_principal(&self, id: i64) -> StoreResult<()>;
+
+    /// Set or clear a principal's role; `NotFound` when the principal is absent.
+    async fn set_principal_role(&self, id: i64, role_id: Option<i64>) -> StoreResult<()>;
+
+    /// Insert a role; `Conflict` when the name exists.
+    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleRecord>;
+    /// Find a role by exact name, with its member count.
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleRecord>>;
+    /// All roles by name, with member counts.
+    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>>;
+    /// Delete a role; `NotFound` when absent, `Conflict` while principals have it.
+    async fn delete_role(&self, id: i64) -> StoreResult<()>;
+
+    /// All signing keys, oldest first.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Add a signing key; `false` when its kid exists (a replica added it first).
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
 
     /// Insert a token under `rules`, atomically. `NotFound` when the owner is gone (and no
     /// `verified_hash` was given).

@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    InsertRules, Inserted, NewPrincipal, NewToken, Owner, PrincipalRecord, Store, StoreError, StoreResult, TokenKind,
-    TokenLookup, TokenRecord, TokenTouch,
+    Acl, InsertRules, Inserted, NewPrincipal, NewRole, NewToken, Owner, PrincipalRecord, RoleColumns, RoleRecord,
+    SigningKeyRecord, Store, StoreError, StoreResult, TokenKind, TokenLookup, TokenRecord, TokenTouch, acl_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::principal::PrincipalKind;
@@ -73,6 +73,8 @@ struct PrincipalRow {
     enabled: bool,
     created_at: OffsetDateTime,
     last_login_at: Option<OffsetDateTime>,
+    #[sqlx(flatten)]
+    role: RoleColumns,
 }
 
 impl TryFrom<PrincipalRow> for PrincipalRecord {
@@ -86,6 +88,7 @@ impl TryFrom<PrincipalRow> for PrincipalRecord {
             enabled: r.enabled,
             created_at: r.created_at,
             last_login_at: r.last_login_at,
+            role: r.role.into_role()?,
         })
     }
 }
@@ -132,6 +135,8 @@ struct LookupRow {
     owner_kind: String,
     owner_name: String,
     owner_enabled: bool,
+    #[sqlx(flatten)]
+    role: RoleColumns,
 }
 
 impl TryFrom<LookupRow> for TokenLookup {
@@ -144,15 +149,58 @@ impl TryFrom<LookupRow> for TokenLookup {
                 kind: kind(&r.owner_kind)?,
                 name: r.owner_name,
                 enabled: r.owner_enabled,
+                role: r.role.into_role()?,
             },
             token,
         })
     }
 }
 
-macro_rules! principal_columns {
+#[derive(sqlx::FromRow)]
+struct RoleRow {
+    id: i64,
+    name: String,
+    code: i64,
+    acl: String,
+    created_at: OffsetDateTime,
+    members: i64,
+}
+
+impl TryFrom<RoleRow> for RoleRecord {
+    type Error = StoreError;
+    fn try_from(r: RoleRow) -> StoreResult<Self> {
+        let acl: Acl = serde_json::from_str(&r.acl)
+            .map_err(|e| StoreError::Other(format!("role {:?} has an unreadable ACL: {e}", r.name)))?;
+        Ok(RoleRecord {
+            id: r.id,
+            role: super::Role { name: r.name, code: r.code, acl },
+            created_at: r.created_at,
+            members: r.members,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    secret: Vec<u8>,
+    created_at: OffsetDateTime,
+}
+
+impl TryFrom<SigningKeyRow> for SigningKeyRecord {
+    type Error = StoreError;
+    fn try_from(r: SigningKeyRow) -> StoreResult<Self> {
+        Ok(SigningKeyRecord { kid: r.kid, secret: r.secret, created_at: r.created_at })
+    }
+}
+
+macro_rules! principal_select {
     () => {
-        "id, kind, name, password_hash, enabled, created_at, last_login_at"
+        concat!(
+            "SELECT p.id, p.kind, p.name, p.password_hash, p.enabled, p.created_at, p.last_login_at, ",
+            "r.name AS role_name, r.code AS role_code, r.acl AS role_acl ",
+            "FROM principals p LEFT JOIN roles r ON r.id = p.role_id "
+        )
     };
 }
 macro_rules! token_columns {
@@ -165,17 +213,27 @@ macro_rules! lookup_select {
         concat!(
             "SELECT ",
             token_columns!(),
-            ", p.kind AS owner_kind, p.name AS owner_name, p.enabled AS owner_enabled ",
-            "FROM tokens t JOIN principals p ON p.id = t.principal_id "
+            ", p.kind AS owner_kind, p.name AS owner_name, p.enabled AS owner_enabled, ",
+            "r.name AS role_name, r.code AS role_code, r.acl AS role_acl ",
+            "FROM tokens t JOIN principals p ON p.id = t.principal_id LEFT JOIN roles r ON r.id = p.role_id "
+        )
+    };
+}
+macro_rules! role_select {
+    () => {
+        concat!(
+            "SELECT r.id, r.name, r.code, r.acl, r.created_at, ",
+            "(SELECT count(*) FROM principals p WHERE p.role_id = r.id) AS members FROM roles r "
         )
     };
 }
 
-const INSERT_PRINCIPAL: &str = "INSERT INTO principals (kind, name, password_hash, enabled, created_at) \
-     VALUES ($1, $2, $3, TRUE, $4) RETURNING id";
-const PRINCIPAL_BY_NAME: &str =
-    concat!("SELECT ", principal_columns!(), " FROM principals WHERE kind = $1 AND name = $2");
-const LIST_PRINCIPALS: &str = concat!("SELECT ", principal_columns!(), " FROM principals WHERE kind = $1 ORDER BY id");
+const PRINCIPAL_BY_NAME: &str = concat!(principal_select!(), "WHERE p.kind = $1 AND p.name = $2");
+const LIST_PRINCIPALS: &str = concat!(principal_select!(), "WHERE p.kind = $1 ORDER BY p.id");
+const INSERT_PRINCIPAL: &str = "INSERT INTO principals (kind, name, password_hash, enabled, created_at, role_id) \
+     VALUES ($1, $2, $3, TRUE, $4, $5)";
+const ROLE_BY_NAME: &str = concat!(role_select!(), "WHERE r.name = $1");
+const LIST_ROLES: &str = concat!(role_select!(), "ORDER BY r.name");
 const TOKEN_BY_DIGEST: &str = concat!(lookup_select!(), "WHERE t.digest = $1");
 const TOKEN_BY_ID: &str = concat!(lookup_select!(), "WHERE t.id = $1");
 const LIST_TOKENS: &str =
@@ -220,22 +278,16 @@ impl Store for PgStore {
     }
 
     async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord> {
-        let id: i64 = sqlx::query_scalar(INSERT_PRINCIPAL)
+        sqlx::query(INSERT_PRINCIPAL)
             .bind(new.kind.as_str())
             .bind(new.name.as_str())
             .bind(new.password_hash)
             .bind(new.created_at)
-            .fetch_one(&self.pool)
+            .bind(new.role_id)
+            .execute(&self.pool)
             .await?;
-        Ok(PrincipalRecord {
-            id,
-            kind: new.kind,
-            name: new.name.as_str().to_owned(),
-            password_hash: new.password_hash.to_owned(),
-            enabled: true,
-            created_at: new.created_at,
-            last_login_at: None,
-        })
+        // why read back: the record carries the role joined in, as every read does.
+        self.principal_by_name(new.kind, new.name.as_str()).await?.ok_or(StoreError::NotFound)
     }
 
     async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>> {
@@ -302,6 +354,70 @@ impl Store for PgStore {
     async fn delete_principal(&self, id: i64) -> StoreResult<()> {
         let done = sqlx::query("DELETE FROM principals WHERE id = $1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn set_principal_role(&self, id: i64, role_id: Option<i64>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE principals SET role_id = $1 WHERE id = $2")
+            .bind(role_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleRecord> {
+        sqlx::query("INSERT INTO roles (name, code, acl, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(new.name)
+            .bind(new.code)
+            .bind(acl_json(new.acl)?)
+            .bind(new.created_at)
+            .execute(&self.pool)
+            .await?;
+        self.role_by_name(new.name).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleRecord>> {
+        sqlx::query_as::<_, RoleRow>(ROLE_BY_NAME)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
+        sqlx::query_as::<_, RoleRow>(LIST_ROLES)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
+    async fn delete_role(&self, id: i64) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        sqlx::query_as::<_, SigningKeyRow>("SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(key.secret.as_slice())
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted> {

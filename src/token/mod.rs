@@ -9,8 +9,10 @@
 //! use, sliding expiry) are queued and flushed in the background (see `touch`).
 
 pub mod clock;
+pub mod jwt;
 pub mod password;
 mod principals;
+mod roles;
 pub mod secret;
 mod touch;
 
@@ -22,7 +24,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use self::clock::Clock;
+use self::jwt::{JwtRefusal, Keys};
 use self::password::Passwords;
+pub use self::roles::parse_acl;
 use self::secret::{PlainToken, TokenFormat};
 use self::touch::TouchQueue;
 use crate::config::TokensConfig;
@@ -41,7 +45,7 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 pub const NOTE_MAX_CHARS: usize = 128;
 
 /// How a dialect's tokens look and live. Built by each dialect from its config section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TokenPolicy {
     /// The issuing dialect, stored on each row; tokens are only accepted by the same dialect.
     pub dialect: &'static str,
@@ -121,12 +125,48 @@ pub struct TokenService {
     passwords: Passwords,
     touches: TouchQueue,
     retention: Duration,
+    keys: Keys,
+    jwt_secret: Option<SecretString>,
 }
 
 impl TokenService {
-    /// Assemble the service over a store and a clock.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, passwords: Passwords, tokens: &TokensConfig) -> Self {
-        TokenService { store, clock, passwords, touches: TouchQueue::default(), retention: tokens.retention }
+    /// Assemble the service over a store and a clock, loading (or creating) the JWT keys.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        tokens: &TokensConfig,
+        jwt_secret: Option<SecretString>,
+    ) -> Result<Self, Error> {
+        let keys = Keys::load(&*store, jwt_secret.as_ref(), clock.now()).await?;
+        Ok(TokenService {
+            store,
+            clock,
+            passwords,
+            touches: TouchQueue::default(),
+            retention: tokens.retention,
+            keys,
+            jwt_secret,
+        })
+    }
+
+    /// Re-read the JWT keys from the database, to pick up a rotation made elsewhere.
+    pub async fn reload_keys(&self) -> Result<(), Error> {
+        self.keys.reload(&*self.store, self.jwt_secret.as_ref(), self.clock.now(), true).await.map(|_| ())
+    }
+
+    /// Add a new JWT signing key and sign with it from now on; returns its kid. Tokens signed
+    /// by older keys keep verifying. With a configured secret, that secret still signs.
+    pub async fn rotate_key(&self) -> Result<String, Error> {
+        let key = jwt::generate(self.clock.now());
+        self.store.insert_signing_key(&key).await?;
+        self.reload_keys().await?;
+        Ok(key.kid)
+    }
+
+    /// The stored JWT keys (kids and times; secrets stay inside) and the kid that signs.
+    pub async fn signing_keys(&self) -> Result<(Vec<crate::store::SigningKeyRecord>, String), Error> {
+        Ok((self.store.signing_keys().await?, self.keys.signing_kid()))
     }
 
     /// The service's clock, for callers that must agree with it (tests, the CLI's output).
@@ -253,8 +293,6 @@ impl TokenService {
         expires_at: Option<OffsetDateTime>,
         rules: InsertRules<'_>,
     ) -> Result<Issued, Error> {
-        let token = policy.format.generate();
-        let digest = token.digest();
         let record = TokenRecord {
             id: Uuid::new_v4(),
             principal_id: principal.id,
@@ -268,6 +306,22 @@ impl TokenService {
             version: 0,
             revoked_at: None,
         };
+        let owner = Owner {
+            id: principal.id,
+            kind: principal.kind,
+            name: principal.name.clone(),
+            enabled: principal.enabled,
+            role: principal.role.clone(),
+        };
+        let token = match &policy.format {
+            TokenFormat::Jwt(claims) => {
+                let mut claims = claims(&record, &owner);
+                claims.insert("jti".into(), record.id.to_string().into());
+                PlainToken::new(self.keys.sign(&claims)?)
+            }
+            random => random.generate().ok_or_else(|| Error::Internal("token format generates nothing".into()))?,
+        };
+        let digest = token.digest();
         let new = NewToken {
             id: record.id,
             principal_id: record.principal_id,
@@ -279,16 +333,7 @@ impl TokenService {
             expires_at,
         };
         match self.store.insert_token(&new, rules).await {
-            Ok(Inserted::Yes) => Ok(Issued {
-                token,
-                record,
-                owner: Owner {
-                    id: principal.id,
-                    kind: principal.kind,
-                    name: principal.name.clone(),
-                    enabled: principal.enabled,
-                },
-            }),
+            Ok(Inserted::Yes) => Ok(Issued { token, record, owner }),
             Ok(Inserted::LimitReached) => Err(Error::TokenLimit),
             // why: the password changed, or the principal was disabled, while it was verified.
             Ok(Inserted::CredentialsChanged) => Err(Error::BadCredentials(CredentialFailure::WrongPassword)),
@@ -307,6 +352,9 @@ impl TokenService {
         }
         if !policy.format.accepts(presented) {
             return refuse(AuthFailure::Malformed(Malformation::BadFormat));
+        }
+        if let TokenFormat::Jwt(_) = policy.format {
+            self.check_signature(presented).await?;
         }
         let Some(found) = self.store.token_by_digest(&PlainToken::new(presented).digest()).await? else {
             return refuse(AuthFailure::Unknown);
@@ -335,6 +383,22 @@ impl TokenService {
         }
         self.schedule_touch(policy, &token, now);
         Ok(Authenticated { token, owner: found.owner })
+    }
+
+    /// A JWT must carry a good signature by a key we know before the database is asked. An
+    /// unknown kid may be a key rotated in elsewhere: reload (rate-limited) and try again.
+    async fn check_signature(&self, token: &str) -> Result<(), Error> {
+        let refuse = |_| Error::Unauthenticated(AuthFailure::Malformed(Malformation::BadSignature));
+        match self.keys.verify(token) {
+            Err(JwtRefusal::UnknownKey) => {
+                if self.keys.reload(&*self.store, self.jwt_secret.as_ref(), self.clock.now(), false).await? {
+                    self.keys.verify(token).map_err(refuse)
+                } else {
+                    Err(refuse(JwtRefusal::UnknownKey))
+                }
+            }
+            other => other.map_err(refuse),
+        }
     }
 
     /// Queue the last-used time (at most once a minute) and the sliding expiry, if due.

@@ -21,17 +21,22 @@ impl TokenService {
             .ok_or_else(|| Error::NoSuchPrincipal { kind: kind.as_str(), name: name.to_owned() })
     }
 
-    /// Create a principal with a password.
+    /// Create a principal with a password and, optionally, a role (which must exist).
     pub async fn create_principal(
         &self,
         kind: PrincipalKind,
         name: &str,
         password: SecretString,
+        role: Option<&str>,
     ) -> Result<PrincipalRecord, Error> {
         let name = Username::parse(name).map_err(Error::InvalidName)?;
         check_password_text(&password)?;
+        let role_id = match role {
+            Some(role) => Some(self.role(role).await?.id),
+            None => None,
+        };
         let hash = self.passwords.hash(password).await?;
-        let new = NewPrincipal { kind, name: &name, password_hash: &hash, created_at: self.clock.now() };
+        let new = NewPrincipal { kind, name: &name, password_hash: &hash, created_at: self.clock.now(), role_id };
         match self.store.insert_principal(&new).await {
             Err(StoreError::Conflict(_)) => {
                 Err(Error::PrincipalExists { kind: kind.as_str(), name: name.as_str().to_owned() })

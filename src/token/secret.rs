@@ -7,7 +7,10 @@
 use std::fmt;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+use crate::store::{Owner, TokenRecord};
 
 /// A token as the client sees it. Redacted in `Debug`.
 #[derive(Clone)]
@@ -62,8 +65,12 @@ impl fmt::Debug for TokenHash {
     }
 }
 
+/// The claims a JWT dialect puts in its tokens, from the row being issued and its owner. The
+/// service adds `jti` (the row id) and signs; the dialect owns every other claim and its units.
+pub type JwtClaims = fn(&TokenRecord, &Owner) -> Map<String, Value>;
+
 /// The shape of the token strings a dialect issues.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum TokenFormat {
     /// A random UUID v4, hyphenated and lowercase (usertoken).
     Uuid,
@@ -72,21 +79,39 @@ pub enum TokenFormat {
         /// Prepended to every token; may be empty.
         prefix: String,
     },
+    /// An HS256 JWT signed by the service's keys, with the dialect's claims (webitel, dialer).
+    Jwt(JwtClaims),
 }
+
+impl std::fmt::Debug for TokenFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenFormat::Uuid => f.write_str("Uuid"),
+            TokenFormat::PrefixedHex { prefix } => f.debug_struct("PrefixedHex").field("prefix", prefix).finish(),
+            TokenFormat::Jwt(_) => f.write_str("Jwt"),
+        }
+    }
+}
+
+/// why 8 KiB: far above any token we issue (a JWT with a large ACL is a few KiB), and it keeps
+/// a hostile header from costing more than a quick scan.
+const MAX_JWT_LEN: usize = 8 * 1024;
 
 /// why 32 bytes: 256 bits from the OS CSPRNG, as django-rest-knox does since 4.2 (64 hex chars).
 const HEX_TOKEN_BYTES: usize = 32;
 
 impl TokenFormat {
-    /// Generate a fresh token from the OS CSPRNG.
-    pub fn generate(&self) -> PlainToken {
+    /// Generate a fresh random token from the OS CSPRNG; `None` for JWTs, which the service
+    /// signs instead.
+    pub fn generate(&self) -> Option<PlainToken> {
         match self {
-            TokenFormat::Uuid => PlainToken(uuid::Uuid::new_v4().hyphenated().to_string()),
+            TokenFormat::Uuid => Some(PlainToken(uuid::Uuid::new_v4().hyphenated().to_string())),
             TokenFormat::PrefixedHex { prefix } => {
                 let mut bytes = [0u8; HEX_TOKEN_BYTES];
                 OsRng.fill_bytes(&mut bytes);
-                PlainToken(format!("{prefix}{}", hex::encode(bytes)))
+                Some(PlainToken(format!("{prefix}{}", hex::encode(bytes))))
             }
+            TokenFormat::Jwt(_) => None,
         }
     }
 
@@ -101,6 +126,14 @@ impl TokenFormat {
             TokenFormat::PrefixedHex { prefix } => token.strip_prefix(prefix.as_str()).is_some_and(|rest| {
                 rest.len() == HEX_TOKEN_BYTES * 2 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             }),
+            // Three non-empty base64url segments; the signature is checked by the keys.
+            TokenFormat::Jwt(_) => {
+                token.len() <= MAX_JWT_LEN
+                    && token.split('.').count() == 3
+                    && token.split('.').all(|part| {
+                        !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    })
+            }
         }
     }
 }
@@ -116,13 +149,13 @@ mod tests {
             TokenFormat::PrefixedHex { prefix: String::new() },
             TokenFormat::PrefixedHex { prefix: "tka_".into() },
         ] {
-            let a = format.generate();
-            let b = format.generate();
+            let a = format.generate().unwrap();
+            let b = format.generate().unwrap();
             assert!(format.accepts(a.expose()), "{format:?} refused its own token");
             assert_ne!(a.expose(), b.expose());
             assert_ne!(a.digest(), b.digest());
         }
-        let knox = TokenFormat::PrefixedHex { prefix: "tka_".into() }.generate();
+        let knox = TokenFormat::PrefixedHex { prefix: "tka_".into() }.generate().unwrap();
         assert_eq!(knox.expose().len(), 4 + 64);
     }
 
@@ -139,6 +172,16 @@ mod tests {
         assert!(!TokenFormat::Uuid.accepts("not-a-uuid"));
         assert!(!TokenFormat::Uuid.accepts("B94CF5C7-CDDC-4610-9D4C-6B8E04088AE8"));
         assert!(TokenFormat::Uuid.accepts("b94cf5c7-cddc-4610-9d4c-6b8e04088ae8"));
+        let jwt = TokenFormat::Jwt(|_, _| Map::new());
+        assert!(
+            jwt.accepts(
+                "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.pKXWfzXqbp8FMbOKocNaSlT1bYq4Xqzol-0kEXOY0_s"
+            )
+        );
+        for bad in ["a.b", "a..c", "a.b.c.d", "a.b+.c", "a b.c.d", ""] {
+            assert!(!jwt.accepts(bad), "{bad:?}");
+        }
+        assert!(!jwt.accepts(&format!("a.{}.c", "b".repeat(MAX_JWT_LEN))));
     }
 
     #[test]

@@ -150,7 +150,10 @@ async fn users_are_added_listed_and_refused_twice(backend: Backend) {
     let table = ok(&admin(&db, &["user", "list"], None).await);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("ID  NAME "), "header: {table}");
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["ID", "NAME", "ENABLED", "CREATED", "LAST", "LOGIN"]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["ID", "NAME", "ENABLED", "ROLE", "CREATED", "LAST", "LOGIN"]
+    );
     assert_eq!(lines.len(), 2, "{table}");
     assert_eq!(lines[1].split_whitespace().nth(1), Some("alice"), "{table}");
     assert_eq!(lines[1].split_whitespace().nth(2), Some("yes"), "{table}");
@@ -227,7 +230,7 @@ async fn tokens_are_issued_in_each_dialects_format(backend: Backend) {
 
     // Every issue produced a distinct row.
     assert_eq!(tokens_of(&db, "alice").await.len(), 5);
-    usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "webitel"], None).await);
+    usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "nope"], None).await);
     usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "soon"], None).await);
     usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "0s"], None).await);
     usage_error(&admin(&db, &["token", "issue", "alice", "--dialect", "knox", "--ttl", "200years"], None).await);

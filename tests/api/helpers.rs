@@ -168,13 +168,13 @@ impl TestApp {
         config.validate().unwrap();
         let store = app::open_store(&config).await.unwrap();
         let clock = Arc::new(FixedClock::new(T0));
-        let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).unwrap();
+        let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).await.unwrap();
         let router = app::router(AppState::new(config.clone(), Arc::clone(&tokens))).unwrap();
         TestApp { router, tokens, store, clock, config, _db: db }
     }
 
     pub async fn add_user(&self, name: &str, password: &str) -> PrincipalRecord {
-        self.tokens.create_principal(PrincipalKind::User, name, password.to_owned().into()).await.unwrap()
+        self.tokens.create_principal(PrincipalKind::User, name, password.to_owned().into(), None).await.unwrap()
     }
 
     pub fn request(&self, method: Method, path: &str) -> TestRequest<'_> {

@@ -195,7 +195,7 @@ async fn login_rehashes_when_parameters_change(backend: Backend) {
     let mut stronger = app.config.clone();
     stronger.passwords.memory_kib = 2048;
     stronger.passwords.iterations = 2;
-    let tokens = app::token_service(&stronger, Arc::clone(&app.store), app.clock.clone()).unwrap();
+    let tokens = app::token_service(&stronger, Arc::clone(&app.store), app.clock.clone()).await.unwrap();
     let policy = knox(&app);
     tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
     assert!(hash().await.contains("m=2048,t=2,p=1"), "{}", hash().await);

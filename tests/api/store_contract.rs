@@ -27,7 +27,13 @@ async fn open(backend: &Backend) -> (Arc<dyn Store>, TestDb) {
 async fn principal(store: &dyn Store, kind: PrincipalKind, name: &str) -> PrincipalRecord {
     let name = Username::parse(name).unwrap();
     store
-        .insert_principal(&NewPrincipal { kind, name: &name, password_hash: "$argon2id$fake", created_at: T0 })
+        .insert_principal(&NewPrincipal {
+            kind,
+            name: &name,
+            password_hash: "$argon2id$fake",
+            created_at: T0,
+            role_id: None,
+        })
         .await
         .unwrap()
 }
@@ -137,7 +143,8 @@ async fn principal_names_are_exact_and_unique_per_kind(backend: Backend) {
     assert!(store.principal_by_name(PrincipalKind::User, "Alice ").await.unwrap().is_none());
     assert!(store.principal_by_name(PrincipalKind::Reseller, "Alice").await.unwrap().is_none());
     let name = Username::parse("Alice").unwrap();
-    let dup = NewPrincipal { kind: PrincipalKind::User, name: &name, password_hash: "h", created_at: T0 };
+    let dup =
+        NewPrincipal { kind: PrincipalKind::User, name: &name, password_hash: "h", created_at: T0, role_id: None };
     assert!(matches!(store.insert_principal(&dup).await, Err(StoreError::Conflict(_))));
     // Same name, other kind: a separate principal.
     let reseller = principal(&*store, PrincipalKind::Reseller, "Alice").await;

@@ -1,0 +1,185 @@
+//! JWT signing keys for the dialects whose tokens are HS256 JWTs (webitel, dialer).
+//!
+//! Policy:
+//! - Every token carries its key's id in the `kid` header, so keys can rotate: the newest key
+//!   signs, every known key verifies, and tokens signed before a rotation keep working.
+//! - The key comes from `jwt_secret` (TOKENAUTH_JWT_SECRET) when configured; otherwise one is
+//!   generated once and kept in the database, so every replica shares it. Replicas that start
+//!   together race to insert the same fixed kid; one wins, all read the winner.
+//! - A signature is checked before the database is asked (garbage costs an HMAC, not a query),
+//!   but it never makes a token valid on its own: the row does (see `TokenService::authenticate`).
+//! - An unknown `kid` (a key rotated in by another process) triggers a reload from the
+//!   database, at most once per `RELOAD_INTERVAL`, so random kids cannot flood the store.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::store::{SigningKeyRecord, Store};
+
+/// The kid of the key generated when none is configured; fixed so replicas starting at once
+/// converge on one key.
+const INITIAL_KID: &str = "initial";
+
+/// why 32 bytes: HS256's key should be at least its 256-bit output (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// why 5 s: picks up a rotation quickly, bounds database reads caused by unknown kids.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a JWT's signature check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRefusal {
+    /// Not a JWT we could have issued (shape, header, algorithm).
+    Malformed,
+    /// Signed by a key we do not know.
+    UnknownKey,
+    /// Our key, wrong signature: tampered.
+    BadSignature,
+}
+
+struct KeySet {
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+}
+
+/// The loaded keys. Cheap to use from many tasks; reloads swap the set atomically.
+pub struct Keys {
+    set: RwLock<KeySet>,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("signing_kid", &self.signing_kid()).finish_non_exhaustive()
+    }
+}
+
+/// The kid of a configured secret: derived from it, so every replica with the same secret
+/// agrees, and a changed secret gets a new kid.
+pub fn configured_kid(secret: &SecretString) -> String {
+    let digest = Sha256::digest(secret.expose_secret().as_bytes());
+    format!("cfg-{}", &hex::encode(digest)[..12])
+}
+
+/// A fresh random key with a random kid.
+pub fn generate(created_at: OffsetDateTime) -> SigningKeyRecord {
+    let mut secret = vec![0u8; MIN_SECRET_BYTES];
+    OsRng.fill_bytes(&mut secret);
+    let mut id = [0u8; 6];
+    OsRng.fill_bytes(&mut id);
+    SigningKeyRecord { kid: format!("k-{}", hex::encode(id)), secret, created_at }
+}
+
+impl Keys {
+    /// Load the keys: the configured secret signs if there is one; otherwise the newest key in
+    /// the database, generating the first one if there is none.
+    pub async fn load(
+        store: &dyn Store,
+        configured: Option<&SecretString>,
+        now: OffsetDateTime,
+    ) -> Result<Keys, Error> {
+        let set = Self::read(store, configured, now).await?;
+        Ok(Keys { set: RwLock::new(set), last_reload: Mutex::new(Some(Instant::now())) })
+    }
+
+    async fn read(store: &dyn Store, configured: Option<&SecretString>, now: OffsetDateTime) -> Result<KeySet, Error> {
+        let mut stored = store.signing_keys().await?;
+        if stored.is_empty() && configured.is_none() {
+            let first = SigningKeyRecord { kid: INITIAL_KID.to_owned(), ..generate(now) };
+            store.insert_signing_key(&first).await?;
+            stored = store.signing_keys().await?;
+        }
+        let mut verifying: HashMap<String, DecodingKey> =
+            stored.iter().map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret))).collect();
+        let (signing_kid, signing) = match configured {
+            Some(secret) => {
+                let kid = configured_kid(secret);
+                let bytes = secret.expose_secret().as_bytes();
+                verifying.insert(kid.clone(), DecodingKey::from_secret(bytes));
+                (kid, EncodingKey::from_secret(bytes))
+            }
+            None => {
+                // why newest: `keys rotate` adds a key to sign with from then on.
+                let newest = stored
+                    .iter()
+                    .max_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))
+                    .ok_or_else(|| Error::Internal("no signing key in the database".into()))?;
+                (newest.kid.clone(), EncodingKey::from_secret(&newest.secret))
+            }
+        };
+        Ok(KeySet { signing_kid, signing, verifying })
+    }
+
+    /// Re-read the keys from the database (a rotation elsewhere), at most once per interval
+    /// unless `force`; returns whether it reloaded.
+    pub async fn reload(
+        &self,
+        store: &dyn Store,
+        configured: Option<&SecretString>,
+        now: OffsetDateTime,
+        force: bool,
+    ) -> Result<bool, Error> {
+        {
+            let mut last = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
+            if !force && last.is_some_and(|at| at.elapsed() < RELOAD_INTERVAL) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        let set = Self::read(store, configured, now).await?;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        Ok(true)
+    }
+
+    /// The kid that signs new tokens.
+    pub fn signing_kid(&self) -> String {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).signing_kid.clone()
+    }
+
+    /// Sign `claims` with the current key (HS256, `typ: JWT`, `kid`).
+    pub fn sign(&self, claims: &Map<String, Value>) -> Result<String, Error> {
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(set.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &set.signing)
+            .map_err(|e| Error::Internal(format!("cannot sign a JWT: {e}")))
+    }
+
+    /// Check a JWT's header and signature only. Expiry and revocation are the row's business.
+    pub fn verify(&self, token: &str) -> Result<(), JwtRefusal> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRefusal::Malformed)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(JwtRefusal::Malformed);
+        }
+        let kid = header.kid.ok_or(JwtRefusal::Malformed)?;
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        let key = set.verifying.get(&kid).ok_or(JwtRefusal::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        // why: Webitel's exp is in milliseconds and static tokens have none; the row decides.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+                Err(JwtRefusal::BadSignature)
+            }
+            Err(_) => Err(JwtRefusal::Malformed),
+        }
+    }
+}
+
+/// Decode a JWT's claims without checking anything, for tests and the CLI's display.
+pub fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok().map(|d| d.claims)
+}
