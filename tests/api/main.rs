@@ -14,3 +14,4 @@ mod layers;
 mod service;
 mod store_contract;
 mod usertoken;
+mod webitel;
