@@ -89,7 +89,8 @@ impl Keys {
         now: OffsetDateTime,
     ) -> Result<Keys, Error> {
         let set = Self::read(store, configured, now).await?;
-        Ok(Keys { set: RwLock::new(set), last_reload: Mutex::new(Some(Instant::now())) })
+        // why None: the first unknown kid after start reloads at once; only repeats are limited.
+        Ok(Keys { set: RwLock::new(set), last_reload: Mutex::new(None) })
     }
 
     async fn read(store: &dyn Store, configured: Option<&SecretString>, now: OffsetDateTime) -> Result<KeySet, Error> {
