@@ -107,7 +107,8 @@ fn spawn_housekeeping(state: &AppState, stop: &watch::Receiver<bool>) -> Vec<Joi
             }
         }),
         // why a minute: `tokenauth keys rotate` promises running servers sign with the new key
-        // within a minute; verification picks up unknown kids at once on its own.
+        // within a minute. Verification reloads on its own when it meets an unknown kid (at
+        // most once per 5 s, so random kids cannot flood the database).
         every(KEY_RELOAD_INTERVAL, Arc::clone(&state.tokens), stop.clone(), |tokens| async move {
             if let Err(e) = tokens.reload_keys().await {
                 tracing::warn!(error = %e, "could not reload the JWT signing keys");

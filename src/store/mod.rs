@@ -52,7 +52,13 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
-            sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+            // why 1811: SQLite reports an ON DELETE RESTRICT refusal as SQLITE_CONSTRAINT_TRIGGER,
+            // not as the foreign-key code sqlx recognises.
+            sqlx::Error::Database(db)
+                if db.is_unique_violation()
+                    || db.is_foreign_key_violation()
+                    || db.code().as_deref() == Some("1811") =>
+            {
                 StoreError::Conflict(db.message().to_owned())
             }
             // why: SQLITE_BUSY/LOCKED after busy_timeout, and Postgres "cannot connect now" or

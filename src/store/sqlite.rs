@@ -6,7 +6,7 @@
 //! Every multi-statement write starts with a write, so SQLite takes the write lock first and
 //! a transaction never has to upgrade a stale read snapshot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -30,6 +30,47 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file; `None` in memory.
+    path: Option<PathBuf>,
+}
+
+/// why 30 s: a migration takes milliseconds; waiting longer means another process is stuck.
+const STARTUP_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// An exclusive OS lock on `<database>.tokenauth-lock`, held while opening the database and
+/// while migrating it. why: sqlx's SQLite migrator takes no lock, so two processes starting on
+/// a fresh file (a server and a CLI command, two replicas) would both create the tables, and
+/// one would fail; switching to WAL at once can also fail as "database is locked".
+struct StartupLock(#[allow(dead_code)] std::fs::File);
+
+impl StartupLock {
+    async fn acquire(db: &Path) -> StoreResult<StartupLock> {
+        let mut name = db.as_os_str().to_owned();
+        name.push(".tokenauth-lock");
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open the lock file {}: {e}", path.display())))?;
+        restrict_to_owner(&path);
+        let deadline = tokio::time::Instant::now() + STARTUP_LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StartupLock(file)),
+                Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot lock {} (is another tokenauth stuck migrating this database?): {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
 }
 
 impl SqliteStore {
@@ -46,6 +87,7 @@ impl SqliteStore {
         // why: each connection to an in-memory database would otherwise see its own database.
         let max = if in_memory { 1 } else { cfg.max_connections.max(1) };
         let path = opts.get_filename().to_path_buf();
+        let _lock = if in_memory { None } else { Some(StartupLock::acquire(&path).await?) };
         let creating = !in_memory && !path.exists();
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
@@ -59,7 +101,7 @@ impl SqliteStore {
         if !in_memory {
             tracing::info!(path = %absolute(&path).display(), "using SQLite database");
         }
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, path: (!in_memory).then_some(path) })
     }
 }
 
@@ -297,6 +339,10 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        let _lock = match &self.path {
+            Some(path) => Some(StartupLock::acquire(path).await?),
+            None => None,
+        };
         sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
         Ok(())
     }

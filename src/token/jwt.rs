@@ -130,9 +130,11 @@ impl Keys {
         now: OffsetDateTime,
         force: bool,
     ) -> Result<bool, Error> {
-        {
+        // why only unforced reloads count: the periodic (forced) reload must not make the next
+        // unknown kid wait; the limit exists to bound reads caused by unknown kids.
+        if !force {
             let mut last = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
-            if !force && last.is_some_and(|at| at.elapsed() < RELOAD_INTERVAL) {
+            if last.is_some_and(|at| at.elapsed() < RELOAD_INTERVAL) {
                 return Ok(false);
             }
             *last = Some(Instant::now());

@@ -132,6 +132,12 @@ backend_tests!(
     token_commands_change_state_and_refuse_unknown_ids,
     passwd_revokes_and_remove_deletes_tokens,
     migrate_creates_the_schema_and_can_run_twice,
+    roles_are_added_listed_and_refused,
+    users_get_change_and_lose_roles,
+    roles_in_use_cannot_be_removed,
+    webitel_tokens_are_jwts_printed_after_their_key,
+    keys_rotate_and_old_tokens_keep_their_kid,
+    configured_jwt_secret_signs_webitel_tokens,
 );
 
 async fn users_are_added_listed_and_refused_twice(backend: Backend) {
@@ -499,4 +505,330 @@ async fn nested_env_vars_set_table_keys() {
     assert!(knox.lines().any(|l| l == "token_ttl = \"10h\""), "{out}");
     let printed: toml::Table = toml::from_str(&out).unwrap();
     assert!(printed["usertoken"].get("token_ttl").is_none(), "only knox's: {out}");
+}
+
+const ROOT_ACL: &str = r#"{"cdr":["*"],"account":["r","w"]}"#;
+
+/// Decode one base64url (unpadded) JWT segment as JSON.
+fn jwt_segment(segment: &str) -> Value {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .unwrap_or_else(|e| panic!("not base64url ({e}): {segment}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// A JWT's header and payload, after checking it has three non-empty base64url segments.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let segments: Vec<&str> = token.split('.').collect();
+    assert_eq!(segments.len(), 3, "three segments: {token}");
+    for seg in &segments {
+        assert!(
+            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "base64url segment {seg:?} in {token}"
+        );
+    }
+    (jwt_segment(segments[0]), jwt_segment(segments[1]))
+}
+
+/// The real time: the commands under test run on the system clock.
+fn wall_clock() -> OffsetDateTime {
+    use tokenauth::token::clock::Clock as _;
+    tokenauth::token::clock::SystemClock.now()
+}
+
+/// Now, in epoch milliseconds.
+pub fn now_millis() -> i64 {
+    i64::try_from(wall_clock().unix_timestamp_nanos() / 1_000_000).unwrap()
+}
+
+/// Assert `ms` is within a minute of `now_millis() + lifetime`.
+#[track_caller]
+pub fn assert_millis_near(ms: i64, lifetime: Duration) {
+    let expected = now_millis() + i64::try_from(lifetime.as_millis()).unwrap();
+    assert!((ms - expected).abs() < 60_000, "{ms} is not within a minute of {expected} (epoch milliseconds)");
+}
+
+/// `token issue NAME --dialect webitel ARGS` (plain output): (key, token, header, payload).
+async fn webitel_token(db: &TestDb, name: &str, args: &[&str]) -> (String, String, Value, Value) {
+    let mut all = vec!["token", "issue", name, "--dialect", "webitel"];
+    all.extend_from_slice(args);
+    let out = ok(&admin(db, &all, None).await);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "the key, then the token: {out:?}");
+    assert!(out.ends_with('\n'), "{out:?}");
+    let key = Uuid::parse_str(lines[0]).unwrap_or_else(|e| panic!("the key is a UUID ({e}): {out:?}"));
+    assert_eq!(key.get_version_num(), 4, "{key}");
+    let (header, payload) = jwt_parts(lines[1]);
+    (lines[0].to_owned(), lines[1].to_owned(), header, payload)
+}
+
+async fn role_list(db: &TestDb) -> Vec<Value> {
+    json(&ok(&admin(db, &["role", "list", "--json"], None).await)).as_array().unwrap().clone()
+}
+
+/// `user list --json`: name to role (null when none).
+async fn user_roles(db: &TestDb) -> BTreeMap<String, Value> {
+    let users = json(&ok(&admin(db, &["user", "list", "--json"], None).await));
+    users.as_array().unwrap().iter().map(|u| (u["name"].as_str().unwrap().to_owned(), u["role"].clone())).collect()
+}
+
+async fn roles_are_added_listed_and_refused(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let out = ok(&admin(&db, &["role", "add", "root", "--code", "2", "--acl", ROOT_ACL], None).await);
+    assert!(out.contains("root"), "{out}");
+    let roles = role_list(&db).await;
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0]["name"], "root");
+    assert_eq!(roles[0]["code"], 2);
+    assert_eq!(roles[0]["users"], 0);
+    assert_eq!(roles[0]["acl"], json(ROOT_ACL));
+    let created = rfc3339(&roles[0]["created"]);
+    assert!((wall_clock() - created).abs() < time::Duration::minutes(1), "{created}");
+
+    let line = fails(&admin(&db, &["role", "add", "root", "--code", "1", "--acl", "{}"], None).await, "already exists");
+    assert!(line.contains("root"), "{line}");
+    fails(&admin(&db, &["role", "add", "bad", "--code", "1", "--acl", "{bad"], None).await, "invalid ACL");
+    fails(&admin(&db, &["role", "add", "bad", "--code", "1", "--acl", r#"{"cdr":"*"}"#], None).await, "invalid ACL");
+    fails(&admin(&db, &["role", "add", "bad", "--code", "1", "--acl", r#"["cdr"]"#], None).await, "invalid ACL");
+    fails(
+        &admin(&db, &["role", "add", "bad", "--code", "1", "--acl-file", "/nonexistent/acl.json"], None).await,
+        "/nonexistent/acl.json",
+    );
+    usage_error(&admin(&db, &["role", "add", "bad", "--code", "1"], None).await);
+    usage_error(&admin(&db, &["role", "add", "bad", "--acl", "{}"], None).await);
+    usage_error(&admin(&db, &["role", "add", "bad", "--code", "one", "--acl", "{}"], None).await);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acl.json");
+    std::fs::write(&file, "{\n  \"cdr/files\": [\"r\"],\n  \"dialer\": [\"r\", \"w\", \"u\", \"d\"]\n}\n").unwrap();
+    let file = file.to_str().unwrap();
+    usage_error(&admin(&db, &["role", "add", "both", "--code", "1", "--acl", "{}", "--acl-file", file], None).await);
+    ok(&admin(&db, &["role", "add", "admin", "--code", "1", "--acl-file", file], None).await);
+    ok(&admin(&db, &["role", "add", "guest", "--code", "-1", "--acl", "{}"], None).await);
+
+    let roles = role_list(&db).await;
+    let summary: Vec<(&str, i64)> =
+        roles.iter().map(|r| (r["name"].as_str().unwrap(), r["code"].as_i64().unwrap())).collect();
+    assert_eq!(summary, [("admin", 1), ("guest", -1), ("root", 2)], "by name; no refused role was added");
+    assert_eq!(roles[0]["acl"], serde_json::json!({"cdr/files": ["r"], "dialer": ["r", "w", "u", "d"]}));
+    assert_eq!(roles[1]["acl"], serde_json::json!({}));
+
+    let table = ok(&admin(&db, &["role", "list"], None).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "CODE", "USERS", "CREATED", "ACL"]);
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[3].starts_with("root ") && lines[3].ends_with(r#"{"account":["r","w"],"cdr":["*"]}"#), "{table}");
+}
+
+async fn users_get_change_and_lose_roles(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["role", "add", "root", "--code", "2", "--acl", ROOT_ACL], None).await);
+    ok(&admin(&db, &["role", "add", "other", "--code", "0", "--acl", r#"{"book":["r"]}"#], None).await);
+    let name = "100@mydomain.com";
+    let out = ok(&admin(&db, &["user", "add", name, "--password-stdin", "--role", "root"], Some("secret\n")).await);
+    assert!(out.contains("root"), "{out}");
+    assert_eq!(user_roles(&db).await[name], "root");
+
+    let line = fails(
+        &admin(&db, &["user", "add", "bob", "--password-stdin", "--role", "nope"], Some("pw\n")).await,
+        "no such role",
+    );
+    assert!(line.contains("nope"), "{line}");
+    assert_eq!(user_roles(&db).await.keys().collect::<Vec<_>>(), [name], "bob was not created");
+
+    ok(&admin(&db, &["user", "set-role", name, "other"], None).await);
+    assert_eq!(user_roles(&db).await[name], "other");
+    let members: Vec<(String, Value)> =
+        role_list(&db).await.iter().map(|r| (r["name"].as_str().unwrap().to_owned(), r["users"].clone())).collect();
+    assert_eq!(members, [("other".into(), 1.into()), ("root".into(), 0.into())]);
+
+    ok(&admin(&db, &["user", "set-role", name, "--none"], None).await);
+    assert_eq!(user_roles(&db).await[name], Value::Null);
+    let table = ok(&admin(&db, &["user", "list"], None).await);
+    assert_eq!(table.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)), Some("-"), "{table}");
+
+    usage_error(&admin(&db, &["user", "set-role", name], None).await);
+    usage_error(&admin(&db, &["user", "set-role", name, "root", "--none"], None).await);
+    fails(&admin(&db, &["user", "set-role", name, "nope"], None).await, "no such role");
+    fails(&admin(&db, &["user", "set-role", "nobody", "root"], None).await, "no such user");
+    assert_eq!(user_roles(&db).await[name], Value::Null, "refused commands change nothing");
+}
+
+async fn roles_in_use_cannot_be_removed(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["role", "add", "root", "--code", "2", "--acl", ROOT_ACL], None).await);
+    ok(&admin(&db, &["role", "add", "other", "--code", "0", "--acl", "{}"], None).await);
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin", "--role", "root"], Some("pw\n")).await);
+    ok(&admin(&db, &["user", "add", "bob", "--password-stdin", "--role", "other"], Some("pw\n")).await);
+
+    let line = fails(&admin(&db, &["role", "remove", "root"], None).await, "still given to 1 user");
+    assert!(line.contains("root"), "{line}");
+    assert_eq!(role_list(&db).await.len(), 2, "nothing removed");
+    assert_eq!(user_roles(&db).await["alice"], "root");
+
+    ok(&admin(&db, &["user", "set-role", "alice", "--none"], None).await);
+    let out = ok(&admin(&db, &["role", "remove", "root"], None).await);
+    assert!(out.contains("root"), "{out}");
+    let names: Vec<Value> = role_list(&db).await.iter().map(|r| r["name"].clone()).collect();
+    assert_eq!(names, ["other"]);
+    fails(&admin(&db, &["role", "remove", "root"], None).await, "no such role");
+    fails(&admin(&db, &["role", "remove", "nope"], None).await, "no such role");
+
+    // Removing its last user frees a role too.
+    fails(&admin(&db, &["role", "remove", "other"], None).await, "still given to 1 user");
+    ok(&admin(&db, &["user", "remove", "bob"], None).await);
+    ok(&admin(&db, &["role", "remove", "other"], None).await);
+    assert!(role_list(&db).await.is_empty());
+}
+
+async fn webitel_tokens_are_jwts_printed_after_their_key(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["role", "add", "root", "--code", "2", "--acl", ROOT_ACL], None).await);
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin", "--role", "root"], Some("pw\n")).await);
+    ok(&admin(&db, &["user", "add", "bob", "--password-stdin"], Some("pw\n")).await);
+    let day = Duration::from_secs(24 * 3600);
+
+    let (key, _, header, payload) = webitel_token(&db, "alice", &[]).await;
+    assert_eq!(header["alg"], "HS256", "{header}");
+    assert!(header["kid"].as_str().is_some_and(|k| !k.is_empty()), "{header}");
+    assert_eq!(payload["jti"], key.as_str(), "{payload}");
+    let exp = payload["exp"].as_i64().unwrap_or_else(|| panic!("exp is an integer: {payload}"));
+    assert_millis_near(exp, day);
+    assert_eq!(payload["acl"], json(ROOT_ACL), "{payload}");
+
+    let (key, _, _, payload) = webitel_token(&db, "bob", &["--static"]).await;
+    assert_eq!(payload["jti"], key.as_str());
+    assert!(payload.get("exp").is_none(), "a static token has no exp: {payload}");
+    assert_eq!(payload["acl"], serde_json::json!({}), "no role, empty ACL: {payload}");
+
+    let (_, _, _, payload) = webitel_token(&db, "bob", &["--ttl", "1h"]).await;
+    assert_millis_near(payload["exp"].as_i64().unwrap(), Duration::from_secs(3600));
+
+    let (id, token, expires) = issue(&db, "alice", &["--dialect", "webitel"]).await;
+    let (header, payload) = jwt_parts(&token);
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(payload["jti"], id.as_str());
+    let expires = rfc3339(&expires);
+    assert_eq!(
+        payload["exp"].as_i64(),
+        Some(i64::try_from(expires.unix_timestamp_nanos() / 1_000_000).unwrap()),
+        "exp is `expires` in milliseconds: {payload}"
+    );
+    assert_millis_near(payload["exp"].as_i64().unwrap(), day);
+    let (_, token, expires) = issue(&db, "alice", &["--dialect", "webitel", "--static"]).await;
+    assert!(expires.is_null(), "{expires}");
+    assert!(jwt_parts(&token).1.get("exp").is_none());
+
+    // Every issue made a webitel row: 3 for alice, 2 for bob.
+    let listed = tokens_of(&db, "alice").await;
+    assert_eq!(listed.len(), 3);
+    assert!(listed.values().all(|t| t["dialect"] == "webitel"), "{listed:?}");
+    assert_eq!(tokens_of(&db, "bob").await.len(), 2);
+}
+
+/// `keys list`: (kid, signing) per row.
+async fn keys_list(db: &TestDb) -> Vec<(String, bool)> {
+    let table = ok(&admin(db, &["keys", "list"], None).await);
+    let mut lines = table.lines();
+    assert_eq!(lines.next().unwrap().split_whitespace().collect::<Vec<_>>(), ["KID", "CREATED", "SIGNING"]);
+    lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            assert!(cells.len() == 2 || (cells.len() == 3 && cells[2] == "yes"), "{table}");
+            (cells[0].to_owned(), cells.len() == 3)
+        })
+        .collect()
+}
+
+fn is_rotated_kid(kid: &str) -> bool {
+    kid.len() == 14
+        && kid.starts_with("k-")
+        && kid[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+async fn keys_rotate_and_old_tokens_keep_their_kid(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+    assert_eq!(keys_list(&db).await, [("initial".to_owned(), true)]);
+    let (_, before, header, _) = webitel_token(&db, "alice", &[]).await;
+    assert_eq!(header["kid"], "initial");
+
+    let out = ok(&admin(&db, &["keys", "rotate"], None).await);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    let first = out.trim_end().to_owned();
+    assert!(is_rotated_kid(&first), "k- and 12 hex: {first:?}");
+    assert_eq!(keys_list(&db).await, [("initial".to_owned(), false), (first.clone(), true)]);
+    let (_, after, header, _) = webitel_token(&db, "alice", &[]).await;
+    assert_eq!(header["kid"], first.as_str(), "issued after the rotation");
+    assert_eq!(jwt_parts(&before).0["kid"], "initial", "issued before the rotation");
+    assert_ne!(before, after);
+
+    let second = ok(&admin(&db, &["keys", "rotate"], None).await).trim_end().to_owned();
+    assert!(is_rotated_kid(&second) && second != first, "{second:?}");
+    let keys = keys_list(&db).await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(
+        keys.iter().filter(|(_, signing)| *signing).map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        [second.as_str()]
+    );
+    assert_eq!(webitel_token(&db, "alice", &[]).await.2["kid"], second.as_str());
+}
+
+const JWT_SECRET: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL";
+
+#[tokio::test]
+async fn config_never_prints_the_jwt_secret() {
+    assert_eq!(JWT_SECRET.len(), 48);
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_JWT_SECRET", JWT_SECRET);
+    let out = run(cmd, None).await;
+    let printed = ok(&out);
+    assert!(!printed.contains(JWT_SECRET) && !printed.contains(&JWT_SECRET[..16]), "{printed}");
+    assert!(printed.lines().any(|l| l == r#"jwt_secret = "[REDACTED]""#), "{printed}");
+    assert_eq!(stderr(&out), "", "no warning about TOKENAUTH_JWT_SECRET");
+    toml::from_str::<toml::Table>(&printed).unwrap_or_else(|e| panic!("not TOML ({e}): {printed}"));
+    assert!(!ok(&tokenauth(&["config"], None).await).contains("jwt_secret"), "not shown when unset");
+
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_JWT_SECRET", "0123456789");
+    let line = fails(&run(cmd, None).await, "jwt_secret");
+    assert!(!line.contains("0123456789"), "{line}");
+}
+
+async fn configured_jwt_secret_signs_webitel_tokens(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some("pw\n")).await);
+    let with_secret = |args: &[&str]| {
+        let mut all = vec!["--database-url", db.url.as_str()];
+        all.extend_from_slice(args);
+        let mut cmd = command(&all);
+        cmd.env("TOKENAUTH_JWT_SECRET", JWT_SECRET);
+        cmd
+    };
+    let out = ok(&run(with_secret(&["token", "issue", "alice", "--dialect", "webitel"]), None).await);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    let (header, payload) = jwt_parts(lines[1]);
+    let kid = header["kid"].as_str().unwrap();
+    assert!(kid.starts_with("cfg-"), "{header}");
+    let expected = tokenauth::token::jwt::configured_kid(&secrecy::SecretString::from(JWT_SECRET));
+    assert_eq!(kid, expected);
+    assert_eq!(payload["jti"], lines[0]);
+
+    // Signed with exactly the configured secret.
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let verify = |secret: &str| {
+        jsonwebtoken::decode::<Value>(lines[1], &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()), &validation)
+    };
+    verify(JWT_SECRET).unwrap_or_else(|e| panic!("not signed with the configured secret: {e}"));
+    assert!(verify(&JWT_SECRET.replace('0', "1")).is_err());
+
+    let table = ok(&run(with_secret(&["keys", "list"]), None).await);
+    assert!(!table.contains(JWT_SECRET), "{table}");
+    let signing: Vec<&str> = table.lines().filter(|l| l.ends_with(" yes")).collect();
+    assert_eq!(signing.len(), 1, "{table}");
+    assert!(signing[0].starts_with(&format!("{expected} ")), "{table}");
 }

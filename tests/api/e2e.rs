@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::cli::{admin, command, is_knox_token, ok, run, stderr};
+use crate::cli::{admin, assert_millis_near, command, is_knox_token, jwt_parts, now_millis, ok, run, stderr};
 use crate::helpers::{Backend, TestDb};
 
 const PASSWORD: &str = "e2e-Pa55word-not-for-logs";
@@ -215,6 +215,9 @@ backend_tests!(
     dialects_work_over_http_and_secrets_stay_out_of_the_logs,
     sigterm_lets_an_in_flight_request_finish,
     bind_from_env_on_all_interfaces_and_sigint_stops,
+    webitel_seed_curl_commands_log_in_and_out,
+    webitel_cli_tokens_log_out_through_curl_across_key_rotations,
+    webitel_servers_on_one_database_share_the_generated_key,
 );
 
 async fn dialects_work_over_http_and_secrets_stay_out_of_the_logs(backend: Backend) {
@@ -435,4 +438,214 @@ async fn runs_as_an_unprivileged_user_like_the_image() {
     check.env("TOKENAUTH_BIND", format!("127.0.0.1:{port}"));
     let out = run(check, None).await;
     assert_eq!(out.status.code(), Some(1), "healthcheck of a stopped server fails: {}", stderr(&out));
+}
+
+/// The role the webitel tests give `100@mydomain.com` (part of the seed's root ACL).
+const SEED_ACL: &str = r#"{"cdr":["*"],"cdr/files":["*"],"account":["r","w"],"acl/roles":["*"]}"#;
+
+/// Run the real `curl` with `args` (a seed command minus `curl`), preceded by options that
+/// keep it quiet, bounded, off any proxy and print the status and content type after the body.
+async fn curl(args: &[&str]) -> (u16, String, Value) {
+    match std::process::Command::new("curl").arg("--version").stdout(Stdio::null()).status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!("`curl --version` failed ({status}): the webitel e2e tests need a working curl"),
+        Err(e) => panic!("cannot run `curl` ({e}): the webitel e2e tests run the seed's curl commands; install curl"),
+    }
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "10", "--noproxy", "*"]);
+    cmd.args(["--write-out", "\n%{http_code} %{content_type}"]).args(args);
+    let out = run(cmd, None).await;
+    assert!(out.status.success(), "curl {args:?} failed: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, trailer) = text.rsplit_once('\n').unwrap();
+    let (status, content_type) = trailer.split_once(' ').unwrap_or((trailer, ""));
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("curl {args:?}: not JSON ({e}): {text}"));
+    (status.parse().unwrap(), content_type.to_owned(), body)
+}
+
+/// The seed's login command, verbatim but for the URL.
+async fn seed_login(server: &Server) -> (u16, String, Value) {
+    let url = server.url("/login");
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"username":"100@mydomain.com","password":"secret"}"#,
+        &url,
+    ])
+    .await
+}
+
+/// The seed's logout command, verbatim but for the URL, the token and the key.
+async fn seed_logout(server: &Server, token: &str, key: &str) -> (u16, Value) {
+    let url = server.url("/logout");
+    let (status, content_type, body) =
+        curl(&["-X", "POST", "-H", &format!("X-Access-Token: {token}"), "-H", &format!("X-Key: {key}"), &url]).await;
+    assert_eq!(content_type, "application/json", "{status} {body}");
+    (status, body)
+}
+
+fn logged_out() -> (u16, Value) {
+    (200, json!({"status": "OK", "info": "Successful logout."}))
+}
+
+fn invalid_credentials() -> (u16, Value) {
+    (401, json!({"status": "error", "info": "Invalid credentials"}))
+}
+
+/// The role `root` (code 2, `SEED_ACL`) and the seed's user with password `secret` and that role.
+async fn add_seed_user(db: &TestDb) {
+    ok(&admin(db, &["role", "add", "root", "--code", "2", "--acl", SEED_ACL], None).await);
+    ok(&admin(db, &["user", "add", "100@mydomain.com", "--password-stdin", "--role", "root"], Some("secret\n")).await);
+}
+
+/// A successful seed login: checks the whole body and the JWT; returns (key, token).
+#[track_caller]
+fn check_login(response: (u16, String, Value)) -> (String, String) {
+    let (status, content_type, body) = response;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"), "{body}");
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["acl", "domain", "expires", "key", "role", "roleName", "token", "username"], "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&key).unwrap().get_version_num(), 4, "{body}");
+    assert_eq!(body["username"], "100@mydomain.com");
+    assert_eq!(body["domain"], "mydomain.com");
+    assert_eq!(body["role"], 2);
+    assert_eq!(body["roleName"], "root");
+    let acl: Value = serde_json::from_str(SEED_ACL).unwrap();
+    assert_eq!(body["acl"], acl);
+    let expires = body["expires"].as_i64().unwrap_or_else(|| panic!("expires is an integer: {body}"));
+    assert!(expires > now_millis(), "in the future: {body}");
+    assert_millis_near(expires, Duration::from_secs(24 * 3600));
+
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (header, payload) = jwt_parts(&token);
+    assert_eq!(header["alg"], "HS256", "{header}");
+    assert_eq!(payload["exp"].as_i64(), Some(expires), "exp is `expires`, in milliseconds: {payload}");
+    assert_eq!(payload["jti"], key.as_str(), "{payload}");
+    assert_eq!(payload["acl"], acl, "{payload}");
+    (key, token)
+}
+
+async fn webitel_seed_curl_commands_log_in_and_out(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    add_seed_user(&db).await;
+    let mut server = Server::serve(&db).await;
+
+    let (key, token) = check_login(seed_login(&server).await);
+    assert_eq!(jwt_parts(&token).0["kid"], "initial", "the key generated on first use signs");
+    assert_eq!(seed_logout(&server, &token, &key).await, logged_out());
+    assert_eq!(seed_logout(&server, &token, &key).await, invalid_credentials(), "a revoked token");
+
+    // A second login is a new token; a wrong key or a tampered token does not revoke it.
+    let (key2, token2) = check_login(seed_login(&server).await);
+    assert_ne!((&key2, &token2), (&key, &token));
+    assert_eq!(seed_logout(&server, &token2, &key).await, invalid_credentials(), "another token's key");
+    let (head, signature) = token2.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{head}.{flipped}{}", &signature[1..]);
+    assert_eq!(seed_logout(&server, &tampered, &key2).await, invalid_credentials(), "a tampered signature");
+    assert_eq!(seed_logout(&server, &token2, &key2).await, logged_out());
+
+    server.stop("TERM").await;
+    let logs = server.logs();
+    assert!(logs.iter().any(|l| l.contains("/logout")), "the access log was captured:\n{}", logs.join("\n"));
+    for line in &logs {
+        for secret in [&token, &token2] {
+            assert!(!line.contains(secret.as_str()), "token logged: {line}");
+        }
+    }
+}
+
+async fn webitel_cli_tokens_log_out_through_curl_across_key_rotations(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    add_seed_user(&db).await;
+    let mint = |args: &'static [&'static str]| {
+        let db = &db;
+        async move {
+            let mut all = vec!["token", "issue", "100@mydomain.com", "--dialect", "webitel"];
+            all.extend_from_slice(args);
+            let out = ok(&admin(db, &all, None).await);
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), 2, "{out:?}");
+            (lines[0].to_owned(), lines[1].to_owned())
+        }
+    };
+    let kid = |token: &str| jwt_parts(token).0["kid"].as_str().unwrap().to_owned();
+
+    let (old_key, old_token) = mint(&[]).await;
+    let (static_key, static_token) = mint(&["--static"]).await;
+    let rotated = ok(&admin(&db, &["keys", "rotate"], None).await).trim_end().to_owned();
+    let (new_key, new_token) = mint(&[]).await;
+    assert_eq!((kid(&old_token), kid(&static_token)), ("initial".to_owned(), "initial".to_owned()));
+    assert_eq!(kid(&new_token), rotated);
+
+    let server = Server::serve(&db).await;
+    assert_eq!(seed_logout(&server, &old_token, &old_key).await, logged_out(), "signed before the rotation");
+    assert_eq!(seed_logout(&server, &new_token, &new_key).await, logged_out(), "signed after the rotation");
+    assert_eq!(seed_logout(&server, &static_token, &old_key).await, invalid_credentials(), "the key of another token");
+    assert_eq!(seed_logout(&server, &static_token, &static_key).await, logged_out());
+    for (token, key) in [(&old_token, &old_key), (&new_token, &new_key), (&static_token, &static_key)] {
+        assert_eq!(seed_logout(&server, token, key).await, invalid_credentials());
+    }
+    let (login_key, login_token) = check_login(seed_login(&server).await);
+    assert_eq!(kid(&login_token), rotated, "the server signs with the newest key");
+
+    // A key rotated in while the server runs: a token it signs is accepted once the server
+    // reloads its keys, which an unknown kid triggers at most once per 5 s (token::jwt).
+    let during = ok(&admin(&db, &["keys", "rotate"], None).await).trim_end().to_owned();
+    let (key, token) = mint(&[]).await;
+    assert_eq!(kid(&token), during);
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let answer = seed_logout(&server, &token, &key).await;
+        if answer == logged_out() {
+            break;
+        }
+        assert_eq!(answer, invalid_credentials());
+        assert!(Instant::now() < deadline, "a token signed by a key rotated in is still refused");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seed_logout(&server, &login_token, &login_key).await, logged_out(), "older keys still verify");
+}
+
+async fn webitel_servers_on_one_database_share_the_generated_key(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    // Migrated but keyless (`migrate` creates no key): both servers race to generate the first
+    // key (a fixed kid); one wins and both must sign and verify with the winner.
+    ok(&admin(&db, &["migrate"], None).await);
+    servers_share_the_generated_key(&db).await;
+}
+
+/// Two servers started at once on a database nobody has used yet (replicas, or a server and
+/// a CLI command, on their first start): both must come up, migrated once, sharing one key.
+mod webitel_servers_starting_together_on_a_fresh_database {
+    use crate::helpers::{Backend, TestDb};
+
+    #[tokio::test]
+    async fn sqlite() {
+        super::servers_share_the_generated_key(&TestDb::new(&Backend::Sqlite).await).await
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        if let Some(backend) = Backend::postgres() {
+            super::servers_share_the_generated_key(&TestDb::new(&backend).await).await
+        }
+    }
+}
+
+async fn servers_share_the_generated_key(db: &TestDb) {
+    let (a, b) = tokio::join!(Server::serve(db), Server::serve(db));
+    add_seed_user(db).await;
+    let keys = ok(&admin(db, &["keys", "list"], None).await);
+    assert_eq!(keys.lines().count(), 2, "one key, shared: {keys}");
+
+    let (key, token) = check_login(seed_login(&a).await);
+    assert_eq!(seed_logout(&b, &token, &key).await, logged_out(), "a token from A logs out through B");
+    assert_eq!(seed_logout(&a, &token, &key).await, invalid_credentials(), "and is revoked for A too");
+    let (key, token) = check_login(seed_login(&b).await);
+    assert_eq!(seed_logout(&a, &token, &key).await, logged_out(), "a token from B logs out through A");
 }

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use tokenauth::config::{DatabaseConfig, DatabaseUrl};
 use tokenauth::principal::{PrincipalKind, Username};
 use tokenauth::store::{
-    self, InsertRules, Inserted, NewPrincipal, NewToken, PrincipalRecord, Store, StoreError, TokenKind, TokenTouch,
+    self, Acl, InsertRules, Inserted, NewPrincipal, NewRole, NewToken, PrincipalRecord, Role, RoleRecord,
+    SigningKeyRecord, Store, StoreError, TokenKind, TokenTouch,
 };
 use tokenauth::token::secret::TokenHash;
 use uuid::Uuid;
@@ -103,6 +104,11 @@ backend_tests!(
     a_login_loses_to_a_password_change_or_disable_made_meanwhile,
     rehash_is_a_compare_and_swap,
     bump_refuses_a_revoked_token,
+    roles_round_trip_exactly_and_names_are_unique,
+    roles_are_listed_by_name_with_member_counts,
+    principals_and_token_owners_carry_their_role,
+    roles_in_use_cannot_be_deleted,
+    signing_keys_are_kept_exactly_and_never_overwritten,
 );
 
 async fn migrations_are_idempotent_and_ping_works(backend: Backend) {
@@ -459,4 +465,204 @@ async fn bump_refuses_a_revoked_token(backend: Backend) {
     assert_eq!(row.token.last_used_at, None, "nothing written");
     let p = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
     assert_eq!(p.last_login_at, None, "the transaction rolled back");
+}
+
+fn acl(entries: &[(&str, &[&str])]) -> Acl {
+    entries
+        .iter()
+        .map(|(resource, perms)| ((*resource).to_owned(), perms.iter().map(|p| (*p).to_owned()).collect()))
+        .collect()
+}
+
+async fn role(store: &dyn Store, name: &str, code: i64, acl: &Acl) -> RoleRecord {
+    store.insert_role(&NewRole { name, code, acl, created_at: T0 }).await.unwrap()
+}
+
+async fn principal_with_role(store: &dyn Store, name: &str, role_id: Option<i64>) -> PrincipalRecord {
+    let name = Username::parse(name).unwrap();
+    let new = NewPrincipal {
+        kind: PrincipalKind::User,
+        name: &name,
+        password_hash: "$argon2id$fake",
+        created_at: T0,
+        role_id,
+    };
+    store.insert_principal(&new).await.unwrap()
+}
+
+async fn owner_role(store: &dyn Store, token: &Minted) -> Option<Role> {
+    let by_digest = store.token_by_digest(&token.digest).await.unwrap().unwrap().owner.role;
+    let by_id = store.token_by_id(token.id).await.unwrap().unwrap().owner.role;
+    assert_eq!(by_digest, by_id, "both lookups join the same role");
+    by_digest
+}
+
+async fn roles_round_trip_exactly_and_names_are_unique(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let rules = acl(&[
+        ("cdr", &["*"]),
+        ("account", &["r", "w"]),
+        ("cdr/files", &["r", "w", "u", "d"]),
+        ("acl/roles", &[]),
+        ("домен/ü", &["*"]),
+    ]);
+    let created_at = T0 + Duration::from_micros(654_321);
+    let root = store.insert_role(&NewRole { name: "root", code: 2, acl: &rules, created_at }).await.unwrap();
+    assert_eq!(root.role, Role { name: "root".into(), code: 2, acl: rules.clone() });
+    assert_eq!(root.created_at, created_at);
+    assert_eq!(root.members, 0);
+    assert_eq!(store.role_by_name("root").await.unwrap(), Some(root.clone()));
+
+    let empty = Acl::new();
+    let negative = store.insert_role(&NewRole { name: "guest", code: -7, acl: &empty, created_at: T0 }).await.unwrap();
+    assert_eq!(negative.role, Role { name: "guest".into(), code: -7, acl: Acl::new() });
+    assert_ne!(negative.id, root.id);
+    assert_eq!(store.role_by_name("guest").await.unwrap(), Some(negative));
+
+    // Names are exact and unique; a refused duplicate changes nothing.
+    let other = acl(&[("hook", &["r"])]);
+    let dup = store.insert_role(&NewRole { name: "root", code: 1, acl: &other, created_at: T0 }).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.role_by_name("root").await.unwrap(), Some(root));
+    assert_eq!(store.role_by_name("Root").await.unwrap(), None);
+    assert_eq!(store.role_by_name("nope").await.unwrap(), None);
+    assert_eq!(store.list_roles().await.unwrap().len(), 2);
+}
+
+async fn roles_are_listed_by_name_with_member_counts(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    assert!(store.list_roles().await.unwrap().is_empty());
+    let user = role(&*store, "user", 0, &acl(&[("book", &["r"])])).await;
+    let admin = role(&*store, "admin", 1, &acl(&[("book", &["*"]), ("cdr", &["r"])])).await;
+    let root = role(&*store, "root", 2, &acl(&[("*", &["*"])])).await;
+    principal_with_role(&*store, "a", Some(root.id)).await;
+    principal_with_role(&*store, "b", Some(root.id)).await;
+    principal_with_role(&*store, "c", Some(admin.id)).await;
+    principal_with_role(&*store, "d", None).await;
+
+    let listed = store.list_roles().await.unwrap();
+    let summary: Vec<(&str, i64, i64)> =
+        listed.iter().map(|r| (r.role.name.as_str(), r.role.code, r.members)).collect();
+    assert_eq!(summary, [("admin", 1, 1), ("root", 2, 2), ("user", 0, 0)]);
+    assert_eq!(listed[0].role, admin.role);
+    assert_eq!(listed[2], user);
+    assert_eq!(store.role_by_name("root").await.unwrap().unwrap().members, 2);
+}
+
+async fn principals_and_token_owners_carry_their_role(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let root = role(&*store, "root", 2, &acl(&[("cdr", &["*"]), ("account", &["r", "w"])])).await;
+    let admin = role(&*store, "admin", 1, &acl(&[("cdr", &["r"])])).await;
+
+    let alice = principal_with_role(&*store, "100@mydomain.com", Some(root.id)).await;
+    assert_eq!(alice.role, Some(root.role.clone()), "the inserted record carries its role");
+    let found = store.principal_by_name(PrincipalKind::User, "100@mydomain.com").await.unwrap().unwrap();
+    assert_eq!(found, alice);
+    let bob = principal(&*store, PrincipalKind::User, "bob").await;
+    assert_eq!(bob.role, None);
+    assert_eq!(store.list_principals(PrincipalKind::User).await.unwrap(), vec![alice.clone(), bob.clone()]);
+
+    let t = mint(&*store, alice.id, "webitel", None).await;
+    let b = mint(&*store, bob.id, "webitel", None).await;
+    assert_eq!(owner_role(&*store, &t).await, Some(root.role.clone()));
+    assert_eq!(owner_role(&*store, &b).await, None);
+
+    // A change is seen by the very next lookup of an existing token.
+    store.set_principal_role(alice.id, Some(admin.id)).await.unwrap();
+    assert_eq!(owner_role(&*store, &t).await, Some(admin.role.clone()));
+    let found = store.principal_by_name(PrincipalKind::User, "100@mydomain.com").await.unwrap().unwrap();
+    assert_eq!(found.role, Some(admin.role.clone()));
+    store.set_principal_role(alice.id, None).await.unwrap();
+    assert_eq!(owner_role(&*store, &t).await, None);
+    assert_eq!(store.principal_by_name(PrincipalKind::User, "100@mydomain.com").await.unwrap().unwrap().role, None);
+    store.set_principal_role(bob.id, Some(root.id)).await.unwrap();
+    assert_eq!(owner_role(&*store, &b).await, Some(root.role.clone()));
+    assert_eq!(owner_role(&*store, &t).await, None, "only bob changed");
+
+    let missing = store.set_principal_role(9999, Some(root.id)).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(matches!(store.set_principal_role(9999, None).await, Err(StoreError::NotFound)));
+    // A role that does not exist is refused by the foreign key and nothing changes.
+    let no_role = store.set_principal_role(bob.id, Some(root.id + admin.id + 100)).await;
+    assert!(matches!(no_role, Err(StoreError::Conflict(_))), "{no_role:?}");
+    assert_eq!(owner_role(&*store, &b).await, Some(root.role));
+}
+
+async fn roles_in_use_cannot_be_deleted(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let root = role(&*store, "root", 2, &acl(&[("cdr", &["*"])])).await;
+    let admin = role(&*store, "admin", 1, &acl(&[("cdr", &["r"])])).await;
+    let alice = principal_with_role(&*store, "alice", Some(root.id)).await;
+    let bob = principal_with_role(&*store, "bob", Some(admin.id)).await;
+
+    // The error kind is checked in `deleting_a_role_in_use_is_a_conflict`.
+    assert!(store.delete_role(root.id).await.is_err(), "a role in use must not be deleted");
+    assert_eq!(store.role_by_name("root").await.unwrap(), Some(RoleRecord { members: 1, ..root.clone() }));
+    let still = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
+    assert_eq!(still.role, Some(root.role.clone()), "the member keeps its role");
+
+    store.set_principal_role(alice.id, None).await.unwrap();
+    store.delete_role(root.id).await.unwrap();
+    assert_eq!(store.role_by_name("root").await.unwrap(), None);
+    assert!(matches!(store.delete_role(root.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete_role(root.id + admin.id + 100).await, Err(StoreError::NotFound)));
+
+    // Removing the last member makes a role deletable too.
+    assert!(store.delete_role(admin.id).await.is_err());
+    store.delete_principal(bob.id).await.unwrap();
+    store.delete_role(admin.id).await.unwrap();
+    assert!(store.list_roles().await.unwrap().is_empty());
+    assert!(store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().is_some());
+}
+
+async fn signing_keys_are_kept_exactly_and_never_overwritten(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    let key = |kid: &str, secret: Vec<u8>, created_at| SigningKeyRecord { kid: kid.into(), secret, created_at };
+    // Every byte value, including NUL and 0xff, must survive.
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    let middle = key("k-000000000002", (0..32u8).map(|b| b.wrapping_mul(37)).collect(), T0 + Duration::from_micros(7));
+    let newest = key("k-000000000003", all_bytes, T0 + HOUR);
+    let oldest = key("initial", vec![0u8; 32], T0 - HOUR);
+
+    assert!(store.insert_signing_key(&middle).await.unwrap());
+    assert!(store.insert_signing_key(&newest).await.unwrap());
+    assert!(store.insert_signing_key(&oldest).await.unwrap());
+    let replay = key("k-000000000002", vec![0xffu8; 48], T0 + HOUR * 5);
+    assert!(!store.insert_signing_key(&replay).await.unwrap(), "an existing kid is not inserted again");
+
+    let stored = store.signing_keys().await.unwrap();
+    assert_eq!(stored, vec![oldest.clone(), middle.clone(), newest.clone()], "oldest first, bytes and times exact");
+
+    let short = key("k-short", vec![1u8; 31], T0);
+    let refused = store.insert_signing_key(&short).await;
+    assert!(refused.is_err(), "a 31-byte secret must be refused: {refused:?}");
+    assert_eq!(store.signing_keys().await.unwrap(), vec![oldest, middle, newest]);
+}
+
+/// `delete_role` documents `Conflict` while principals have the role (`TokenService::remove_role`
+/// turns that into "still given to N users" when a member appears after its check).
+mod deleting_a_role_in_use_is_a_conflict {
+    use crate::helpers::Backend;
+
+    #[tokio::test]
+    async fn sqlite() {
+        super::deleting_a_role_in_use_is_a_conflict(Backend::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        if let Some(backend) = Backend::postgres() {
+            super::deleting_a_role_in_use_is_a_conflict(backend).await
+        }
+    }
+}
+
+async fn deleting_a_role_in_use_is_a_conflict(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let root = role(&*store, "root", 2, &acl(&[("cdr", &["*"])])).await;
+    principal_with_role(&*store, "alice", Some(root.id)).await;
+    let refused = store.delete_role(root.id).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(store.role_by_name("root").await.unwrap().map(|r| r.members), Some(1));
 }
