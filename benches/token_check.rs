@@ -13,7 +13,10 @@ use tokenauth::app;
 use tokenauth::config::{Config, DatabaseUrl};
 use tokenauth::principal::PrincipalKind;
 use tokenauth::token::clock::SystemClock;
-use tokenauth::token::{LoginOptions, TokenService};
+use tokenauth::token::{LoginOptions, NewProfile, TokenService};
+
+/// The client address of every benchmarked login.
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 const SEQUENTIAL: usize = 20_000;
 const CONCURRENT_TASKS: usize = 16;
@@ -45,11 +48,21 @@ async fn run(backend: &str, url: &str) {
     let store = app::open_store(&config).await.unwrap();
     let tokens = app::token_service(&config, store, Arc::new(SystemClock)).await.unwrap();
     let policy = tokenauth::dialect::knox::policy(&config.knox);
-    tokens.create_principal(PrincipalKind::User, "bench", "bench-password".to_owned().into(), None).await.unwrap();
+    tokens
+        .create_principal(PrincipalKind::User, "bench", "bench-password".to_owned().into(), &NewProfile::default())
+        .await
+        .unwrap();
 
     let started = Instant::now();
     let issued = tokens
-        .login(&policy, PrincipalKind::User, "bench", "bench-password".to_owned().into(), LoginOptions::default())
+        .login(
+            &policy,
+            PrincipalKind::User,
+            "bench",
+            "bench-password".to_owned().into(),
+            LOCALHOST,
+            LoginOptions::default(),
+        )
         .await
         .unwrap();
     let login = started.elapsed();
@@ -96,18 +109,27 @@ async fn run(backend: &str, url: &str) {
 
     // Timing of refused logins: an unknown user must cost what a wrong password costs. The
     // server precomputes the dummy hash at start; here one unknown login does it first.
-    let _ = tokens.login(&policy, PrincipalKind::User, "nobody", "x".to_owned().into(), LoginOptions::default()).await;
+    let _ = tokens
+        .login(&policy, PrincipalKind::User, "nobody", "x".to_owned().into(), LOCALHOST, LoginOptions::default())
+        .await;
     let mut wrong = Duration::ZERO;
     let mut unknown_user = Duration::ZERO;
     for _ in 0..20 {
         let t = Instant::now();
         let _ = tokens
-            .login(&policy, PrincipalKind::User, "bench", "wrong".to_owned().into(), LoginOptions::default())
+            .login(&policy, PrincipalKind::User, "bench", "wrong".to_owned().into(), LOCALHOST, LoginOptions::default())
             .await;
         wrong += t.elapsed();
         let t = Instant::now();
         let _ = tokens
-            .login(&policy, PrincipalKind::User, "nobody", "wrong".to_owned().into(), LoginOptions::default())
+            .login(
+                &policy,
+                PrincipalKind::User,
+                "nobody",
+                "wrong".to_owned().into(),
+                LOCALHOST,
+                LoginOptions::default(),
+            )
             .await;
         unknown_user += t.elapsed();
     }

@@ -18,6 +18,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::{Config, ConfigError};
+use crate::dialect::dialer::{self, Dialer, DialerReseller};
 use crate::dialect::knox::{self, Knox};
 use crate::dialect::usertoken::{self, Usertoken};
 use crate::dialect::webitel::{self, Webitel};
@@ -93,6 +94,16 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     }
     if config.webitel.enabled {
         mounts.push(Mount::new::<Webitel>(&config.webitel.prefix, webitel::PATHS, webitel::router(), &config.http));
+    }
+    if config.dialer.enabled {
+        let prefix = &config.dialer.prefix;
+        mounts.push(Mount::new::<Dialer>(prefix, dialer::USER_PATHS, dialer::user_router(), &config.http));
+        mounts.push(Mount::new::<DialerReseller>(
+            prefix,
+            dialer::RESELLER_PATHS,
+            dialer::reseller_router(),
+            &config.http,
+        ));
     }
     check_overlaps(&mounts)?;
 

@@ -47,6 +47,8 @@ pub struct Config {
     pub knox: KnoxConfig,
     /// The webitel dialect (`/login`, `/logout`).
     pub webitel: WebitelConfig,
+    /// The dialer dialect (`/session.json`, `/v1/resellers/login.json`, `/v1/resellers/user/logout.json`).
+    pub dialer: DialerConfig,
     /// HMAC secret for the JWT dialects (at least 32 bytes). Absent: a key is generated once
     /// and kept in the database, shared by every replica. Read raw from TOKENAUTH_JWT_SECRET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +70,7 @@ impl Default for Config {
             usertoken: UsertokenConfig::default(),
             knox: KnoxConfig::default(),
             webitel: WebitelConfig::default(),
+            dialer: DialerConfig::default(),
             jwt_secret: None,
         }
     }
@@ -278,6 +281,25 @@ impl Default for WebitelConfig {
             hide_unknown_users: false,
             cdr: None,
         }
+    }
+}
+
+/// The dialer dialect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialerConfig {
+    /// Serve this dialect.
+    pub enabled: bool,
+    /// Path prefix its routes are mounted under (`/` for none; Hello Hunter clients use `/a`).
+    pub prefix: String,
+    /// Session lifetime (the seed's "dynamic tokens expire after 24 hours"); the JWT's `exp`.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+}
+
+impl Default for DialerConfig {
+    fn default() -> Self {
+        DialerConfig { enabled: true, prefix: "/".into(), token_ttl: Duration::from_secs(24 * 3600) }
     }
 }
 
@@ -495,6 +517,7 @@ impl Config {
             ("usertoken.prefix", &self.usertoken.prefix),
             ("knox.prefix", &self.knox.prefix),
             ("webitel.prefix", &self.webitel.prefix),
+            ("dialer.prefix", &self.dialer.prefix),
         ] {
             if let Err(e) = check_path_prefix(prefix) {
                 problems.push(format!("{name}: {e}"));
@@ -513,6 +536,7 @@ impl Config {
             ("knox.max_lifetime", self.knox.max_lifetime),
             ("tokens.retention", Some(self.tokens.retention)),
             ("webitel.token_ttl", Some(self.webitel.token_ttl)),
+            ("dialer.token_ttl", Some(self.dialer.token_ttl)),
         ] {
             match value {
                 Some(d) if d.is_zero() => {

@@ -27,6 +27,9 @@ pub enum CredentialFailure {
     WrongPassword,
     /// The password verified but the principal is disabled.
     Disabled,
+    /// The password verified but the principal may not log in from the client's address
+    /// (a user group's `allowed_regex`, a reseller's `allowed_ips`).
+    IpNotAllowed,
 }
 
 /// What was wrong with a presented token's transport, before any lookup.
@@ -63,6 +66,9 @@ pub enum AuthFailure {
     PrincipalDisabled,
     /// The token was issued for another dialect.
     WrongDialect,
+    /// The token belongs to another kind of principal than the endpoint serves (a reseller's
+    /// token on a user endpoint).
+    WrongKind,
 }
 
 impl AuthFailure {
@@ -71,7 +77,7 @@ impl AuthFailure {
         match self {
             AuthFailure::Missing => "missing",
             AuthFailure::Malformed(_) => "malformed",
-            AuthFailure::Unknown | AuthFailure::WrongDialect => "unknown",
+            AuthFailure::Unknown | AuthFailure::WrongDialect | AuthFailure::WrongKind => "unknown",
             AuthFailure::Expired => "expired",
             AuthFailure::Revoked => "revoked",
             AuthFailure::TokenDisabled | AuthFailure::PrincipalDisabled => "disabled",
@@ -203,6 +209,24 @@ pub enum Error {
     /// An ACL that is not a JSON object of resource to list of permissions.
     #[error("invalid ACL: {0}")]
     InvalidAcl(String),
+    /// No user group with that name.
+    #[error("no such user group: {0:?}")]
+    NoSuchGroup(String),
+    /// A user group with that name exists.
+    #[error("user group {0:?} already exists")]
+    GroupExists(String),
+    /// The user group still has members.
+    #[error("user group {name:?} still has {members} member(s); move them to another group first")]
+    GroupInUse {
+        /// The group.
+        name: String,
+        /// How many principals are in it.
+        members: i64,
+    },
+    /// A principal attribute was refused (a bad regex, IP, balance, or one that does not fit
+    /// the principal's kind); the message says which and why.
+    #[error("{0}")]
+    InvalidAttribute(String),
 }
 
 impl Error {

@@ -24,10 +24,14 @@ use crate::config::{self, Config, Overrides};
 use crate::dialect::Policies;
 use crate::principal::PrincipalKind;
 use crate::server::{Server, shutdown_signal};
+use crate::store::Attributes;
 use crate::store::Store;
 use crate::telemetry;
 use crate::token::clock::SystemClock;
-use crate::token::{MintOptions, TokenService, parse_acl};
+use crate::token::{
+    MintOptions, NewProfile, TokenService, check_allowed_regex, check_sms_from, parse_acl, parse_allowed_ip,
+    parse_balance,
+};
 
 /// tokenauth: a token-authentication server that speaks four existing login/logout APIs.
 #[derive(Debug, Parser)]
@@ -66,6 +70,12 @@ pub enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage dialer resellers (a second kind of principal, with its own names).
+    #[command(subcommand)]
+    Reseller(ResellerCommand),
+    /// Manage user groups (dialer: a name, an optional IP regex, an optional owning reseller).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Manage roles (webitel: a name, an integer code, an ACL).
     #[command(subcommand)]
     Role(RoleCommand),
@@ -94,6 +104,16 @@ pub enum UserCommand {
         /// Give the user this role (see `tokenauth role`).
         #[arg(long, value_name = "ROLE")]
         role: Option<String>,
+        /// Put the user in this user group (see `tokenauth group`); its allowed_regex then
+        /// limits the addresses the user may log in from.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Mark the user an administrator (the dialer JWT's `admin` claim).
+        #[arg(long)]
+        admin: bool,
+        /// The user's SMS sender (the dialer JWT's `sms_from` claim).
+        #[arg(long, value_name = "SENDER", value_parser = |s: &str| check_sms_from(s).map(|()| s.to_owned()).map_err(|e| e.to_string()))]
+        sms_from: Option<String>,
     },
     /// Give a user a role (or take it away with --none); its tokens carry it at once.
     SetRole {
@@ -134,6 +154,82 @@ pub enum UserCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `tokenauth reseller ...`
+#[derive(Debug, Subcommand)]
+pub enum ResellerCommand {
+    /// Create a reseller.
+    Add {
+        /// Reseller name (exact, case-sensitive; its own name space, apart from users').
+        name: String,
+        /// Where the password comes from.
+        #[command(flatten)]
+        password: PasswordSource,
+        /// An address or CIDR the reseller may log in from; repeat for more. None: any.
+        #[arg(long = "allowed-ip", value_name = "IP_OR_CIDR", value_parser = |s: &str| parse_allowed_ip(s).map_err(|e| e.to_string()))]
+        allowed_ips: Vec<ipnet::IpNet>,
+        /// The account balance, a decimal number (default 0.00).
+        #[arg(long, allow_negative_numbers = true, value_parser = |s: &str| parse_balance(s).map_err(|e| e.to_string()))]
+        balance: Option<rust_decimal::Decimal>,
+    },
+    /// Change a reseller's password; revokes all of its tokens.
+    Passwd {
+        /// Reseller name.
+        name: String,
+        /// Where the new password comes from.
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Disable a reseller: it cannot log in and its tokens stop working.
+    Disable {
+        /// Reseller name.
+        name: String,
+    },
+    /// Enable a disabled reseller: its unexpired, unrevoked tokens work again.
+    Enable {
+        /// Reseller name.
+        name: String,
+    },
+    /// Remove a reseller and all of its tokens; its user groups stay, unowned.
+    Remove {
+        /// Reseller name.
+        name: String,
+    },
+    /// List resellers.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tokenauth group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a user group.
+    Add {
+        /// Group name.
+        name: String,
+        /// A regular expression the client IP of its users must match at login (an
+        /// unanchored search over e.g. `10.1.2.3`: anchor it with ^...$). Checked here.
+        #[arg(long, value_name = "RE", value_parser = |s: &str| check_allowed_regex(s).map(|()| s.to_owned()).map_err(|e| e.to_string()))]
+        allowed_regex: Option<String>,
+        /// The reseller that owns the group (shown in its login's `user_groups`).
+        #[arg(long, value_name = "NAME")]
+        reseller: Option<String>,
+    },
+    /// List user groups with their regexes, owners and member counts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user group (refused while users are in it).
+    Remove {
+        /// Group name.
+        name: String,
     },
 }
 
@@ -192,10 +288,14 @@ pub struct PasswordSource {
 /// `tokenauth token ...`
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Mint a token for a user; prints only the token (shown once).
+    /// Mint a token for a user (or, with --reseller, a reseller); prints only the token
+    /// (shown once).
     Issue {
-        /// User name.
+        /// User name (a reseller's name with --reseller).
         name: String,
+        /// NAME is a reseller's (dialer only).
+        #[arg(long)]
+        reseller: bool,
         /// The dialect that will accept it.
         #[arg(long, value_enum)]
         dialect: DialectName,
@@ -214,8 +314,11 @@ pub enum TokenCommand {
     },
     /// List a user's tokens (never the token strings, which are not stored).
     List {
-        /// User name.
+        /// User name (a reseller's name with --reseller).
         name: String,
+        /// NAME is a reseller's.
+        #[arg(long)]
+        reseller: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -246,6 +349,8 @@ pub enum DialectName {
     Knox,
     /// HS256 JWTs for /login, /logout (prints the key, then the token).
     Webitel,
+    /// HS256 JWTs for /session.json and the reseller endpoints.
+    Dialer,
 }
 
 impl DialectName {
@@ -254,6 +359,7 @@ impl DialectName {
             DialectName::Usertoken => "usertoken",
             DialectName::Knox => "knox",
             DialectName::Webitel => "webitel",
+            DialectName::Dialer => "dialer",
         }
     }
 }
@@ -296,6 +402,8 @@ impl Cli {
                 healthcheck::run(config.bind, if ready { "/readyz" } else { "/healthz" }).await
             }
             Command::User(cmd) => with_service(&config, |tokens| user(cmd, tokens)).await,
+            Command::Reseller(cmd) => with_service(&config, |tokens| reseller(cmd, tokens)).await,
+            Command::Group(cmd) => with_service(&config, |tokens| group(cmd, tokens)).await,
             Command::Role(cmd) => with_service(&config, |tokens| role(cmd, tokens)).await,
             Command::Keys(cmd) => {
                 let configured = config.jwt_secret.is_some();
@@ -353,12 +461,22 @@ fn read_password(source: PasswordSource) -> anyhow::Result<SecretString> {
 async fn user(cmd: UserCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
     let kind = PrincipalKind::User;
     match cmd {
-        UserCommand::Add { name, password, role } => {
-            let created = tokens.create_principal(kind, &name, read_password(password)?, role.as_deref()).await?;
-            match &created.role {
-                Some(role) => println!("created user {} (id {}) with role {}", created.name, created.id, role.name),
-                None => println!("created user {} (id {})", created.name, created.id),
+        UserCommand::Add { name, password, role, group, admin, sms_from } => {
+            let profile =
+                NewProfile { role, group, attributes: Attributes { admin, sms_from, ..Attributes::default() } };
+            let created = tokens.create_principal(kind, &name, read_password(password)?, &profile).await?;
+            let mut extras = Vec::new();
+            if let Some(role) = &created.role {
+                extras.push(format!("role {}", role.name));
             }
+            if let Some(group) = &created.group {
+                extras.push(format!("group {}", group.name));
+            }
+            if created.attributes.admin {
+                extras.push("admin".to_owned());
+            }
+            let extras = if extras.is_empty() { String::new() } else { format!(" with {}", extras.join(", ")) };
+            println!("created user {} (id {}){extras}", created.name, created.id);
         }
         UserCommand::SetRole { name, role, none: _ } => {
             tokens.set_principal_role(kind, &name, role.as_deref()).await?;
@@ -391,14 +509,74 @@ async fn user(cmd: UserCommand, tokens: Arc<TokenService>) -> anyhow::Result<()>
     Ok(())
 }
 
+async fn reseller(cmd: ResellerCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
+    let kind = PrincipalKind::Reseller;
+    match cmd {
+        ResellerCommand::Add { name, password, allowed_ips, balance } => {
+            let profile = NewProfile {
+                attributes: Attributes { allowed_ips, balance, ..Attributes::default() },
+                ..NewProfile::default()
+            };
+            let created = tokens.create_principal(kind, &name, read_password(password)?, &profile).await?;
+            println!("created reseller {} (id {})", created.name, created.id);
+        }
+        ResellerCommand::Passwd { name, password } => {
+            tokens.set_password(kind, &name, read_password(password)?).await?;
+            println!("password changed for reseller {name}; all of its tokens are revoked");
+        }
+        ResellerCommand::Disable { name } => {
+            tokens.set_principal_enabled(kind, &name, false).await?;
+            println!("disabled reseller {name}");
+        }
+        ResellerCommand::Enable { name } => {
+            tokens.set_principal_enabled(kind, &name, true).await?;
+            println!("enabled reseller {name}");
+        }
+        ResellerCommand::Remove { name } => {
+            tokens.remove_principal(kind, &name).await?;
+            println!("removed reseller {name} and its tokens");
+        }
+        ResellerCommand::List { json } => {
+            let resellers = tokens.list_principals(kind).await?;
+            print!("{}", if json { output::resellers_json(&resellers)? } else { output::resellers_table(&resellers) });
+        }
+    }
+    Ok(())
+}
+
+async fn group(cmd: GroupCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
+    match cmd {
+        GroupCommand::Add { name, allowed_regex, reseller } => {
+            let created = tokens.create_group(&name, allowed_regex.as_deref(), reseller.as_deref()).await?;
+            println!("created user group {} (id {})", created.group.name, created.group.id);
+        }
+        GroupCommand::List { json } => {
+            let groups = tokens.list_groups(None).await?;
+            print!("{}", if json { output::groups_json(&groups)? } else { output::groups_table(&groups) });
+        }
+        GroupCommand::Remove { name } => {
+            tokens.remove_group(&name).await?;
+            println!("removed user group {name}");
+        }
+    }
+    Ok(())
+}
+
+fn kind_of(reseller: bool) -> PrincipalKind {
+    if reseller { PrincipalKind::Reseller } else { PrincipalKind::User }
+}
+
 async fn token(cmd: TokenCommand, tokens: Arc<TokenService>, policies: Policies) -> anyhow::Result<()> {
     match cmd {
-        TokenCommand::Issue { name, dialect, static_token, ttl, note, json } => {
+        TokenCommand::Issue { name, reseller, dialect, static_token, ttl, note, json } => {
+            if reseller && dialect != DialectName::Dialer {
+                bail!("--reseller works with --dialect dialer only: resellers log in through the dialer dialect");
+            }
             let policy = policies
                 .by_name(dialect.as_str())
                 .with_context(|| format!("no policy for dialect {}", dialect.as_str()))?;
             let options = MintOptions { static_token, ttl, note };
-            let issued = tokens.mint(policy, PrincipalKind::User, &name, options).await?;
+            let issued = tokens.mint(policy, kind_of(reseller), &name, options).await?;
             if json {
                 println!("{}", output::issued_json(&issued)?);
             } else if dialect == DialectName::Webitel {
@@ -408,8 +586,8 @@ async fn token(cmd: TokenCommand, tokens: Arc<TokenService>, policies: Policies)
                 println!("{}", issued.token.expose());
             }
         }
-        TokenCommand::List { name, json } => {
-            let list = tokens.list(PrincipalKind::User, &name).await?;
+        TokenCommand::List { name, reseller, json } => {
+            let list = tokens.list(kind_of(reseller), &name).await?;
             let now = tokens.now();
             print!("{}", if json { output::tokens_json(&list, now)? } else { output::tokens_table(&list, now) });
         }

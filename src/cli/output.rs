@@ -4,7 +4,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::{PrincipalRecord, RoleRecord, SigningKeyRecord, TokenRecord};
+use crate::store::{GroupRecord, PrincipalRecord, RoleRecord, SigningKeyRecord, TokenRecord};
 use crate::token::{Issued, TokenState};
 
 fn when(t: Option<OffsetDateTime>) -> String {
@@ -52,12 +52,14 @@ pub(super) fn principals_table(list: &[PrincipalRecord]) -> String {
                 p.name.clone(),
                 if p.enabled { "yes" } else { "no" }.into(),
                 p.role.as_ref().map_or_else(|| "-".to_owned(), |r| r.name.clone()),
+                p.group.as_ref().map_or_else(|| "-".to_owned(), |g| g.name.clone()),
+                if p.attributes.admin { "yes" } else { "no" }.into(),
                 when(Some(p.created_at)),
                 when(p.last_login_at),
             ]
         })
         .collect();
-    table(&["ID", "NAME", "ENABLED", "ROLE", "CREATED", "LAST LOGIN"], rows)
+    table(&["ID", "NAME", "ENABLED", "ROLE", "GROUP", "ADMIN", "CREATED", "LAST LOGIN"], rows)
 }
 
 /// `user list --json`
@@ -70,8 +72,94 @@ pub(super) fn principals_json(list: &[PrincipalRecord]) -> anyhow::Result<String
                 "name": p.name,
                 "enabled": p.enabled,
                 "role": p.role.as_ref().map(|r| r.name.clone()),
+                "group": p.group.as_ref().map(|g| g.name.clone()),
+                "admin": p.attributes.admin,
+                "sms_from": p.attributes.sms_from,
                 "created": when_json(Some(p.created_at)),
                 "last_login": when_json(p.last_login_at),
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&values)? + "\n")
+}
+
+fn balance(p: &PrincipalRecord) -> String {
+    p.attributes.balance.map_or_else(|| "-".to_owned(), |b| b.to_string())
+}
+
+fn allowed_ips(p: &PrincipalRecord) -> Vec<String> {
+    p.attributes.allowed_ips.iter().map(ToString::to_string).collect()
+}
+
+/// `reseller list`
+pub(super) fn resellers_table(list: &[PrincipalRecord]) -> String {
+    let rows = list
+        .iter()
+        .map(|p| {
+            let ips = allowed_ips(p);
+            vec![
+                p.id.to_string(),
+                p.name.clone(),
+                if p.enabled { "yes" } else { "no" }.into(),
+                balance(p),
+                when(Some(p.created_at)),
+                when(p.last_login_at),
+                if ips.is_empty() { "any".to_owned() } else { ips.join(",") },
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "ENABLED", "BALANCE", "CREATED", "LAST LOGIN", "ALLOWED IPS"], rows)
+}
+
+/// `reseller list --json`; the balance is a string, so it stays exact.
+pub(super) fn resellers_json(list: &[PrincipalRecord]) -> anyhow::Result<String> {
+    let values: Vec<_> = list
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.name,
+                "enabled": p.enabled,
+                "balance": p.attributes.balance.map(|b| b.to_string()),
+                "allowed_ips": allowed_ips(p),
+                "created": when_json(Some(p.created_at)),
+                "last_login": when_json(p.last_login_at),
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&values)? + "\n")
+}
+
+/// `group list`
+pub(super) fn groups_table(list: &[GroupRecord]) -> String {
+    let rows = list
+        .iter()
+        .map(|g| {
+            vec![
+                g.group.id.to_string(),
+                g.group.name.clone(),
+                g.reseller.as_ref().map_or_else(|| "-".to_owned(), |(_, name)| name.clone()),
+                g.members.to_string(),
+                when(Some(g.created_at)),
+                g.group.allowed_regex.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "RESELLER", "USERS", "CREATED", "ALLOWED REGEX"], rows)
+}
+
+/// `group list --json`
+pub(super) fn groups_json(list: &[GroupRecord]) -> anyhow::Result<String> {
+    let values: Vec<_> = list
+        .iter()
+        .map(|g| {
+            json!({
+                "id": g.group.id,
+                "name": g.group.name,
+                "allowed_regex": g.group.allowed_regex,
+                "reseller": g.reseller.as_ref().map(|(_, name)| name),
+                "users": g.members,
+                "created": when_json(Some(g.created_at)),
             })
         })
         .collect();

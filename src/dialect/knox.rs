@@ -15,13 +15,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 
 use super::{Dialect, DialectError, JsonObject, json_response, required_string, rfc3339, scheme_credentials};
 use crate::app::AppState;
 use crate::config::KnoxConfig;
 use crate::error::{AuthFailure, Error, FieldProblem, Malformation};
+use crate::middleware::client_ip::ClientIp;
 use crate::principal::PrincipalKind;
 use crate::token::secret::TokenFormat;
 use crate::token::{Authenticated, LoginOptions, Refresh, RevokeScope, TokenPolicy};
@@ -56,7 +57,11 @@ pub(crate) fn router() -> Router<AppState> {
 
 type Result<T> = std::result::Result<T, DialectError<Knox>>;
 
-async fn login(State(app): State<AppState>, JsonObject(body, _): JsonObject<Knox>) -> Result<Json<Value>> {
+async fn login(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    JsonObject(body, _): JsonObject<Knox>,
+) -> Result<Json<Value>> {
     let body = body.as_ref();
     let (username, password) = match (required_string(body, "username", true), required_string(body, "password", false))
     {
@@ -65,7 +70,7 @@ async fn login(State(app): State<AppState>, JsonObject(body, _): JsonObject<Knox
     };
     let issued = app
         .tokens
-        .login(&app.policies.knox, PrincipalKind::User, &username, password.into(), LoginOptions::default())
+        .login(&app.policies.knox, PrincipalKind::User, &username, password.into(), ip, LoginOptions::default())
         .await?;
     let expiry = issued.record.expires_at.map(rfc3339).transpose()?;
     Ok(Json(json!({ "token": issued.token.expose(), "expiry": expiry })))
@@ -118,6 +123,7 @@ fn unauthenticated_detail(failure: AuthFailure) -> &'static str {
         | AuthFailure::Expired
         | AuthFailure::Revoked
         | AuthFailure::TokenDisabled
+        | AuthFailure::WrongKind
         | AuthFailure::WrongDialect => "Invalid token.",
     }
 }

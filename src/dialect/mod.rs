@@ -6,6 +6,7 @@
 //! method, body too large, timeout, panic), is rendered by `Dialect::error_response`, so a
 //! client never sees another dialect's shape or a bare status.
 
+pub mod dialer;
 pub mod knox;
 pub mod usertoken;
 pub mod webitel;
@@ -97,6 +98,8 @@ pub struct Policies {
     pub knox: TokenPolicy,
     /// webitel: HS256 JWTs.
     pub webitel: TokenPolicy,
+    /// dialer: HS256 JWTs, for users and resellers.
+    pub dialer: TokenPolicy,
 }
 
 impl Policies {
@@ -106,6 +109,7 @@ impl Policies {
             usertoken: usertoken::policy(&config.usertoken),
             knox: knox::policy(&config.knox),
             webitel: webitel::policy(&config.webitel),
+            dialer: dialer::policy(&config.dialer),
         }
     }
 
@@ -115,6 +119,7 @@ impl Policies {
             usertoken::Usertoken::NAME => Some(&self.usertoken),
             knox::Knox::NAME => Some(&self.knox),
             webitel::Webitel::NAME => Some(&self.webitel),
+            dialer::Dialer::NAME => Some(&self.dialer),
             _ => None,
         }
     }

@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::json;
@@ -28,6 +28,7 @@ use super::{
 use crate::app::AppState;
 use crate::config::UsertokenConfig;
 use crate::error::{Error, FieldError, FieldProblem};
+use crate::middleware::client_ip::ClientIp;
 use crate::principal::PrincipalKind;
 use crate::store::TokenRecord;
 use crate::token::secret::TokenFormat;
@@ -91,11 +92,13 @@ impl<'a> UserToken<'a> {
 
 async fn login(
     State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     BasicAuth(username, password): BasicAuth,
     JsonObject(body, _): JsonObject<Usertoken>,
 ) -> Result<Json<serde_json::Value>> {
     let options = login_options(body.as_ref())?;
-    let issued = app.tokens.login(&app.policies.usertoken, PrincipalKind::User, &username, password, options).await?;
+    let issued =
+        app.tokens.login(&app.policies.usertoken, PrincipalKind::User, &username, password, ip, options).await?;
     let shape = UserToken::new(&issued.record, issued.token.expose())?;
     Ok(Json(serde_json::to_value(shape).map_err(|e| Error::Internal(e.to_string()))?))
 }

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -25,8 +25,9 @@ use super::{Dialect, DialectError, JsonObject, json_response, required_string};
 use crate::app::AppState;
 use crate::config::WebitelConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error};
+use crate::middleware::client_ip::ClientIp;
 use crate::principal::{PrincipalKind, domain_of};
-use crate::store::{Owner, TokenRecord};
+use crate::store::{PrincipalRecord, Role, TokenRecord};
 use crate::token::secret::TokenFormat;
 use crate::token::{LoginOptions, TokenPolicy};
 
@@ -49,17 +50,17 @@ pub fn policy(cfg: &WebitelConfig) -> TokenPolicy {
 }
 
 /// The JWT payload: `exp` in epoch milliseconds (absent on a static token) and the ACL.
-fn claims(record: &TokenRecord, owner: &Owner) -> Map<String, Value> {
+fn claims(record: &TokenRecord, principal: &PrincipalRecord) -> Map<String, Value> {
     let mut claims = Map::new();
     if let Some(at) = record.expires_at {
         claims.insert("exp".into(), epoch_millis(at).into());
     }
-    claims.insert("acl".into(), acl(owner));
+    claims.insert("acl".into(), acl(principal.role.as_ref()));
     claims
 }
 
-fn acl(owner: &Owner) -> Value {
-    owner.role.as_ref().map_or_else(|| json!({}), |role| json!(role.acl))
+fn acl(role: Option<&Role>) -> Value {
+    role.map_or_else(|| json!({}), |role| json!(role.acl))
 }
 
 fn epoch_millis(t: OffsetDateTime) -> i64 {
@@ -73,14 +74,18 @@ pub(crate) fn router() -> Router<AppState> {
 
 type Result<T> = std::result::Result<T, DialectError<Webitel>>;
 
-async fn login(State(app): State<AppState>, JsonObject(body, _): JsonObject<Webitel>) -> Result<Json<Value>> {
+async fn login(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    JsonObject(body, _): JsonObject<Webitel>,
+) -> Result<Json<Value>> {
     let body = body.as_ref();
     let username = required_string(body, "username", false).map_err(|e| Error::Fields(vec![e]))?;
     // why lenient: a missing or odd password is simply a wrong one (401), as in Webitel.
     let password = required_string(body, "password", false).unwrap_or_default();
     let issued = app
         .tokens
-        .login(&app.policies.webitel, PrincipalKind::User, &username, password.into(), LoginOptions::default())
+        .login(&app.policies.webitel, PrincipalKind::User, &username, password.into(), ip, LoginOptions::default())
         .await
         .map_err(|e| match e {
             Error::BadCredentials(CredentialFailure::UnknownPrincipal) if app.config.webitel.hide_unknown_users => {
@@ -97,11 +102,11 @@ async fn login(State(app): State<AppState>, JsonObject(body, _): JsonObject<Webi
     }
     out.insert("expires".into(), issued.record.expires_at.map(epoch_millis).into());
     out.insert("token".into(), issued.token.expose().into());
-    if let Some(role) = &issued.owner.role {
+    if let Some(role) = &issued.principal.role {
         out.insert("role".into(), role.code.into());
         out.insert("roleName".into(), role.name.as_str().into());
     }
-    out.insert("acl".into(), acl(&issued.owner));
+    out.insert("acl".into(), acl(issued.principal.role.as_ref()));
     if let Some(cdr) = &app.config.webitel.cdr {
         out.insert("cdr".into(), Value::Object(cdr.clone()));
     }

@@ -14,6 +14,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
+use rust_decimal::Decimal;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -101,6 +103,61 @@ pub struct PrincipalRecord {
     pub last_login_at: Option<OffsetDateTime>,
     /// The principal's role, if any (webitel).
     pub role: Option<Role>,
+    /// The principal's user group, if any (dialer).
+    pub group: Option<GroupRef>,
+    /// Everything else a dialect may show or check.
+    pub attributes: Attributes,
+}
+
+/// A principal's attributes beyond its name, password and role: the dialer dialect's, which
+/// the token service also checks (the IP rules).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    /// Users: an administrator (the dialer JWT's `admin` claim).
+    pub admin: bool,
+    /// Users: the SMS sender (the dialer JWT's `sms_from` claim).
+    pub sms_from: Option<String>,
+    /// Resellers: the client addresses it may log in from; empty means any.
+    pub allowed_ips: Vec<IpNet>,
+    /// Resellers: the account balance, an exact decimal.
+    pub balance: Option<Decimal>,
+}
+
+/// The user group a principal is in, as a principal carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    /// Row id (the dialer JWT's `user_group_id`).
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// A regular expression the client IP must match at login, checked valid when stored.
+    pub allowed_regex: Option<String>,
+}
+
+/// A stored user group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The group.
+    pub group: GroupRef,
+    /// The owning reseller's id and name, if any.
+    pub reseller: Option<(i64, String)>,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// How many principals are in it.
+    pub members: i64,
+}
+
+/// A user group to insert.
+#[derive(Debug)]
+pub struct NewGroup<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// IP regex, already checked to compile.
+    pub allowed_regex: Option<&'a str>,
+    /// Owning reseller's id.
+    pub reseller_id: Option<i64>,
+    /// Creation time, from the clock.
+    pub created_at: OffsetDateTime,
 }
 
 /// A resource name mapped to its permissions (`"*"`, `"r"`, `"w"`, ...), as Webitel's ACLs.
@@ -151,6 +208,64 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// The attribute and group columns of a principal row with `LEFT JOIN user_groups g`
+/// (`p.admin, p.sms_from, p.allowed_ips, p.balance` as text, `g.id AS group_id`,
+/// `g.name AS group_name`, `g.allowed_regex AS group_regex`), flattened into either backend's rows.
+#[derive(sqlx::FromRow)]
+struct AttributeColumns {
+    admin: bool,
+    sms_from: Option<String>,
+    allowed_ips: String,
+    balance: Option<String>,
+    group_id: Option<i64>,
+    group_name: Option<String>,
+    group_regex: Option<String>,
+}
+
+impl AttributeColumns {
+    fn into_parts(self) -> StoreResult<(Attributes, Option<GroupRef>)> {
+        let allowed_ips = serde_json::from_str(&self.allowed_ips)
+            .map_err(|e| StoreError::Other(format!("unreadable allowed_ips {:?}: {e}", self.allowed_ips)))?;
+        let balance = self
+            .balance
+            .map(|b| b.parse::<Decimal>().map_err(|e| StoreError::Other(format!("unreadable balance {b:?}: {e}"))))
+            .transpose()?;
+        let group = match (self.group_id, self.group_name) {
+            (Some(id), Some(name)) => Some(GroupRef { id, name, allowed_regex: self.group_regex }),
+            _ => None,
+        };
+        Ok((Attributes { admin: self.admin, sms_from: self.sms_from, allowed_ips, balance }, group))
+    }
+}
+
+fn allowed_ips_json(ips: &[IpNet]) -> StoreResult<String> {
+    serde_json::to_string(ips).map_err(|e| StoreError::Other(format!("cannot encode allowed IPs: {e}")))
+}
+
+/// The group columns of `user_groups g LEFT JOIN principals rp ON rp.id = g.reseller_id`
+/// (`g.id, g.name, g.allowed_regex, g.reseller_id, rp.name AS reseller_name, g.created_at`,
+/// and a `members` count), for either backend; the time is decoded by the caller.
+#[derive(sqlx::FromRow)]
+struct GroupColumns {
+    id: i64,
+    name: String,
+    allowed_regex: Option<String>,
+    reseller_id: Option<i64>,
+    reseller_name: Option<String>,
+    members: i64,
+}
+
+impl GroupColumns {
+    fn into_record(self, created_at: OffsetDateTime) -> GroupRecord {
+        GroupRecord {
+            group: GroupRef { id: self.id, name: self.name, allowed_regex: self.allowed_regex },
+            reseller: self.reseller_id.zip(self.reseller_name),
+            created_at,
+            members: self.members,
+        }
+    }
+}
+
 /// The role columns of a `LEFT JOIN roles r`, flattened into either backend's rows
 /// (`r.name AS role_name, r.code AS role_code, r.acl AS role_acl`).
 #[derive(sqlx::FromRow)]
@@ -188,6 +303,8 @@ impl fmt::Debug for PrincipalRecord {
             .field("created_at", &self.created_at)
             .field("last_login_at", &self.last_login_at)
             .field("role", &self.role)
+            .field("group", &self.group)
+            .field("attributes", &self.attributes)
             .finish()
     }
 }
@@ -205,6 +322,10 @@ pub struct NewPrincipal<'a> {
     pub created_at: OffsetDateTime,
     /// Role id, if the principal gets one.
     pub role_id: Option<i64>,
+    /// User group id, if the principal gets one.
+    pub group_id: Option<i64>,
+    /// Its attributes.
+    pub attributes: &'a Attributes,
 }
 
 /// A role to insert.
@@ -398,6 +519,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>>;
     /// Delete a role; `NotFound` when absent, `Conflict` while principals have it.
     async fn delete_role(&self, id: i64) -> StoreResult<()>;
+
+    /// Insert a user group; `Conflict` when the name exists (or the reseller is gone).
+    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord>;
+    /// Find a user group by exact name, with its member count.
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>>;
+    /// User groups by name: all of them, or those owned by one reseller.
+    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupRecord>>;
+    /// Delete a user group; `NotFound` when absent, `Conflict` while principals are in it.
+    async fn delete_group(&self, id: i64) -> StoreResult<()>;
 
     /// All signing keys, oldest first.
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;

@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Acl, InsertRules, Inserted, NewPrincipal, NewRole, NewToken, Owner, PrincipalRecord, RoleColumns, RoleRecord,
-    SigningKeyRecord, Store, StoreError, StoreResult, TokenKind, TokenLookup, TokenRecord, TokenTouch, acl_json,
+    Acl, AttributeColumns, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken,
+    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, TokenKind,
+    TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::principal::PrincipalKind;
@@ -75,11 +76,14 @@ struct PrincipalRow {
     last_login_at: Option<OffsetDateTime>,
     #[sqlx(flatten)]
     role: RoleColumns,
+    #[sqlx(flatten)]
+    attributes: AttributeColumns,
 }
 
 impl TryFrom<PrincipalRow> for PrincipalRecord {
     type Error = StoreError;
     fn try_from(r: PrincipalRow) -> StoreResult<Self> {
+        let (attributes, group) = r.attributes.into_parts()?;
         Ok(PrincipalRecord {
             id: r.id,
             kind: kind(&r.kind)?,
@@ -89,6 +93,8 @@ impl TryFrom<PrincipalRow> for PrincipalRecord {
             created_at: r.created_at,
             last_login_at: r.last_login_at,
             role: r.role.into_role()?,
+            group,
+            attributes,
         })
     }
 }
@@ -187,6 +193,19 @@ struct SigningKeyRow {
     created_at: OffsetDateTime,
 }
 
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    #[sqlx(flatten)]
+    columns: GroupColumns,
+    created_at: OffsetDateTime,
+}
+
+impl From<GroupRow> for GroupRecord {
+    fn from(r: GroupRow) -> Self {
+        r.columns.into_record(r.created_at)
+    }
+}
+
 impl TryFrom<SigningKeyRow> for SigningKeyRecord {
     type Error = StoreError;
     fn try_from(r: SigningKeyRow) -> StoreResult<Self> {
@@ -198,8 +217,10 @@ macro_rules! principal_select {
     () => {
         concat!(
             "SELECT p.id, p.kind, p.name, p.password_hash, p.enabled, p.created_at, p.last_login_at, ",
-            "r.name AS role_name, r.code AS role_code, r.acl AS role_acl ",
-            "FROM principals p LEFT JOIN roles r ON r.id = p.role_id "
+            "r.name AS role_name, r.code AS role_code, r.acl AS role_acl, ",
+            "p.admin, p.sms_from, p.allowed_ips, p.balance::text AS balance, ",
+            "g.id AS group_id, g.name AS group_name, g.allowed_regex AS group_regex ",
+            "FROM principals p LEFT JOIN roles r ON r.id = p.role_id LEFT JOIN user_groups g ON g.id = p.group_id "
         )
     };
 }
@@ -228,10 +249,23 @@ macro_rules! role_select {
     };
 }
 
+macro_rules! group_select {
+    () => {
+        concat!(
+            "SELECT g.id, g.name, g.allowed_regex, g.reseller_id, rp.name AS reseller_name, g.created_at, ",
+            "(SELECT count(*) FROM principals p WHERE p.group_id = g.id) AS members ",
+            "FROM user_groups g LEFT JOIN principals rp ON rp.id = g.reseller_id "
+        )
+    };
+}
+
+const GROUP_BY_NAME: &str = concat!(group_select!(), "WHERE g.name = $1");
+const LIST_GROUPS: &str = concat!(group_select!(), "WHERE $1::bigint IS NULL OR g.reseller_id = $1 ORDER BY g.name");
 const PRINCIPAL_BY_NAME: &str = concat!(principal_select!(), "WHERE p.kind = $1 AND p.name = $2");
 const LIST_PRINCIPALS: &str = concat!(principal_select!(), "WHERE p.kind = $1 ORDER BY p.id");
-const INSERT_PRINCIPAL: &str = "INSERT INTO principals (kind, name, password_hash, enabled, created_at, role_id) \
-     VALUES ($1, $2, $3, TRUE, $4, $5)";
+const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
+     (kind, name, password_hash, enabled, created_at, role_id, group_id, admin, sms_from, allowed_ips, balance) \
+     VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10::numeric)";
 const ROLE_BY_NAME: &str = concat!(role_select!(), "WHERE r.name = $1");
 const LIST_ROLES: &str = concat!(role_select!(), "ORDER BY r.name");
 const TOKEN_BY_DIGEST: &str = concat!(lookup_select!(), "WHERE t.digest = $1");
@@ -284,6 +318,11 @@ impl Store for PgStore {
             .bind(new.password_hash)
             .bind(new.created_at)
             .bind(new.role_id)
+            .bind(new.group_id)
+            .bind(new.attributes.admin)
+            .bind(new.attributes.sms_from.as_deref())
+            .bind(allowed_ips_json(&new.attributes.allowed_ips)?)
+            .bind(new.attributes.balance.map(|b| b.to_string()))
             .execute(&self.pool)
             .await?;
         // why read back: the record carries the role joined in, as every read does.
@@ -396,6 +435,36 @@ impl Store for PgStore {
 
     async fn delete_role(&self, id: i64) -> StoreResult<()> {
         let done = sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&self.pool).await?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord> {
+        sqlx::query("INSERT INTO user_groups (name, allowed_regex, reseller_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(new.name)
+            .bind(new.allowed_regex)
+            .bind(new.reseller_id)
+            .bind(new.created_at)
+            .execute(&self.pool)
+            .await?;
+        self.group_by_name(new.name).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>> {
+        Ok(sqlx::query_as::<_, GroupRow>(GROUP_BY_NAME).bind(name).fetch_optional(&self.pool).await?.map(Into::into))
+    }
+
+    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupRecord>> {
+        Ok(sqlx::query_as::<_, GroupRow>(LIST_GROUPS)
+            .bind(reseller_id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn delete_group(&self, id: i64) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 

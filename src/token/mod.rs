@@ -9,6 +9,8 @@
 //! use, sliding expiry) are queued and flushed in the background (see `touch`).
 
 pub mod clock;
+mod groups;
+mod ip_rules;
 pub mod jwt;
 pub mod password;
 mod principals;
@@ -16,6 +18,7 @@ mod roles;
 pub mod secret;
 mod touch;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +27,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use self::clock::Clock;
+pub use self::groups::check_allowed_regex;
+use self::ip_rules::IpRules;
 use self::jwt::{JwtRefusal, Keys};
 use self::password::Passwords;
+pub use self::principals::{NewProfile, check_sms_from, parse_allowed_ip, parse_balance};
 pub use self::roles::parse_acl;
 use self::secret::{PlainToken, TokenFormat};
 use self::touch::TouchQueue;
@@ -95,8 +101,8 @@ pub struct Issued {
     pub token: PlainToken,
     /// The stored row.
     pub record: TokenRecord,
-    /// The owner.
-    pub owner: Owner,
+    /// The owner, as read when the token was issued.
+    pub principal: PrincipalRecord,
 }
 
 /// A token that passed `authenticate`.
@@ -124,6 +130,7 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     passwords: Passwords,
     touches: TouchQueue,
+    ip_rules: IpRules,
     retention: Duration,
     keys: Keys,
     jwt_secret: Option<SecretString>,
@@ -144,6 +151,7 @@ impl TokenService {
             clock,
             passwords,
             touches: TouchQueue::default(),
+            ip_rules: IpRules::default(),
             retention: tokens.retention,
             keys,
             jwt_secret,
@@ -189,7 +197,8 @@ impl TokenService {
         Ok(self.store.ping().await?)
     }
 
-    /// Check a username and password and issue a session token.
+    /// Check a username and password, and the principal's IP rules against the client's
+    /// address, and issue a session token.
     #[tracing::instrument(skip_all, fields(dialect = policy.dialect))]
     pub async fn login(
         &self,
@@ -197,6 +206,7 @@ impl TokenService {
         kind: PrincipalKind,
         username: &str,
         password: SecretString,
+        client_ip: IpAddr,
         options: LoginOptions,
     ) -> Result<Issued, Error> {
         let now = self.clock.now();
@@ -213,6 +223,8 @@ impl TokenService {
             return Err(Error::Invalid("expiration time is in the past".into()));
         }
         let principal = self.check_password(kind, username, password).await?;
+        // why after the password: the rules must not tell a guesser which accounts exist.
+        self.ip_rules.check(&principal, client_ip)?;
         let verified_hash = principal.password_hash.clone();
         let expires_at = match requested_expiry {
             Some(at) => Some(at),
@@ -306,16 +318,9 @@ impl TokenService {
             version: 0,
             revoked_at: None,
         };
-        let owner = Owner {
-            id: principal.id,
-            kind: principal.kind,
-            name: principal.name.clone(),
-            enabled: principal.enabled,
-            role: principal.role.clone(),
-        };
         let token = match &policy.format {
             TokenFormat::Jwt(claims) => {
-                let mut claims = claims(&record, &owner);
+                let mut claims = claims(&record, principal);
                 claims.insert("jti".into(), record.id.to_string().into());
                 PlainToken::new(self.keys.sign(&claims)?)
             }
@@ -333,7 +338,7 @@ impl TokenService {
             expires_at,
         };
         match self.store.insert_token(&new, rules).await {
-            Ok(Inserted::Yes) => Ok(Issued { token, record, owner }),
+            Ok(Inserted::Yes) => Ok(Issued { token, record, principal: principal.clone() }),
             Ok(Inserted::LimitReached) => Err(Error::TokenLimit),
             // why: the password changed, or the principal was disabled, while it was verified.
             Ok(Inserted::CredentialsChanged) => Err(Error::BadCredentials(CredentialFailure::WrongPassword)),

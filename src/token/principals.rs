@@ -5,12 +5,103 @@
 //! authenticate) and enabling it brings them back; removing it deletes its tokens; changing
 //! its password revokes all its tokens in the same transaction.
 
+use ipnet::IpNet;
+use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::TokenService;
 use crate::error::Error;
 use crate::principal::{PrincipalKind, Username};
-use crate::store::{NewPrincipal, PrincipalRecord, StoreError};
+use crate::store::{Attributes, NewPrincipal, PrincipalRecord, StoreError};
+
+/// What a new principal gets besides its name and password. Which parts fit which kind:
+/// users may have a role, a group, `admin` and `sms_from`; resellers `allowed_ips` and a
+/// `balance` (0.00 when not given).
+#[derive(Debug, Clone, Default)]
+pub struct NewProfile {
+    /// A role name (must exist).
+    pub role: Option<String>,
+    /// A user group name (must exist).
+    pub group: Option<String>,
+    /// The attributes.
+    pub attributes: Attributes,
+}
+
+/// why 64: a sender is a phone number (15 digits in E.164) or an 11-character alphanumeric
+/// sender id; 64 leaves room for a formatted number without letting a JWT claim grow.
+const MAX_SMS_FROM_CHARS: usize = 64;
+
+/// Check an `sms_from` value: 1 to 64 characters, no control characters.
+pub fn check_sms_from(s: &str) -> Result<(), Error> {
+    if s.is_empty() || s.chars().count() > MAX_SMS_FROM_CHARS || s.chars().any(char::is_control) {
+        return Err(Error::InvalidAttribute(format!(
+            "sms_from {s:?} must be 1 to {MAX_SMS_FROM_CHARS} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// why 15 integer digits: money as stored by accounting systems (NUMERIC(19,4) and the like);
+/// larger is a typo, and it keeps the value exact in a JavaScript client's double.
+const MAX_BALANCE_INTEGER_DIGITS: usize = 15;
+/// why 4: cents, with room for sub-cent rates.
+const MAX_BALANCE_SCALE: u32 = 4;
+
+/// Parse a balance: a plain decimal number (`1000`, `-12.5`, `0.0125`), shown with at least
+/// two decimals (`1000.00`), as the dialer seed prints it.
+pub fn parse_balance(s: &str) -> Result<Decimal, Error> {
+    let bad = || {
+        Error::InvalidAttribute(format!(
+            "balance {s:?} must be a decimal number like 1000.00 (at most {MAX_BALANCE_INTEGER_DIGITS} digits before the point and {MAX_BALANCE_SCALE} after)"
+        ))
+    };
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty()
+        || int.len() > MAX_BALANCE_INTEGER_DIGITS
+        || frac.len() > MAX_BALANCE_SCALE as usize
+        || (digits.contains('.') && frac.is_empty())
+        || !all_digits(int)
+        || !all_digits(frac)
+    {
+        return Err(bad());
+    }
+    let mut value: Decimal = s.parse().map_err(|_| bad())?;
+    if value.scale() < 2 {
+        value.rescale(2);
+    }
+    Ok(value)
+}
+
+/// Refuse attributes that do not fit the kind, and check the values of those that do.
+fn check_profile(kind: PrincipalKind, profile: &NewProfile) -> Result<(), Error> {
+    let a = &profile.attributes;
+    let misfit = match kind {
+        PrincipalKind::User => (!a.allowed_ips.is_empty() || a.balance.is_some()).then_some(
+            "allowed IPs and a balance are for resellers; a user's addresses are limited by its group's allowed_regex",
+        ),
+        PrincipalKind::Reseller => {
+            (profile.role.is_some() || profile.group.is_some() || a.admin || a.sms_from.is_some())
+                .then_some("a role, a group, admin and sms_from are for users; a reseller owns groups instead")
+        }
+    };
+    if let Some(why) = misfit {
+        return Err(Error::InvalidAttribute(why.into()));
+    }
+    if let Some(sms_from) = &a.sms_from {
+        check_sms_from(sms_from)?;
+    }
+    Ok(())
+}
+
+/// A reseller's allowed IPs, each an address or a CIDR; a bare address is one host.
+pub fn parse_allowed_ip(s: &str) -> Result<IpNet, Error> {
+    s.parse::<IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| Error::InvalidAttribute(format!("allowed IP {s:?} is not an address or a CIDR like 10.0.0.0/8")))
+}
 
 impl TokenService {
     /// Find a principal by kind and exact name.
@@ -21,25 +112,47 @@ impl TokenService {
             .ok_or_else(|| Error::NoSuchPrincipal { kind: kind.as_str(), name: name.to_owned() })
     }
 
-    /// Create a principal with a password and, optionally, a role (which must exist).
+    /// Create a principal with a password and a profile (see `NewProfile` for what fits
+    /// which kind; a named role or group must exist).
     pub async fn create_principal(
         &self,
         kind: PrincipalKind,
         name: &str,
         password: SecretString,
-        role: Option<&str>,
+        profile: &NewProfile,
     ) -> Result<PrincipalRecord, Error> {
         let name = Username::parse(name).map_err(Error::InvalidName)?;
         check_password_text(&password)?;
-        let role_id = match role {
+        check_profile(kind, profile)?;
+        let role_id = match &profile.role {
             Some(role) => Some(self.role(role).await?.id),
             None => None,
         };
+        let group_id = match &profile.group {
+            Some(group) => Some(self.group(group).await?.group.id),
+            None => None,
+        };
+        let mut attributes = profile.attributes.clone();
+        if kind == PrincipalKind::Reseller && attributes.balance.is_none() {
+            attributes.balance = Some(Decimal::new(0, 2));
+        }
         let hash = self.passwords.hash(password).await?;
-        let new = NewPrincipal { kind, name: &name, password_hash: &hash, created_at: self.clock.now(), role_id };
+        let new = NewPrincipal {
+            kind,
+            name: &name,
+            password_hash: &hash,
+            created_at: self.clock.now(),
+            role_id,
+            group_id,
+            attributes: &attributes,
+        };
         match self.store.insert_principal(&new).await {
-            Err(StoreError::Conflict(_)) => {
+            Err(StoreError::Conflict(_)) if self.store.principal_by_name(kind, name.as_str()).await?.is_some() => {
                 Err(Error::PrincipalExists { kind: kind.as_str(), name: name.as_str().to_owned() })
+            }
+            // why: the role or group was removed between the lookup and the insert.
+            Err(StoreError::Conflict(_)) => {
+                Err(Error::InvalidAttribute("its role or group was removed meanwhile; try again".into()))
             }
             other => Ok(other?),
         }

@@ -10,7 +10,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Owner, TokenRecord};
+use crate::store::{PrincipalRecord, TokenRecord};
 
 /// A token as the client sees it. Redacted in `Debug`.
 #[derive(Clone)]
@@ -67,7 +67,7 @@ impl fmt::Debug for TokenHash {
 
 /// The claims a JWT dialect puts in its tokens, from the row being issued and its owner. The
 /// service adds `jti` (the row id) and signs; the dialect owns every other claim and its units.
-pub type JwtClaims = fn(&TokenRecord, &Owner) -> Map<String, Value>;
+pub type JwtClaims = fn(&TokenRecord, &PrincipalRecord) -> Map<String, Value>;
 
 /// The shape of the token strings a dialect issues.
 #[derive(Clone)]

@@ -158,7 +158,7 @@ async fn users_are_added_listed_and_refused_twice(backend: Backend) {
     assert!(lines[0].starts_with("ID  NAME "), "header: {table}");
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "NAME", "ENABLED", "ROLE", "CREATED", "LAST", "LOGIN"]
+        ["ID", "NAME", "ENABLED", "ROLE", "GROUP", "ADMIN", "CREATED", "LAST", "LOGIN"]
     );
     assert_eq!(lines.len(), 2, "{table}");
     assert_eq!(lines[1].split_whitespace().nth(1), Some("alice"), "{table}");

@@ -19,8 +19,8 @@ use tokenauth::app::{self, AppState};
 use tokenauth::config::{Config, DatabaseUrl};
 use tokenauth::principal::PrincipalKind;
 use tokenauth::store::{PrincipalRecord, Store};
-use tokenauth::token::TokenService;
 use tokenauth::token::clock::FixedClock;
+use tokenauth::token::{NewProfile, TokenService};
 use tower::ServiceExt as _;
 
 /// Run an `async fn name(backend: Backend)` on SQLite and on Postgres.
@@ -40,6 +40,9 @@ macro_rules! backend_tests {
         }
     )*};
 }
+
+/// The client address of in-process requests and direct service calls.
+pub const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// The moment every test starts at.
 pub const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
@@ -174,7 +177,10 @@ impl TestApp {
     }
 
     pub async fn add_user(&self, name: &str, password: &str) -> PrincipalRecord {
-        self.tokens.create_principal(PrincipalKind::User, name, password.to_owned().into(), None).await.unwrap()
+        self.tokens
+            .create_principal(PrincipalKind::User, name, password.to_owned().into(), &NewProfile::default())
+            .await
+            .unwrap()
     }
 
     pub fn request(&self, method: Method, path: &str) -> TestRequest<'_> {
@@ -233,6 +239,12 @@ impl TestRequest<'_> {
     pub fn basic(self, user: &str, password: &str) -> Self {
         let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.header("authorization", format!("Basic {encoded}"))
+    }
+
+    /// Send the request from `peer` (default 127.0.0.1:40000).
+    pub fn peer(mut self, peer: impl Into<SocketAddr>) -> Self {
+        self.peer = peer.into();
+        self
     }
 
     pub fn bearer(self, token: &str) -> Self {

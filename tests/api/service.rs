@@ -11,7 +11,7 @@ use tokenauth::principal::PrincipalKind;
 use tokenauth::store::TokenKind;
 use tokenauth::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy};
 
-use crate::helpers::{Backend, T0, TestApp};
+use crate::helpers::{Backend, LOCALHOST, T0, TestApp};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -26,8 +26,11 @@ fn knox(app: &TestApp) -> TokenPolicy {
 }
 
 async fn login(app: &TestApp, policy: &TokenPolicy) -> String {
-    let issued =
-        app.tokens.login(policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    let issued = app
+        .tokens
+        .login(policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, LoginOptions::default())
+        .await
+        .unwrap();
     issued.token.expose().to_owned()
 }
 
@@ -78,11 +81,12 @@ async fn explicit_expiry_wins_and_past_expiry_is_refused(backend: Backend) {
     let policy = usertoken(&app);
     let at = T0 + HOUR * 48;
     let options = LoginOptions { note: None, expires_at: Some(at) };
-    let issued = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), options).await.unwrap();
+    let issued = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, options).await.unwrap();
     assert_eq!(issued.record.expires_at, Some(at));
     for past in [T0, T0 - MINUTE] {
         let options = LoginOptions { note: None, expires_at: Some(past) };
-        let err = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), options).await.unwrap_err();
+        let err =
+            app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, options).await.unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     }
     // Nothing was written for the refused logins.
@@ -132,9 +136,11 @@ async fn principal_state_governs_its_tokens(backend: Backend) {
 
     app.tokens.set_password(USER, "alice", "new".to_owned().into()).await.unwrap();
     assert_eq!(refused(&app, &policy, &token).await, AuthFailure::Revoked);
-    let err = app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await;
+    let err =
+        app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, LoginOptions::default()).await;
     assert!(matches!(err, Err(Error::BadCredentials(CredentialFailure::WrongPassword))));
-    let issued = app.tokens.login(&policy, USER, "alice", "new".to_owned().into(), LoginOptions::default()).await;
+    let issued =
+        app.tokens.login(&policy, USER, "alice", "new".to_owned().into(), LOCALHOST, LoginOptions::default()).await;
     let fresh = issued.unwrap().token.expose().to_owned();
 
     app.tokens.remove_principal(USER, "alice").await.unwrap();
@@ -173,7 +179,7 @@ async fn credential_failures_are_typed(backend: Backend) {
     let attempt = |user: &'static str, pw: &'static str| {
         let app = &app;
         let policy = policy.clone();
-        async move { app.tokens.login(&policy, USER, user, pw.to_owned().into(), LoginOptions::default()).await }
+        async move { app.tokens.login(&policy, USER, user, pw.to_owned().into(), LOCALHOST, LoginOptions::default()).await }
     };
     assert!(matches!(attempt("bob", "pw").await, Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal))));
     assert!(matches!(attempt(" alice", "pw").await, Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal))));
@@ -197,11 +203,11 @@ async fn login_rehashes_when_parameters_change(backend: Backend) {
     stronger.passwords.iterations = 2;
     let tokens = app::token_service(&stronger, Arc::clone(&app.store), app.clock.clone()).await.unwrap();
     let policy = knox(&app);
-    tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, LoginOptions::default()).await.unwrap();
     assert!(hash().await.contains("m=2048,t=2,p=1"), "{}", hash().await);
     // The new hash still verifies, with either service.
-    tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
-    app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LoginOptions::default()).await.unwrap();
+    tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, LoginOptions::default()).await.unwrap();
+    app.tokens.login(&policy, USER, "alice", "pw".to_owned().into(), LOCALHOST, LoginOptions::default()).await.unwrap();
 }
 
 async fn sweep_honours_retention(backend: Backend) {
@@ -266,6 +272,7 @@ async fn notes_are_limited(backend: Backend) {
             USER,
             "alice",
             "pw".to_owned().into(),
+            LOCALHOST,
             LoginOptions { note: Some(note), expires_at: None },
         )
     };
@@ -296,7 +303,7 @@ async fn unknown_users_cost_one_real_verification(backend: Backend) {
     let policy = knox(&app);
     for (user, pw) in [("nobody", "pw"), ("alice", "wrong"), ("not a valid\nname", "pw"), ("alice", "pw")] {
         let before = app.tokens.password_verifications();
-        let _ = app.tokens.login(&policy, USER, user, pw.to_owned().into(), LoginOptions::default()).await;
+        let _ = app.tokens.login(&policy, USER, user, pw.to_owned().into(), LOCALHOST, LoginOptions::default()).await;
         assert_eq!(app.tokens.password_verifications(), before + 1, "{user:?} cost one verification");
     }
 }

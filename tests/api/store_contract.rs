@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use tokenauth::config::{DatabaseConfig, DatabaseUrl};
 use tokenauth::principal::{PrincipalKind, Username};
 use tokenauth::store::{
-    self, Acl, InsertRules, Inserted, NewPrincipal, NewRole, NewToken, PrincipalRecord, Role, RoleRecord,
+    self, Acl, Attributes, InsertRules, Inserted, NewPrincipal, NewRole, NewToken, PrincipalRecord, Role, RoleRecord,
     SigningKeyRecord, Store, StoreError, TokenKind, TokenTouch,
 };
 use tokenauth::token::secret::TokenHash;
@@ -34,6 +34,8 @@ async fn principal(store: &dyn Store, kind: PrincipalKind, name: &str) -> Princi
             password_hash: "$argon2id$fake",
             created_at: T0,
             role_id: None,
+            group_id: None,
+            attributes: &Attributes::default(),
         })
         .await
         .unwrap()
@@ -149,8 +151,15 @@ async fn principal_names_are_exact_and_unique_per_kind(backend: Backend) {
     assert!(store.principal_by_name(PrincipalKind::User, "Alice ").await.unwrap().is_none());
     assert!(store.principal_by_name(PrincipalKind::Reseller, "Alice").await.unwrap().is_none());
     let name = Username::parse("Alice").unwrap();
-    let dup =
-        NewPrincipal { kind: PrincipalKind::User, name: &name, password_hash: "h", created_at: T0, role_id: None };
+    let dup = NewPrincipal {
+        kind: PrincipalKind::User,
+        name: &name,
+        password_hash: "h",
+        created_at: T0,
+        role_id: None,
+        group_id: None,
+        attributes: &Attributes::default(),
+    };
     assert!(matches!(store.insert_principal(&dup).await, Err(StoreError::Conflict(_))));
     // Same name, other kind: a separate principal.
     let reseller = principal(&*store, PrincipalKind::Reseller, "Alice").await;
@@ -486,6 +495,8 @@ async fn principal_with_role(store: &dyn Store, name: &str, role_id: Option<i64>
         password_hash: "$argon2id$fake",
         created_at: T0,
         role_id,
+        group_id: None,
+        attributes: &Attributes::default(),
     };
     store.insert_principal(&new).await.unwrap()
 }

@@ -12,9 +12,9 @@ use tokenauth::app;
 use tokenauth::config::Secret;
 use tokenauth::principal::PrincipalKind;
 use tokenauth::token::jwt::unverified_claims;
-use tokenauth::token::{LoginOptions, MintOptions};
+use tokenauth::token::{LoginOptions, MintOptions, NewProfile};
 
-use crate::helpers::{Backend, T0, TestApp, TestResponse};
+use crate::helpers::{Backend, LOCALHOST, T0, TestApp, TestResponse};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -32,7 +32,8 @@ fn root_acl() -> Value {
 async fn seed_user(app: &TestApp) {
     let acl = tokenauth::token::parse_acl(&root_acl().to_string()).unwrap();
     app.tokens.create_role("root", 2, &acl).await.unwrap();
-    app.tokens.create_principal(USER, "100@mydomain.com", "secret".to_owned().into(), Some("root")).await.unwrap();
+    let profile = NewProfile { role: Some("root".into()), ..NewProfile::default() };
+    app.tokens.create_principal(USER, "100@mydomain.com", "secret".to_owned().into(), &profile).await.unwrap();
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> TestResponse {
@@ -355,7 +356,7 @@ async fn replicas_share_the_generated_key(backend: Backend) {
     let policy = tokenauth::dialect::webitel::policy(&app.config.webitel);
     async fn login_on(tokens: &tokenauth::token::TokenService, policy: &tokenauth::token::TokenPolicy) -> String {
         let issued = tokens
-            .login(policy, USER, "100@mydomain.com", "secret".to_owned().into(), LoginOptions::default())
+            .login(policy, USER, "100@mydomain.com", "secret".to_owned().into(), LOCALHOST, LoginOptions::default())
             .await
             .unwrap();
         issued.token.expose().to_owned()
@@ -381,7 +382,7 @@ async fn a_configured_secret_signs(backend: Backend) {
     let tokens = app::token_service(&config, Arc::clone(&plain.store), plain.clock.clone()).await.unwrap();
     let policy = tokenauth::dialect::webitel::policy(&config.webitel);
     let issued = tokens
-        .login(&policy, USER, "100@mydomain.com", "secret".to_owned().into(), LoginOptions::default())
+        .login(&policy, USER, "100@mydomain.com", "secret".to_owned().into(), LOCALHOST, LoginOptions::default())
         .await
         .unwrap();
     let kid = jwt_header(issued.token.expose())["kid"].as_str().unwrap().to_owned();

@@ -1,0 +1,297 @@
+//! The dialer dialect (seed 001: Hello Hunter's "dialer.rocks" API).
+//!
+//! Two principal kinds: users log in at `POST /session.json` with `{login, password}` and
+//! log out at `DELETE /session.json`; resellers log in at `POST /v1/resellers/login.json`
+//! with `{name, pass}` and log out at `GET /v1/resellers/user/logout.json`. Tokens are HS256
+//! JWTs whose claims are the seed's (`type`, `admin`, `id`, `name`, `sms_from`,
+//! `user_group_id` for users; `type`, `id`, `name` for resellers) plus `exp` (seconds; absent
+//! on a static token), `iat` and `jti`. A token travels as `Authorization: Bearer <t>` or as
+//! `?token=<t>`; a user's token is refused on the reseller endpoint and the other way round.
+//! Errors are `{"error": "..."}`.
+//!
+//! The two kinds' messages differ (users: `Invalid login credentials`, 406 for the IP rule;
+//! resellers: `Invalid ID or Password`, 401 `Your IP is not allowed`), so each kind's routes
+//! are their own `Dialect` type, both issuing and accepting tokens of the one `dialer` name.
+//! Mounted under a prefix (Hello Hunter clients call `/a/session.json`), both move together.
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use super::{Dialect, DialectError, JsonObject, json_response, required_string, scheme_credentials};
+use crate::app::AppState;
+use crate::config::DialerConfig;
+use crate::error::{AuthFailure, CredentialFailure, Error, FieldError, FieldProblem};
+use crate::middleware::client_ip::ClientIp;
+use crate::principal::PrincipalKind;
+use crate::store::{PrincipalRecord, TokenRecord};
+use crate::token::secret::TokenFormat;
+use crate::token::{Authenticated, LoginOptions, TokenPolicy};
+
+/// The dialer dialect's user endpoints (`/session.json`).
+#[derive(Debug)]
+pub struct Dialer;
+
+/// The dialer dialect's reseller endpoints (`/v1/resellers/...`): same dialect, same tokens,
+/// the resellers' messages.
+#[derive(Debug)]
+pub struct DialerReseller;
+
+/// The user endpoints' paths, relative to the prefix.
+pub(crate) const USER_PATHS: &[&str] = &["/session.json"];
+/// The reseller endpoints' paths, relative to the prefix.
+pub(crate) const RESELLER_PATHS: &[&str] = &["/v1/resellers/login.json", "/v1/resellers/user/logout.json"];
+
+/// HS256 JWTs with the seed's claims; sessions last `token_ttl`.
+pub fn policy(cfg: &DialerConfig) -> TokenPolicy {
+    TokenPolicy {
+        dialect: Dialer::NAME,
+        format: TokenFormat::Jwt(claims),
+        session_ttl: Some(cfg.token_ttl),
+        refresh: None,
+        max_live_tokens: None,
+    }
+}
+
+/// The claims of the seed, by principal kind, with `exp` and `iat` in epoch seconds.
+fn claims(record: &TokenRecord, principal: &PrincipalRecord) -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert("type".into(), principal.kind.as_str().into());
+    if principal.kind == PrincipalKind::User {
+        claims.insert("admin".into(), principal.attributes.admin.into());
+    }
+    claims.insert("id".into(), principal.id.into());
+    claims.insert("name".into(), principal.name.as_str().into());
+    if principal.kind == PrincipalKind::User {
+        claims.insert("sms_from".into(), principal.attributes.sms_from.as_deref().into());
+        claims.insert("user_group_id".into(), principal.group.as_ref().map(|g| g.id).into());
+    }
+    if let Some(at) = record.expires_at {
+        claims.insert("exp".into(), at.unix_timestamp().into());
+    }
+    claims.insert("iat".into(), record.created_at.unix_timestamp().into());
+    claims
+}
+
+/// The user routes.
+pub(crate) fn user_router() -> Router<AppState> {
+    Router::new().route("/session.json", post(user_login).delete(user_logout))
+}
+
+/// The reseller routes.
+pub(crate) fn reseller_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/resellers/login.json", post(reseller_login))
+        .route("/v1/resellers/user/logout.json", get(reseller_logout))
+}
+
+/// One side of the dialect: which principals it serves and how it words its refusals.
+trait Side: Dialect {
+    /// The principal kind whose endpoints these are.
+    const KIND: PrincipalKind;
+    /// The names of the login body's two fields.
+    const FIELDS: (&'static str, &'static str);
+    /// Wrong name or password, or a disabled account.
+    const BAD_CREDENTIALS: &'static str;
+    /// The status and message of a login from an address the account may not use.
+    const IP_REFUSED: (StatusCode, &'static str);
+}
+
+impl Side for Dialer {
+    const KIND: PrincipalKind = PrincipalKind::User;
+    const FIELDS: (&'static str, &'static str) = ("login", "password");
+    const BAD_CREDENTIALS: &'static str = "Invalid login credentials";
+    const IP_REFUSED: (StatusCode, &'static str) = (StatusCode::NOT_ACCEPTABLE, "Login denied due to IP restriction");
+}
+
+impl Side for DialerReseller {
+    const KIND: PrincipalKind = PrincipalKind::Reseller;
+    const FIELDS: (&'static str, &'static str) = ("name", "pass");
+    const BAD_CREDENTIALS: &'static str = "Invalid ID or Password";
+    const IP_REFUSED: (StatusCode, &'static str) = (StatusCode::UNAUTHORIZED, "Your IP is not allowed");
+}
+
+/// Read both login fields, reporting every missing one, and log in as `S::KIND`.
+async fn login<S: Side>(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    body: Option<&Map<String, Value>>,
+) -> Result<crate::token::Issued, DialectError<S>> {
+    let (name_field, password_field) = S::FIELDS;
+    // why no trim: names are matched exactly, and a password is a password.
+    let (name, password) =
+        match (required_string(body, name_field, false), required_string(body, password_field, false)) {
+            (Ok(n), Ok(p)) => (n, p),
+            (n, p) => return Err(Error::Fields(n.err().into_iter().chain(p.err()).collect()).into()),
+        };
+    let policy = &app.policies.dialer;
+    Ok(app.tokens.login(policy, S::KIND, &name, password.into(), ip, LoginOptions::default()).await?)
+}
+
+async fn user_login(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    JsonObject(body, _): JsonObject<Dialer>,
+) -> Result<Json<Value>, DialectError<Dialer>> {
+    let issued = login::<Dialer>(&app, ip, body.as_ref()).await?;
+    // why `blocked: false`: a disabled (blocked) account cannot log in, so a 200 never has one.
+    Ok(Json(json!({
+        "user": { "id": issued.principal.id, "blocked": false },
+        "token": issued.token.expose(),
+    })))
+}
+
+/// The reseller login's answer; `user_balance` is the stored decimal, written as is.
+#[derive(Serialize)]
+struct ResellerLogin<'a> {
+    token: &'a str,
+    reseller: IdName<'a>,
+    user_groups: Vec<IdName<'a>>,
+    user_balance: Box<RawValue>,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct IdName<'a> {
+    id: i64,
+    name: &'a str,
+}
+
+async fn reseller_login(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    JsonObject(body, _): JsonObject<DialerReseller>,
+) -> Result<Response, DialectError<DialerReseller>> {
+    let issued = login::<DialerReseller>(&app, ip, body.as_ref()).await?;
+    let reseller = &issued.principal;
+    let groups = app.tokens.list_groups(Some(reseller.id)).await?;
+    // why a raw number: a decimal balance (1000.00) must not pass through a binary float.
+    let balance = reseller.attributes.balance.unwrap_or_default().to_string();
+    let user_balance =
+        RawValue::from_string(balance).map_err(|e| Error::Internal(format!("balance is not a JSON number: {e}")))?;
+    let shape = ResellerLogin {
+        token: issued.token.expose(),
+        reseller: IdName { id: reseller.id, name: &reseller.name },
+        user_groups: groups.iter().map(|g| IdName { id: g.group.id, name: &g.group.name }).collect(),
+        user_balance,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    Ok(Json(shape).into_response())
+}
+
+async fn user_logout(
+    State(app): State<AppState>,
+    DialerAuth(auth, _): DialerAuth<Dialer>,
+) -> Result<Json<Value>, DialectError<Dialer>> {
+    app.tokens.revoke(&auth).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+async fn reseller_logout(
+    State(app): State<AppState>,
+    DialerAuth(auth, _): DialerAuth<DialerReseller>,
+) -> Result<Json<Value>, DialectError<DialerReseller>> {
+    app.tokens.revoke(&auth).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+/// A dialer token of side `S`'s principal kind, from `Authorization: Bearer` or else from
+/// `?token=`, authenticated.
+struct DialerAuth<S>(Authenticated, PhantomData<fn() -> S>);
+
+impl<S: Side> FromRequestParts<AppState> for DialerAuth<S> {
+    type Rejection = DialectError<S>;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let token = match scheme_credentials(&parts.headers, "Bearer") {
+            Ok(token) => token.to_owned(),
+            // why: real clients send `?token=`; a Bearer header, when present, wins.
+            Err(AuthFailure::Missing) => query_token(parts).ok_or(Error::Unauthenticated(AuthFailure::Missing))?,
+            Err(other) => return Err(Error::Unauthenticated(other).into()),
+        };
+        let auth = app.tokens.authenticate(&app.policies.dialer, &token).await?;
+        if auth.owner.kind != S::KIND {
+            return Err(Error::Unauthenticated(AuthFailure::WrongKind).into());
+        }
+        Ok(DialerAuth(auth, PhantomData))
+    }
+}
+
+/// The first non-empty `token` query parameter.
+fn query_token(parts: &Parts) -> Option<String> {
+    let query = parts.uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k == "token" && !v.is_empty()).map(|(_, v)| v.into())
+}
+
+fn field_message(e: &FieldError) -> String {
+    match e.problem {
+        // Rails' ActionController::ParameterMissing, the message Hello Hunter's clients know.
+        FieldProblem::Required | FieldProblem::Null | FieldProblem::Blank => {
+            format!("param is missing or the value is empty: {}", e.field)
+        }
+        FieldProblem::NotAString => format!("param {} must be a string", e.field),
+    }
+}
+
+/// Render `err` in the dialer shape, with side `S`'s messages.
+fn render<S: Side>(err: &Error) -> Response {
+    let (status, message): (StatusCode, String) = match err {
+        Error::BadCredentials(CredentialFailure::IpNotAllowed) => (S::IP_REFUSED.0, S::IP_REFUSED.1.into()),
+        Error::BadCredentials(_) => (StatusCode::UNAUTHORIZED, S::BAD_CREDENTIALS.into()),
+        Error::Unauthenticated(AuthFailure::Missing) => (StatusCode::UNAUTHORIZED, "Token is missing".into()),
+        Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "Invalid or expired token".into()),
+        Error::Fields(fields) => {
+            (StatusCode::BAD_REQUEST, fields.iter().map(field_message).collect::<Vec<_>>().join("; "))
+        }
+        Error::MalformedJson(msg) => (StatusCode::BAD_REQUEST, format!("Invalid JSON: {msg}")),
+        Error::NotAnObject(_) => (StatusCode::BAD_REQUEST, "Request body must be a JSON object".into()),
+        Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
+        Error::UnsupportedMediaType(ct) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Unsupported media type {ct:?}: send application/json"))
+        }
+        Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large".into()),
+        Error::TokenLimit => (StatusCode::FORBIDDEN, "Too many tokens".into()),
+        Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into()),
+        Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
+        Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())
+        }
+        // why no detail: the seed's 500 is `Server error`; the cause is logged, never sent.
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Server error".into()),
+    };
+    let mut resp = json_response(status, json!({ "error": message }));
+    if let Error::Unauthenticated(failure) = err {
+        // why: RFC 6750 §3; a missing token gets the bare challenge, a refused one the error code.
+        let challenge = if *failure == AuthFailure::Missing {
+            "Bearer realm=\"tokenauth\""
+        } else {
+            "Bearer realm=\"tokenauth\", error=\"invalid_token\""
+        };
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    resp
+}
+
+impl Dialect for Dialer {
+    const NAME: &'static str = "dialer";
+
+    fn error_response(err: &Error) -> Response {
+        render::<Dialer>(err)
+    }
+}
+
+impl Dialect for DialerReseller {
+    const NAME: &'static str = "dialer";
+
+    fn error_response(err: &Error) -> Response {
+        render::<DialerReseller>(err)
+    }
+}
