@@ -8,6 +8,7 @@ mod helpers;
 
 mod cli;
 mod config_file;
+mod dialer;
 mod e2e;
 mod knox;
 mod layers;

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use tokenauth::config::{DatabaseConfig, DatabaseUrl};
 use tokenauth::principal::{PrincipalKind, Username};
 use tokenauth::store::{
-    self, Acl, Attributes, InsertRules, Inserted, NewPrincipal, NewRole, NewToken, PrincipalRecord, Role, RoleRecord,
-    SigningKeyRecord, Store, StoreError, TokenKind, TokenTouch,
+    self, Acl, Attributes, GroupRef, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, PrincipalRecord,
+    Role, RoleRecord, SigningKeyRecord, Store, StoreError, TokenKind, TokenTouch,
 };
 use tokenauth::token::secret::TokenHash;
 use uuid::Uuid;
@@ -111,6 +111,10 @@ backend_tests!(
     principals_and_token_owners_carry_their_role,
     roles_in_use_cannot_be_deleted,
     signing_keys_are_kept_exactly_and_never_overwritten,
+    principal_attributes_round_trip_exactly,
+    groups_round_trip_and_are_listed_by_owner,
+    groups_with_members_cannot_be_deleted,
+    removing_a_reseller_leaves_its_groups_unowned,
 );
 
 async fn migrations_are_idempotent_and_ping_works(backend: Backend) {
@@ -676,4 +680,132 @@ async fn deleting_a_role_in_use_is_a_conflict(backend: Backend) {
     let refused = store.delete_role(root.id).await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     assert_eq!(store.role_by_name("root").await.unwrap().map(|r| r.members), Some(1));
+}
+
+async fn principal_with(
+    store: &dyn Store,
+    kind: PrincipalKind,
+    name: &str,
+    group_id: Option<i64>,
+    attributes: &Attributes,
+) -> StoreResultOf<PrincipalRecord> {
+    let name = Username::parse(name).unwrap();
+    let new = NewPrincipal {
+        kind,
+        name: &name,
+        password_hash: "$argon2id$fake",
+        created_at: T0,
+        role_id: None,
+        group_id,
+        attributes,
+    };
+    store.insert_principal(&new).await
+}
+
+type StoreResultOf<T> = Result<T, StoreError>;
+
+async fn group(store: &dyn Store, name: &str, regex: Option<&str>, reseller_id: Option<i64>) -> i64 {
+    let new = NewGroup { name, allowed_regex: regex, reseller_id, created_at: T0 };
+    store.insert_group(&new).await.unwrap().group.id
+}
+
+async fn principal_attributes_round_trip_exactly(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    // Defaults: what every principal made before the dialer existed reads back as.
+    let plain = principal(&*store, PrincipalKind::User, "plain").await;
+    assert_eq!(plain.attributes, Attributes::default());
+    assert_eq!(plain.group, None);
+
+    let regex = r"^10\.(1|2)\.";
+    let gid = group(&*store, "office", Some(regex), None).await;
+    let user_attrs = Attributes { admin: true, sms_from: Some("+1 555 0100 ü".into()), ..Attributes::default() };
+    let user = principal_with(&*store, PrincipalKind::User, "u", Some(gid), &user_attrs).await.unwrap();
+    assert_eq!(user.attributes, user_attrs);
+    assert_eq!(user.group, Some(GroupRef { id: gid, name: "office".into(), allowed_regex: Some(regex.into()) }));
+    let read = store.principal_by_name(PrincipalKind::User, "u").await.unwrap().unwrap();
+    assert_eq!(read, user);
+
+    for balance in ["1000.00", "-12.345", "0.00", "999999999999999.9999"] {
+        let attrs = Attributes {
+            allowed_ips: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap(),
+            ],
+            balance: Some(balance.parse().unwrap()),
+            ..Attributes::default()
+        };
+        let name = format!("r{balance}");
+        let reseller = principal_with(&*store, PrincipalKind::Reseller, &name, None, &attrs).await.unwrap();
+        assert_eq!(reseller.attributes, attrs);
+        // Exact text, scale kept: 1000.00 stays 1000.00, not 1000 or 1000.0.
+        assert_eq!(reseller.attributes.balance.unwrap().to_string(), balance);
+        let listed = store.list_principals(PrincipalKind::Reseller).await.unwrap();
+        assert_eq!(listed.iter().find(|p| p.name == name), Some(&reseller));
+    }
+    // A group that does not exist is refused by the foreign key, and nothing is written.
+    let missing = principal_with(&*store, PrincipalKind::User, "ghost", Some(gid + 1000), &Attributes::default()).await;
+    assert!(matches!(missing, Err(StoreError::Conflict(_))), "{missing:?}");
+    assert!(store.principal_by_name(PrincipalKind::User, "ghost").await.unwrap().is_none());
+    // The owner of a token is the principal as joined: a lookup does not need the attributes.
+    let t = mint(&*store, user.id, "dialer", None).await;
+    assert_eq!(store.token_by_digest(&t.digest).await.unwrap().unwrap().owner.name, "u");
+}
+
+async fn groups_round_trip_and_are_listed_by_owner(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let acme = principal(&*store, PrincipalKind::Reseller, "acme").await;
+    let other = principal(&*store, PrincipalKind::Reseller, "other").await;
+    let created_at = T0 + Duration::from_micros(123_456);
+    let new = NewGroup { name: "west", allowed_regex: Some(r"^192\.168\."), reseller_id: Some(acme.id), created_at };
+    let west = store.insert_group(&new).await.unwrap();
+    assert_eq!(west.group.name, "west");
+    assert_eq!(west.group.allowed_regex.as_deref(), Some(r"^192\.168\."));
+    assert_eq!(west.reseller, Some((acme.id, "acme".to_owned())));
+    assert_eq!(west.created_at, created_at);
+    assert_eq!(west.members, 0);
+    assert_eq!(store.group_by_name("west").await.unwrap(), Some(west.clone()));
+    assert_eq!(store.group_by_name("West").await.unwrap(), None);
+
+    group(&*store, "east", None, Some(acme.id)).await;
+    group(&*store, "theirs", None, Some(other.id)).await;
+    group(&*store, "free", None, None).await;
+    let dup =
+        store.insert_group(&NewGroup { name: "west", allowed_regex: None, reseller_id: None, created_at: T0 }).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let names = |list: Vec<tokenauth::store::GroupRecord>| list.into_iter().map(|g| g.group.name).collect::<Vec<_>>();
+    assert_eq!(names(store.list_groups(None).await.unwrap()), ["east", "free", "theirs", "west"]);
+    assert_eq!(names(store.list_groups(Some(acme.id)).await.unwrap()), ["east", "west"]);
+    assert_eq!(names(store.list_groups(Some(other.id)).await.unwrap()), ["theirs"]);
+    assert!(store.list_groups(Some(other.id + 1000)).await.unwrap().is_empty());
+    // A reseller that does not exist cannot own a group.
+    let orphan = NewGroup { name: "orphan", allowed_regex: None, reseller_id: Some(other.id + 1000), created_at: T0 };
+    assert!(matches!(store.insert_group(&orphan).await, Err(StoreError::Conflict(_))));
+}
+
+async fn groups_with_members_cannot_be_deleted(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let gid = group(&*store, "office", None, None).await;
+    let user = principal_with(&*store, PrincipalKind::User, "u", Some(gid), &Attributes::default()).await.unwrap();
+    assert_eq!(store.group_by_name("office").await.unwrap().unwrap().members, 1);
+    let refused = store.delete_group(gid).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(store.group_by_name("office").await.unwrap().is_some());
+    store.delete_principal(user.id).await.unwrap();
+    store.delete_group(gid).await.unwrap();
+    assert!(store.group_by_name("office").await.unwrap().is_none());
+    assert!(matches!(store.delete_group(gid).await, Err(StoreError::NotFound)));
+}
+
+async fn removing_a_reseller_leaves_its_groups_unowned(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let acme = principal(&*store, PrincipalKind::Reseller, "acme").await;
+    let gid = group(&*store, "west", None, Some(acme.id)).await;
+    principal_with(&*store, PrincipalKind::User, "u", Some(gid), &Attributes::default()).await.unwrap();
+    store.delete_principal(acme.id).await.unwrap();
+    let west = store.group_by_name("west").await.unwrap().unwrap();
+    assert_eq!(west.reseller, None);
+    assert_eq!(west.members, 1);
+    let user = store.principal_by_name(PrincipalKind::User, "u").await.unwrap().unwrap();
+    assert_eq!(user.group.map(|g| g.id), Some(gid), "its users stay in it");
 }
