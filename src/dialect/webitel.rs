@@ -114,6 +114,7 @@ async fn login(
 }
 
 /// The token and its key: header first, then query string, then JSON body, field by field.
+/// An empty or unreadable value counts as absent, so the next source can still speak.
 fn credential(
     headers: &HeaderMap,
     query: &[(String, String)],
@@ -121,23 +122,27 @@ fn credential(
     header: &str,
     field: &str,
 ) -> Option<String> {
+    let present = |v: &&str| !v.is_empty();
     headers
         .get(header)
         .and_then(|v| v.to_str().ok())
+        .filter(present)
+        .or_else(|| query.iter().find(|(k, v)| k == field && !v.is_empty()).map(|(_, v)| v.as_str()))
+        .or_else(|| body.and_then(|b| b.get(field)).and_then(Value::as_str).filter(present))
         .map(str::to_owned)
-        .or_else(|| query.iter().find(|(k, _)| k == field).map(|(_, v)| v.clone()))
-        .or_else(|| body.and_then(|b| b.get(field)).and_then(Value::as_str).map(str::to_owned))
-        .filter(|v| !v.is_empty())
 }
 
 async fn logout(
     State(app): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
-    JsonObject(body, _): JsonObject<Webitel>,
+    body: std::result::Result<JsonObject<Webitel>, DialectError<Webitel>>,
 ) -> Result<Response> {
     let query: Vec<(String, String)> =
         uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    // why lenient: the body is only a third place to look; a client that sends the headers
+    // with a form or an odd body (jQuery's default Content-Type) must still be able to log out.
+    let body = body.ok().and_then(|JsonObject(body, _)| body);
     let body = body.as_ref();
     let token = credential(&headers, &query, body, "x-access-token", "access_token");
     let key = credential(&headers, &query, body, "x-key", "x_key");

@@ -166,7 +166,14 @@ impl TokenService {
     /// Add a new JWT signing key and sign with it from now on; returns its kid. Tokens signed
     /// by older keys keep verifying. With a configured secret, that secret still signs.
     pub async fn rotate_key(&self) -> Result<String, Error> {
-        let key = jwt::generate(self.clock.now());
+        // why after the newest: the newest key signs, so a clock behind the one that made the
+        // current key (a CLI in another container) must not make the rotation a silent no-op.
+        let newest = self.store.signing_keys().await?.into_iter().map(|k| k.created_at).max();
+        let at = match newest {
+            Some(newest) if newest >= self.clock.now() => newest + time::Duration::microseconds(1),
+            _ => self.clock.now(),
+        };
+        let key = jwt::generate(at);
         self.store.insert_signing_key(&key).await?;
         self.reload_keys().await?;
         Ok(key.kid)
@@ -322,7 +329,15 @@ impl TokenService {
             TokenFormat::Jwt(claims) => {
                 let mut claims = claims(&record, principal);
                 claims.insert("jti".into(), record.id.to_string().into());
-                PlainToken::new(self.keys.sign(&claims)?)
+                let jwt = self.keys.sign(&claims)?;
+                // why: a token the format check would refuse could never be used or revoked.
+                if !policy.format.accepts(&jwt) {
+                    return Err(Error::Internal(format!(
+                        "the signed token ({} bytes) is longer than tokens may be; shrink the role's ACL",
+                        jwt.len()
+                    )));
+                }
+                PlainToken::new(jwt)
             }
             random => random.generate().ok_or_else(|| Error::Internal("token format generates nothing".into()))?,
         };

@@ -13,6 +13,11 @@ use crate::store::{Acl, NewRole, RoleRecord, StoreError};
 /// anything longer is a mistake, and names end up in JWTs and headers.
 const MAX_RESOURCE_CHARS: usize = 256;
 const MAX_PERMISSION_CHARS: usize = 32;
+/// why 4 KiB: the ACL travels inside every webitel JWT, which the format check caps at
+/// `MAX_JWT_LEN` (8 KiB) once base64 has grown it by a third; 4 KiB of JSON leaves room for
+/// the other claims. The seed's root ACL is about 600 bytes.
+const MAX_ACL_BYTES: usize = 4 * 1024;
+const _: () = assert!(MAX_ACL_BYTES * 4 / 3 + 1024 < crate::token::secret::MAX_JWT_LEN);
 
 /// Parse an ACL given as JSON: an object mapping each resource to a list of permissions
 /// (`{"cdr": ["*"], "account": ["r", "w"]}`). The error says what is wrong and where.
@@ -22,6 +27,12 @@ pub fn parse_acl(json: &str) -> Result<Acl, Error> {
             "expected a JSON object of resource to list of permissions, like {{\"cdr\": [\"*\"]}}: {e}"
         ))
     })?;
+    let size = serde_json::to_string(&acl).map_or(usize::MAX, |j| j.len());
+    if size > MAX_ACL_BYTES {
+        return Err(Error::InvalidAcl(format!(
+            "the ACL is {size} bytes of JSON; at most {MAX_ACL_BYTES} fit in a token"
+        )));
+    }
     for (resource, permissions) in &acl {
         if resource.is_empty()
             || resource.chars().count() > MAX_RESOURCE_CHARS
@@ -107,6 +118,11 @@ mod tests {
         let acl = parse_acl(r#"{"cdr": ["*"], "account": ["r", "w"], "cdr/files": []}"#).unwrap();
         assert_eq!(acl["account"], vec!["r", "w"]);
         assert!(parse_acl("{}").unwrap().is_empty());
+        // Big enough to matter, small enough to fit in a token: 150 resources do not.
+        let entry = |i: usize| format!(r#""resource/{i:03}": ["r", "w", "u", "d"]"#);
+        let big = |n: usize| format!("{{{}}}", (0..n).map(entry).collect::<Vec<_>>().join(","));
+        assert!(parse_acl(&big(80)).is_ok());
+        assert!(matches!(parse_acl(&big(150)), Err(Error::InvalidAcl(m)) if m.contains("fit in a token")));
         for bad in [
             "",
             "[]",

@@ -95,7 +95,7 @@ impl std::fmt::Debug for TokenFormat {
 
 /// why 8 KiB: far above any token we issue (a JWT with a large ACL is a few KiB), and it keeps
 /// a hostile header from costing more than a quick scan.
-const MAX_JWT_LEN: usize = 8 * 1024;
+pub(crate) const MAX_JWT_LEN: usize = 8 * 1024;
 
 /// why 32 bytes: 256 bits from the OS CSPRNG, as django-rest-knox does since 4.2 (64 hex chars).
 const HEX_TOKEN_BYTES: usize = 32;

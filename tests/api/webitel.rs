@@ -225,10 +225,42 @@ async fn logout_with_headers_query_or_body(backend: Backend) {
     let (token, key) = session(&app, "100@mydomain.com", "secret").await;
     let resp = app.post(&format!("/logout?x_key={key}")).header("x-access-token", &token).send().await;
     assert_logged_out(&resp);
+
+    // An empty header does not hide the query string; a body that is not JSON does not hide
+    // the headers (jQuery posts a form Content-Type by default), nor does malformed JSON.
+    let (token, key) = session(&app, "100@mydomain.com", "secret").await;
+    let resp = app
+        .post(&format!("/logout?access_token={token}&x_key={key}"))
+        .header("x-access-token", "")
+        .header("x-key", "")
+        .send()
+        .await;
+    assert_logged_out(&resp);
+    let (token, key) = session(&app, "100@mydomain.com", "secret").await;
+    let resp = app
+        .post("/logout")
+        .header("x-access-token", &token)
+        .header("x-key", &key)
+        .body("a=b", "application/x-www-form-urlencoded")
+        .send()
+        .await;
+    assert_logged_out(&resp);
+    let (token, key) = session(&app, "100@mydomain.com", "secret").await;
+    let resp = app
+        .post("/logout")
+        .header("x-access-token", &token)
+        .header("x-key", &key)
+        .body("{not json", "application/json")
+        .send()
+        .await;
+    assert_logged_out(&resp);
+    // Without credentials anywhere, an odd body is still just a refusal.
+    assert_refused(&app.post("/logout").body("{not json", "application/json").send().await);
+
     let states: Vec<_> =
         app.tokens.list(USER, "100@mydomain.com").await.unwrap().into_iter().map(|t| t.revoked_at).collect();
-    assert_eq!(states.len(), 4);
-    assert!(states.iter().all(Option::is_some), "all four revoked");
+    assert_eq!(states.len(), 7);
+    assert!(states.iter().all(Option::is_some), "all seven revoked");
 }
 
 async fn logout_refusals(backend: Backend) {
@@ -346,6 +378,16 @@ async fn keys_rotate_and_old_tokens_still_verify(backend: Backend) {
     let (stored, signing) = app.tokens.signing_keys().await.unwrap();
     assert_eq!(stored.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(), vec![old_kid, new_kid.clone()]);
     assert_eq!(signing, new_kid);
+
+    // A rotation from a process whose clock is an hour behind still takes over the signing.
+    let behind = Arc::new(tokenauth::token::clock::FixedClock::new(T0 - HOUR));
+    let lagging = app::token_service(&app.config, Arc::clone(&app.store), behind).await.unwrap();
+    let third = lagging.rotate_key().await.unwrap();
+    app.tokens.reload_keys().await.unwrap();
+    let (_, signing) = app.tokens.signing_keys().await.unwrap();
+    assert_eq!(signing, third, "the newest key signs, whatever the rotating clock said");
+    let (latest, _) = session(&app, "100@mydomain.com", "secret").await;
+    assert_eq!(jwt_header(&latest)["kid"], json!(third));
 }
 
 async fn replicas_share_the_generated_key(backend: Backend) {
