@@ -8,11 +8,11 @@
 
 /// Composition root: `AppState` and the router with its layers.
 pub mod app;
-/// The command line: serve, migrate, config, user and token administration.
+/// The command line: serve, migrate, config; users, resellers, groups, roles, keys, tokens.
 pub mod cli;
 /// Configuration: defaults, TOML file, `TOKENAUTH_*` environment, CLI flags.
 pub mod config;
-/// Wire dialects: usertoken and knox adapters over the token service.
+/// Wire dialects: usertoken, knox, webitel and dialer adapters over the token service.
 pub mod dialect;
 /// The one error type.
 pub mod error;
