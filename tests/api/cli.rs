@@ -1,6 +1,6 @@
-//! The `tokenauth` binary as an administrator uses it: user and token commands against a real
-//! database (both backends), the one-line errors with exit code 1 (clap's usage errors exit 2),
-//! `migrate`, and `config` with the precedence of its layers.
+//! The `tokenauth` binary as an administrator uses it: user, role, group, reseller, key and
+//! token commands against a real database (both backends), the one-line errors with exit code
+//! 1 (clap's usage errors exit 2), `migrate`, and `config` with the precedence of its layers.
 //!
 //! Every run clears `TOKENAUTH_*` and `RUST_LOG` from the child's environment, so only what a
 //! test sets reaches it.
@@ -99,13 +99,13 @@ fn json(text: &str) -> Value {
 }
 
 /// `token list NAME --json`, keyed by token id.
-async fn tokens_of(db: &TestDb, name: &str) -> BTreeMap<String, Value> {
+pub async fn tokens_of(db: &TestDb, name: &str) -> BTreeMap<String, Value> {
     let list = json(&ok(&admin(db, &["token", "list", name, "--json"], None).await));
     list.as_array().unwrap().iter().map(|t| (t["id"].as_str().unwrap().to_owned(), t.clone())).collect()
 }
 
 /// `token issue NAME ARGS --json`, returning (id, token, expires).
-async fn issue(db: &TestDb, name: &str, args: &[&str]) -> (String, String, Value) {
+pub async fn issue(db: &TestDb, name: &str, args: &[&str]) -> (String, String, Value) {
     let mut all = vec!["token", "issue", name, "--json"];
     all.extend_from_slice(args);
     let out = ok(&admin(db, &all, None).await);
@@ -138,6 +138,13 @@ backend_tests!(
     webitel_tokens_are_jwts_printed_after_their_key,
     keys_rotate_and_old_tokens_keep_their_kid,
     configured_jwt_secret_signs_webitel_tokens,
+    groups_are_added_listed_and_removed,
+    bad_allowed_regexes_are_refused_and_nothing_is_stored,
+    resellers_are_added_listed_and_refused,
+    resellers_are_disabled_enabled_repassworded_and_removed,
+    users_get_dialer_attributes_and_only_existing_groups,
+    dialer_tokens_carry_the_seed_claims,
+    reseller_tokens_are_dialer_only_and_listed_apart_from_users,
 );
 
 async fn users_are_added_listed_and_refused_twice(backend: Backend) {
@@ -831,4 +838,475 @@ async fn configured_jwt_secret_signs_webitel_tokens(backend: Backend) {
     let signing: Vec<&str> = table.lines().filter(|l| l.ends_with(" yes")).collect();
     assert_eq!(signing.len(), 1, "{table}");
     assert!(signing[0].starts_with(&format!("{expected} ")), "{table}");
+}
+
+// ---- dialer: user groups, resellers, user attributes, dialer tokens ----
+
+/// `group list --json`, in name order.
+pub async fn group_list(db: &TestDb) -> Vec<Value> {
+    json(&ok(&admin(db, &["group", "list", "--json"], None).await)).as_array().unwrap().clone()
+}
+
+/// `reseller list --json`, in id order.
+pub async fn reseller_list(db: &TestDb) -> Vec<Value> {
+    json(&ok(&admin(db, &["reseller", "list", "--json"], None).await)).as_array().unwrap().clone()
+}
+
+/// `user list --json`, keyed by name.
+pub async fn user_list(db: &TestDb) -> BTreeMap<String, Value> {
+    let users = json(&ok(&admin(db, &["user", "list", "--json"], None).await));
+    users.as_array().unwrap().iter().map(|u| (u["name"].as_str().unwrap().to_owned(), u.clone())).collect()
+}
+
+/// `token list NAME --reseller --json`, keyed by token id.
+pub async fn reseller_tokens_of(db: &TestDb, name: &str) -> BTreeMap<String, Value> {
+    let list = json(&ok(&admin(db, &["token", "list", name, "--reseller", "--json"], None).await));
+    list.as_array().unwrap().iter().map(|t| (t["id"].as_str().unwrap().to_owned(), t.clone())).collect()
+}
+
+/// A listed row without its `created` time, after checking that time is RFC 3339 and recent.
+#[track_caller]
+fn without_created(row: &Value) -> Value {
+    let created = rfc3339(&row["created"]);
+    assert!((wall_clock() - created).abs() < time::Duration::minutes(1), "{row}");
+    let mut row = row.clone();
+    row.as_object_mut().unwrap().remove("created");
+    row
+}
+
+/// A JWT payload's keys, sorted.
+fn claim_names(payload: &Value) -> Vec<&str> {
+    payload.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+/// An RFC 3339 time from a listing, in epoch seconds (what dialer JWTs carry).
+fn epoch_secs(v: &Value) -> i64 {
+    rfc3339(v).unix_timestamp()
+}
+
+async fn groups_are_added_listed_and_removed(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["reseller", "add", "acme", "--password-stdin"], Some("pw\n")).await);
+    let out =
+        ok(&admin(&db, &["group", "add", "office", "--allowed-regex", r"^10\.1\.", "--reseller", "acme"], None).await);
+    assert!(out.starts_with("created user group office (id "), "{out}");
+    ok(&admin(&db, &["group", "add", "callers"], None).await);
+
+    let groups = group_list(&db).await;
+    let ids: Vec<i64> = groups.iter().map(|g| g["id"].as_i64().unwrap()).collect();
+    assert_eq!(
+        groups.iter().map(without_created).collect::<Vec<_>>(),
+        [
+            serde_json::json!({"id": ids[0], "name": "callers", "allowed_regex": null, "reseller": null, "users": 0}),
+            serde_json::json!({
+                "id": ids[1], "name": "office", "allowed_regex": r"^10\.1\.", "reseller": "acme", "users": 0
+            }),
+        ],
+        "by name"
+    );
+    assert!(ids[1] < ids[0], "office was created first: {groups:?}");
+
+    let table = ok(&admin(&db, &["group", "list"], None).await);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["ID", "NAME", "RESELLER", "USERS", "CREATED", "ALLOWED", "REGEX"], "{table}");
+    assert_eq!(rows.len(), 3, "{table}");
+    let (callers, office) = (&rows[1], &rows[2]);
+    assert_eq!((callers[1], callers[2], callers[3], callers[5]), ("callers", "-", "0", "-"), "{table}");
+    assert_eq!((office[1], office[2], office[3], office[5]), ("office", "acme", "0", r"^10\.1\."), "{table}");
+
+    // Refused: a second group of the same name, an unknown owner, a bad name.
+    let line = fails(&admin(&db, &["group", "add", "office"], None).await, "already exists");
+    assert!(line.contains("office"), "{line}");
+    let line = fails(&admin(&db, &["group", "add", "west", "--reseller", "ghost"], None).await, "no such reseller");
+    assert!(line.contains("ghost"), "{line}");
+    // A user's name is not a reseller's.
+    ok(&admin(&db, &["user", "add", "bob", "--password-stdin"], Some("pw\n")).await);
+    fails(&admin(&db, &["group", "add", "west", "--reseller", "bob"], None).await, "no such reseller");
+    fails(&admin(&db, &["group", "add", " west"], None).await, "invalid name");
+    assert_eq!(group_list(&db).await.len(), 2, "no group was added by the refused commands");
+
+    // A group with a member cannot be removed; once empty it can.
+    ok(&admin(&db, &["user", "add", "agent", "--password-stdin", "--group", "office"], Some("pw\n")).await);
+    assert_eq!(group_list(&db).await[1]["users"], 1);
+    let line = fails(&admin(&db, &["group", "remove", "office"], None).await, "office");
+    assert!(line.contains("1 member"), "{line}");
+    assert_eq!(group_list(&db).await.len(), 2, "nothing removed");
+    assert_eq!(user_list(&db).await["agent"]["group"], "office", "the member keeps its group");
+    ok(&admin(&db, &["user", "remove", "agent"], None).await);
+    let out = ok(&admin(&db, &["group", "remove", "office"], None).await);
+    assert_eq!(out, "removed user group office\n");
+    let names: Vec<Value> = group_list(&db).await.iter().map(|g| g["name"].clone()).collect();
+    assert_eq!(names, ["callers"]);
+    fails(&admin(&db, &["group", "remove", "office"], None).await, "no such user group");
+    fails(&admin(&db, &["group", "remove", "Callers"], None).await, "no such user group");
+}
+
+async fn bad_allowed_regexes_are_refused_and_nothing_is_stored(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    for pattern in ["(", "[0-9", "a{2,1}", "*", r"\p{Nope}"] {
+        let out = admin(&db, &["group", "add", "bad", "--allowed-regex", pattern], None).await;
+        usage_error(&out);
+        let err = stderr(&out);
+        assert!(err.contains("allowed_regex") && err.contains("not a valid regular expression"), "{pattern:?}: {err}");
+    }
+    // A pattern whose compiled form is too large, and one that is too long.
+    let out = admin(&db, &["group", "add", "bad", "--allowed-regex", "a{99999999}"], None).await;
+    usage_error(&out);
+    assert!(stderr(&out).contains("size limit"), "{}", stderr(&out));
+    let long = "1".repeat(1025);
+    let out = admin(&db, &["group", "add", "bad", "--allowed-regex", &long], None).await;
+    usage_error(&out);
+    assert!(stderr(&out).contains("longer than 1024 characters"), "{}", stderr(&out));
+    assert!(group_list(&db).await.is_empty(), "no group was stored");
+
+    // At the limit, it is stored as given.
+    let longest = "1".repeat(1024);
+    ok(&admin(&db, &["group", "add", "ok", "--allowed-regex", &longest], None).await);
+    assert_eq!(group_list(&db).await[0]["allowed_regex"], longest.as_str());
+}
+
+/// A bad `--allowed-regex` is refused with a clear one-line error, as the brief (and every
+/// other refused value: `--allowed-ip`, `--balance`, `--ttl`) has it. Today the regex crate's
+/// multi-line diagnostic (the pattern, a caret line, then `error: ...`) is embedded as is.
+#[tokio::test]
+async fn bad_allowed_regex_is_explained_in_one_line() {
+    for pattern in ["(", "[0-9", "a{2,1}"] {
+        let out =
+            tokenauth(&["--database-url", "sqlite::memory:", "group", "add", "g", "--allowed-regex", pattern], None)
+                .await;
+        let err = stderr(&out);
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{pattern:?}: {:?}: {err}", out.status);
+        let message: Vec<&str> = err.lines().take_while(|l| !l.is_empty()).collect();
+        assert_eq!(message.len(), 1, "the error for {pattern:?} is one line: {err:?}");
+        assert!(message[0].starts_with("error: ") && message[0].contains("not a valid regular expression"), "{err:?}");
+    }
+}
+
+async fn resellers_are_added_listed_and_refused(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let out =
+        ok(&admin(&db, &["reseller", "add", "acme", "--password-stdin", "--balance", "1000"], Some("pw\n")).await);
+    assert!(out.starts_with("created reseller acme (id "), "{out}");
+    let ips = ["--allowed-ip", "203.0.113.7", "--allowed-ip", "10.1.2.3/16", "--allowed-ip", "2001:db8::1"];
+    let mut args = vec!["reseller", "add", "precise", "--password", "pw", "--balance", "12.345"];
+    args.extend_from_slice(&ips);
+    ok(&admin(&db, &args, None).await);
+    ok(&admin(&db, &["reseller", "add", "plain", "--password-stdin"], Some("pw\n")).await);
+    ok(&admin(&db, &["reseller", "add", "owing", "--password", "pw", "--balance", "-0.5"], None).await);
+
+    let list = reseller_list(&db).await;
+    let ids: Vec<i64> = list.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "by id: {list:?}");
+    let row = |i: usize, name: &str, balance: &str, ips: &[&str]| {
+        serde_json::json!({
+            "id": ids[i], "name": name, "enabled": true, "balance": balance, "allowed_ips": ips, "last_login": null
+        })
+    };
+    assert_eq!(
+        list.iter().map(without_created).collect::<Vec<_>>(),
+        [
+            row(0, "acme", "1000.00", &[]),
+            row(1, "precise", "12.345", &["203.0.113.7/32", "10.1.0.0/16", "2001:db8::1/128"]),
+            row(2, "plain", "0.00", &[]),
+            row(3, "owing", "-0.50", &[]),
+        ],
+        "balances as strings, exactly as given with at least two decimals; CIDRs normalised"
+    );
+
+    let table = ok(&admin(&db, &["reseller", "list"], None).await);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["ID", "NAME", "ENABLED", "BALANCE", "CREATED", "LAST", "LOGIN", "ALLOWED", "IPS"], "{table}");
+    let cells: Vec<(&str, &str, &str, &str)> = rows[1..].iter().map(|r| (r[1], r[2], r[3], r[6])).collect();
+    assert_eq!(
+        cells,
+        [
+            ("acme", "yes", "1000.00", "any"),
+            ("precise", "yes", "12.345", "203.0.113.7/32,10.1.0.0/16,2001:db8::1/128"),
+            ("plain", "yes", "0.00", "any"),
+            ("owing", "yes", "-0.50", "any"),
+        ],
+        "{table}"
+    );
+
+    // Refused, with nothing stored.
+    let line =
+        fails(&admin(&db, &["reseller", "add", "acme", "--password-stdin"], Some("pw\n")).await, "already exists");
+    assert!(line.contains("acme"), "{line}");
+    for ip in ["10.0.0.300", "10.0.0.0/33", "example.com", "", "10.0.0.1 "] {
+        let out = admin(&db, &["reseller", "add", "bad", "--password", "pw", "--allowed-ip", ip], None).await;
+        usage_error(&out);
+        assert!(stderr(&out).contains("--allowed-ip"), "{ip:?}: {}", stderr(&out));
+    }
+    for balance in ["1e3", "1.23456", "abc", "1,5", "1.", ".5", "+1", "1234567890123456", "", "NaN"] {
+        let out = admin(&db, &["reseller", "add", "bad", "--password", "pw", "--balance", balance], None).await;
+        usage_error(&out);
+        assert!(stderr(&out).contains("--balance"), "{balance:?}: {}", stderr(&out));
+    }
+    fails(&admin(&db, &["reseller", "add", " bad", "--password", "pw"], None).await, "invalid name");
+    fails(&admin(&db, &["reseller", "add", "bad", "--password-stdin"], Some("\n")).await, "password is empty");
+    // User attributes are not reseller options.
+    usage_error(&admin(&db, &["reseller", "add", "bad", "--password", "pw", "--admin"], None).await);
+    usage_error(&admin(&db, &["reseller", "add", "bad", "--password", "pw", "--group", "g"], None).await);
+    usage_error(&admin(&db, &["reseller", "add", "bad"], None).await);
+    assert_eq!(reseller_list(&db).await.len(), 4, "no reseller was added by the refused commands");
+
+    // Users and resellers are separate name spaces: the same name may be both.
+    ok(&admin(&db, &["user", "add", "acme", "--password-stdin"], Some("pw\n")).await);
+    ok(&admin(&db, &["user", "add", "carol", "--password-stdin"], Some("pw\n")).await);
+    ok(&admin(&db, &["reseller", "add", "carol", "--password-stdin"], Some("pw\n")).await);
+    assert_eq!(user_list(&db).await.keys().collect::<Vec<_>>(), ["acme", "carol"]);
+    let names: Vec<Value> = reseller_list(&db).await.iter().map(|r| r["name"].clone()).collect();
+    assert_eq!(names, ["acme", "precise", "plain", "owing", "carol"]);
+}
+
+async fn resellers_are_disabled_enabled_repassworded_and_removed(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["reseller", "add", "acme", "--password-stdin"], Some("pw\n")).await);
+    ok(&admin(&db, &["group", "add", "west", "--reseller", "acme"], None).await);
+    // A user of the same name, whose tokens nothing below may touch.
+    ok(&admin(&db, &["user", "add", "acme", "--password-stdin"], Some("pw\n")).await);
+    let (users, _, _) = issue(&db, "acme", &["--dialect", "dialer"]).await;
+    let reseller = ["--reseller", "--dialect", "dialer"];
+    let (a, _, _) = issue(&db, "acme", &reseller).await;
+    let (b, _, _) = issue(&db, "acme", &[&reseller[..], &["--static"]].concat()).await;
+
+    assert_eq!(ok(&admin(&db, &["reseller", "disable", "acme"], None).await), "disabled reseller acme\n");
+    assert_eq!(reseller_list(&db).await[0]["enabled"], false);
+    assert_eq!(user_list(&db).await["acme"]["enabled"], true, "the user of that name is another principal");
+    assert_eq!(ok(&admin(&db, &["reseller", "enable", "acme"], None).await), "enabled reseller acme\n");
+    assert_eq!(reseller_list(&db).await[0]["enabled"], true);
+
+    fails(&admin(&db, &["reseller", "passwd", "acme", "--password-stdin"], Some("\n")).await, "password is empty");
+    assert!(reseller_tokens_of(&db, "acme").await.values().all(|t| t["state"] == "active"), "a refused passwd");
+    let out = ok(&admin(&db, &["reseller", "passwd", "acme", "--password-stdin"], Some("new\n")).await);
+    assert!(out.starts_with("password changed for reseller acme"), "{out}");
+    let list = reseller_tokens_of(&db, "acme").await;
+    assert_eq!(list.keys().collect::<Vec<_>>().len(), 2);
+    for id in [&a, &b] {
+        assert_eq!(list[id]["state"], "revoked", "{}", list[id]);
+    }
+    assert_eq!(tokens_of(&db, "acme").await[&users]["state"], "active", "the user's token is untouched");
+
+    let (c, _, _) = issue(&db, "acme", &reseller).await;
+    assert_eq!(ok(&admin(&db, &["reseller", "remove", "acme"], None).await), "removed reseller acme and its tokens\n");
+    assert!(reseller_list(&db).await.is_empty());
+    fails(&admin(&db, &["token", "list", "acme", "--reseller"], None).await, "no such reseller");
+    for id in [&a, &b, &c] {
+        fails(&admin(&db, &["token", "revoke", id], None).await, "no such token");
+    }
+    // Its groups stay, unowned; the user of the same name and its token stay.
+    let groups = group_list(&db).await;
+    assert_eq!((groups.len(), &groups[0]["name"], &groups[0]["reseller"]), (1, &"west".into(), &Value::Null));
+    assert_eq!(tokens_of(&db, "acme").await[&users]["state"], "active");
+
+    // Unknown resellers, exact names, and a name only a user has.
+    for name in ["nobody", "Acme", "acme"] {
+        for cmd in ["disable", "enable", "remove"] {
+            let line = fails(&admin(&db, &["reseller", cmd, name], None).await, "no such reseller");
+            assert!(line.contains(name), "{line}");
+        }
+        let out = admin(&db, &["reseller", "passwd", name, "--password-stdin"], Some("pw\n")).await;
+        fails(&out, "no such reseller");
+    }
+    assert_eq!(user_list(&db).await["acme"]["enabled"], true);
+}
+
+async fn users_get_dialer_attributes_and_only_existing_groups(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["group", "add", "callers"], None).await);
+    let args = ["user", "add", "agent@example.com", "--password-stdin", "--group", "callers", "--admin"];
+    let out = ok(&admin(&db, &[&args[..], &["--sms-from", "+15550100"]].concat(), Some("pw\n")).await);
+    assert!(out.starts_with("created user agent@example.com (id "), "{out}");
+    assert!(out.trim_end().ends_with(" with group callers, admin"), "{out}");
+    ok(&admin(&db, &["user", "add", "plain", "--password", "pw"], None).await);
+
+    let users = user_list(&db).await;
+    let pick = |u: &Value| serde_json::json!({"group": u["group"], "admin": u["admin"], "sms_from": u["sms_from"], "role": u["role"]});
+    assert_eq!(
+        pick(&users["agent@example.com"]),
+        serde_json::json!({"group": "callers", "admin": true, "sms_from": "+15550100", "role": null})
+    );
+    assert_eq!(
+        pick(&users["plain"]),
+        serde_json::json!({"group": null, "admin": false, "sms_from": null, "role": null})
+    );
+    for u in users.values() {
+        assert!(u.as_object().unwrap().contains_key("sms_from") && u.as_object().unwrap().contains_key("group"), "{u}");
+    }
+    assert_eq!(group_list(&db).await[0]["users"], 1);
+
+    let table = ok(&admin(&db, &["user", "list"], None).await);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["ID", "NAME", "ENABLED", "ROLE", "GROUP", "ADMIN", "CREATED", "LAST", "LOGIN"]);
+    let cells: Vec<(&str, &str, &str)> = rows[1..].iter().map(|r| (r[1], r[4], r[5])).collect();
+    assert_eq!(cells, [("agent@example.com", "callers", "yes"), ("plain", "-", "no")], "{table}");
+
+    // Refused, with nothing stored: an unknown group, bad SMS senders, reseller options.
+    let line = fails(
+        &admin(&db, &["user", "add", "bob", "--password-stdin", "--group", "nope"], Some("pw\n")).await,
+        "no such user group",
+    );
+    assert!(line.contains("nope"), "{line}");
+    fails(
+        &admin(&db, &["user", "add", "bob", "--password-stdin", "--group", "Callers"], Some("pw\n")).await,
+        "Callers",
+    );
+    for sender in ["", "a\tb", &"x".repeat(65)] {
+        let out = admin(&db, &["user", "add", "bob", "--password", "pw", "--sms-from", sender], None).await;
+        usage_error(&out);
+        assert!(stderr(&out).contains("sms_from"), "{sender:?}: {}", stderr(&out));
+    }
+    usage_error(&admin(&db, &["user", "add", "bob", "--password", "pw", "--allowed-ip", "10.0.0.1"], None).await);
+    usage_error(&admin(&db, &["user", "add", "bob", "--password", "pw", "--balance", "1"], None).await);
+    assert_eq!(user_list(&db).await.keys().collect::<Vec<_>>(), ["agent@example.com", "plain"], "bob was not added");
+    assert_eq!(group_list(&db).await[0]["users"], 1);
+
+    // The longest sender is accepted.
+    ok(&admin(&db, &["user", "add", "bob", "--password", "pw", "--sms-from", &"x".repeat(64)], None).await);
+    assert_eq!(user_list(&db).await["bob"]["sms_from"], "x".repeat(64));
+}
+
+async fn dialer_tokens_carry_the_seed_claims(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let day = 24 * 3600;
+    ok(&admin(&db, &["group", "add", "callers"], None).await);
+    let args = ["user", "add", "agent@example.com", "--password", "pw", "--group", "callers", "--admin"];
+    ok(&admin(&db, &[&args[..], &["--sms-from", "Acme Ltd"]].concat(), None).await);
+    ok(&admin(&db, &["user", "add", "plain", "--password", "pw"], None).await);
+    ok(&admin(&db, &["reseller", "add", "acme", "--password", "pw"], None).await);
+    let users = user_list(&db).await;
+    let (agent_id, plain_id) = (users["agent@example.com"]["id"].clone(), users["plain"]["id"].clone());
+    let group_id = group_list(&db).await[0]["id"].clone();
+    let reseller_id = reseller_list(&db).await[0]["id"].clone();
+    assert!(agent_id.is_i64() && group_id.is_i64() && reseller_id.is_i64());
+    let now_secs = now_millis() / 1000;
+
+    // Plain output: the JWT alone, on one line.
+    let out = ok(&admin(&db, &["token", "issue", "agent@example.com", "--dialect", "dialer"], None).await);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    let token = out.trim_end();
+    let (header, payload) = jwt_parts(token);
+    assert_eq!(header, serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "initial"}));
+    let listed = tokens_of(&db, "agent@example.com").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let (id, row) = listed.iter().next().unwrap();
+    assert_eq!((row["dialect"].as_str(), row["kind"].as_str()), (Some("dialer"), Some("session")), "{row}");
+    assert_eq!(
+        claim_names(&payload),
+        ["admin", "exp", "iat", "id", "jti", "name", "sms_from", "type", "user_group_id"]
+    );
+    assert_eq!(payload["type"], "user");
+    assert_eq!(payload["admin"], true);
+    assert_eq!(payload["id"], agent_id);
+    assert_eq!(payload["name"], "agent@example.com");
+    assert_eq!(payload["sms_from"], "Acme Ltd");
+    assert_eq!(payload["user_group_id"], group_id);
+    assert_eq!(payload["jti"], id.as_str(), "the token row's id");
+    let (exp, iat) = (payload["exp"].as_i64().unwrap(), payload["iat"].as_i64().unwrap());
+    assert_eq!(exp, epoch_secs(&row["expires"]), "exp is the row's expiry in epoch seconds: {payload}");
+    assert_eq!(iat, epoch_secs(&row["created"]), "iat is the row's creation in epoch seconds: {payload}");
+    assert!((iat - now_secs).abs() < 60, "{payload}");
+    assert!((exp - iat - day).abs() <= 1, "a session lasts 24 h by default: {payload}");
+
+    // --json: the same token format, with the row id and the expiry; a plain user's claims are null.
+    let (id, token, expires) = issue(&db, "plain", &["--dialect", "dialer"]).await;
+    let payload = jwt_parts(&token).1;
+    assert_eq!(payload["jti"], id.as_str());
+    assert_eq!(payload["exp"].as_i64(), Some(epoch_secs(&expires)), "{payload}");
+    assert_eq!(
+        (&payload["type"], &payload["admin"], &payload["id"], &payload["name"]),
+        (&"user".into(), &false.into(), &plain_id, &"plain".into())
+    );
+    assert_eq!(
+        claim_names(&payload),
+        ["admin", "exp", "iat", "id", "jti", "name", "sms_from", "type", "user_group_id"]
+    );
+    assert_eq!((&payload["sms_from"], &payload["user_group_id"]), (&Value::Null, &Value::Null), "{payload}");
+
+    // --static: no exp; --ttl: exp that far after iat.
+    let (id, token, expires) = issue(&db, "agent@example.com", &["--dialect", "dialer", "--static"]).await;
+    assert!(expires.is_null(), "{expires}");
+    let payload = jwt_parts(&token).1;
+    assert_eq!(claim_names(&payload), ["admin", "iat", "id", "jti", "name", "sms_from", "type", "user_group_id"]);
+    assert_eq!(payload["jti"], id.as_str());
+    assert_eq!(tokens_of(&db, "agent@example.com").await[&id]["kind"], "static");
+    let (_, token, expires) = issue(&db, "plain", &["--dialect", "dialer", "--ttl", "1h"]).await;
+    let payload = jwt_parts(&token).1;
+    assert_eq!(payload["exp"].as_i64(), Some(epoch_secs(&expires)));
+    assert!((payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap() - 3600).abs() <= 1, "{payload}");
+
+    // Resellers: type, id, name, exp, iat, jti and nothing else.
+    let (id, token, expires) = issue(&db, "acme", &["--reseller", "--dialect", "dialer"]).await;
+    let (header, payload) = jwt_parts(&token);
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(claim_names(&payload), ["exp", "iat", "id", "jti", "name", "type"]);
+    assert_eq!(
+        (&payload["type"], &payload["id"], &payload["name"], &payload["jti"]),
+        (&"reseller".into(), &reseller_id, &"acme".into(), &Value::from(id.as_str()))
+    );
+    let row = &reseller_tokens_of(&db, "acme").await[&id];
+    assert_eq!(payload["exp"].as_i64(), Some(epoch_secs(&expires)));
+    assert_eq!(payload["iat"].as_i64(), Some(epoch_secs(&row["created"])));
+    assert!((payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap() - day).abs() <= 1, "{payload}");
+    let (id, token, expires) = issue(&db, "acme", &["--reseller", "--dialect", "dialer", "--static"]).await;
+    assert!(expires.is_null());
+    let payload = jwt_parts(&token).1;
+    assert_eq!(claim_names(&payload), ["iat", "id", "jti", "name", "type"], "a static token has no exp: {payload}");
+    assert_eq!(payload["jti"], id.as_str());
+
+    // The configured session lifetime (dialer.token_ttl) is the CLI's default too.
+    let mut cmd = command(&["--database-url", &db.url, "token", "issue", "plain", "--dialect", "dialer"]);
+    cmd.env("TOKENAUTH_DIALER__TOKEN_TTL", "2h");
+    let payload = jwt_parts(ok(&run(cmd, None).await).trim_end()).1;
+    assert!((payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap() - 7200).abs() <= 1, "{payload}");
+}
+
+async fn reseller_tokens_are_dialer_only_and_listed_apart_from_users(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "bob", "--password", "pw"], None).await);
+    ok(&admin(&db, &["reseller", "add", "bob", "--password", "pw"], None).await);
+    for dialect in ["knox", "usertoken", "webitel"] {
+        let out = admin(&db, &["token", "issue", "bob", "--reseller", "--dialect", dialect], None).await;
+        fails(&out, "--reseller works with --dialect dialer only");
+    }
+    assert!(reseller_tokens_of(&db, "bob").await.is_empty(), "nothing issued by the refusals");
+    assert!(tokens_of(&db, "bob").await.is_empty(), "nor for the user of that name");
+
+    let (r, reseller_token, _) = issue(&db, "bob", &["--reseller", "--dialect", "dialer", "--static"]).await;
+    let (u, user_token, _) = issue(&db, "bob", &["--dialect", "dialer"]).await;
+    let reseller_id = reseller_list(&db).await[0]["id"].clone();
+    let user_id = user_list(&db).await["bob"]["id"].clone();
+    assert_ne!(reseller_id, user_id);
+    let (rp, up) = (jwt_parts(&reseller_token).1, jwt_parts(&user_token).1);
+    assert_eq!((&rp["type"], &rp["id"]), (&"reseller".into(), &reseller_id), "{rp}");
+    assert_eq!((&up["type"], &up["id"]), (&"user".into(), &user_id), "{up}");
+
+    let listed = reseller_tokens_of(&db, "bob").await;
+    assert_eq!(listed.keys().collect::<Vec<_>>(), [&r], "only the reseller's token");
+    let row = &listed[&r];
+    assert_eq!(
+        (row["dialect"].as_str(), row["kind"].as_str(), row["state"].as_str(), &row["expires"]),
+        (Some("dialer"), Some("static"), Some("active"), &Value::Null),
+        "{row}"
+    );
+    assert_eq!(tokens_of(&db, "bob").await.keys().collect::<Vec<_>>(), [&u], "only the user's token");
+
+    let table = ok(&admin(&db, &["token", "list", "bob", "--reseller"], None).await);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "DIALECT", "KIND", "STATE", "CREATED", "EXPIRES", "LAST", "USED", "NOTE"]);
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(table.contains(r.as_str()) && !table.contains(u.as_str()), "{table}");
+    assert!(!table.contains(&reseller_token) && !table.contains(&user_token), "never the token: {table}");
+
+    ok(&admin(&db, &["token", "revoke", &r], None).await);
+    assert_eq!(reseller_tokens_of(&db, "bob").await[&r]["state"], "revoked");
+    assert_eq!(tokens_of(&db, "bob").await[&u]["state"], "active");
+
+    // A name only a user has is no reseller's.
+    ok(&admin(&db, &["user", "add", "carol", "--password", "pw"], None).await);
+    for name in ["carol", "nobody"] {
+        fails(&admin(&db, &["token", "list", name, "--reseller"], None).await, "no such reseller");
+        let out = admin(&db, &["token", "issue", name, "--reseller", "--dialect", "dialer"], None).await;
+        fails(&out, "no such reseller");
+    }
 }

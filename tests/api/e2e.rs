@@ -1,7 +1,9 @@
 //! End to end: the real binary, started with `tokenauth serve`, over real HTTP, on both
 //! backends. Users and tokens are made with the CLI, also while the server runs. Covers the
-//! usertoken and knox flows, that secrets never reach the logs, graceful shutdown on SIGTERM
-//! and SIGINT, and the runtime contract a container relies on (`TOKENAUTH_BIND`).
+//! usertoken and knox flows, the webitel and dialer seeds' own curl commands (the dialer at
+//! the prefix `/a`, its IP rules with real sockets from trusted and untrusted peers), that
+//! secrets never reach the logs, graceful shutdown on SIGTERM and SIGINT, and the runtime
+//! contract a container relies on (`TOKENAUTH_BIND`).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,7 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::cli::{admin, assert_millis_near, command, is_knox_token, jwt_parts, now_millis, ok, run, stderr};
+use crate::cli::{
+    admin, assert_millis_near, command, group_list, is_knox_token, issue, jwt_parts, now_millis, ok, reseller_list,
+    reseller_tokens_of, run, stderr, tokens_of, user_list,
+};
 use crate::helpers::{Backend, TestDb};
 
 const PASSWORD: &str = "e2e-Pa55word-not-for-logs";
@@ -218,6 +223,9 @@ backend_tests!(
     webitel_seed_curl_commands_log_in_and_out,
     webitel_cli_tokens_log_out_through_curl_across_key_rotations,
     webitel_servers_on_one_database_share_the_generated_key,
+    dialer_seed_curl_commands_log_in_and_out,
+    dialer_cli_static_tokens_log_out_through_curl_until_revoked,
+    dialer_ip_rules_believe_forwarded_addresses_only_from_trusted_proxies,
 );
 
 async fn dialects_work_over_http_and_secrets_stay_out_of_the_logs(backend: Backend) {
@@ -446,10 +454,17 @@ const SEED_ACL: &str = r#"{"cdr":["*"],"cdr/files":["*"],"account":["r","w"],"ac
 /// Run the real `curl` with `args` (a seed command minus `curl`), preceded by options that
 /// keep it quiet, bounded, off any proxy and print the status and content type after the body.
 async fn curl(args: &[&str]) -> (u16, String, Value) {
+    let (status, content_type, body) = curl_text(args).await;
+    let body = serde_json::from_str(&body).unwrap_or_else(|e| panic!("curl {args:?}: not JSON ({e}): {body}"));
+    (status, content_type, body)
+}
+
+/// `curl` with the body as sent, unparsed.
+async fn curl_text(args: &[&str]) -> (u16, String, String) {
     match std::process::Command::new("curl").arg("--version").stdout(Stdio::null()).status() {
         Ok(status) if status.success() => {}
-        Ok(status) => panic!("`curl --version` failed ({status}): the webitel e2e tests need a working curl"),
-        Err(e) => panic!("cannot run `curl` ({e}): the webitel e2e tests run the seed's curl commands; install curl"),
+        Ok(status) => panic!("`curl --version` failed ({status}): the e2e tests need a working curl"),
+        Err(e) => panic!("cannot run `curl` ({e}): the e2e tests run the seeds' curl commands; install curl"),
     }
     let mut cmd = std::process::Command::new("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "10", "--noproxy", "*"]);
@@ -459,8 +474,7 @@ async fn curl(args: &[&str]) -> (u16, String, Value) {
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, trailer) = text.rsplit_once('\n').unwrap();
     let (status, content_type) = trailer.split_once(' ').unwrap_or((trailer, ""));
-    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("curl {args:?}: not JSON ({e}): {text}"));
-    (status.parse().unwrap(), content_type.to_owned(), body)
+    (status.parse().unwrap(), content_type.to_owned(), body.to_owned())
 }
 
 /// The seed's login command, verbatim but for the URL.
@@ -648,4 +662,425 @@ async fn servers_share_the_generated_key(db: &TestDb) {
     assert_eq!(seed_logout(&a, &token, &key).await, invalid_credentials(), "and is revoked for A too");
     let (key, token) = check_login(seed_login(&b).await);
     assert_eq!(seed_logout(&a, &token, &key).await, logged_out(), "a token from B logs out through A");
+}
+
+// ---- dialer (seed 001): the seed's curl commands against `serve` with the prefix `/a` ----
+
+/// The seed's credentials, kept as the seed writes them.
+const DIALER_USER: &str = "user@example.com";
+const DIALER_RESELLER: &str = "reseller_name";
+const DIALER_PASSWORD: &str = "your_password";
+
+/// `tokenauth serve` with the dialer mounted at `/a`, as the seed's URLs have it, plus `env`.
+async fn serve_dialer(db: &TestDb, env: &[(&str, &str)]) -> Server {
+    let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_DIALER__PREFIX", "/a");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    Server::spawn(cmd).await
+}
+
+/// The seed's reseller (balance 1000.00, as in the seed's answer) owning the user group
+/// `agents`, and the seed's user in that group with an SMS sender. Returns (user id,
+/// reseller id, group id) as `user list`, `reseller list` and `group list` show them.
+async fn add_dialer_seed_principals(db: &TestDb) -> (Value, Value, Value) {
+    let password = format!("{DIALER_PASSWORD}\n");
+    let reseller = ["reseller", "add", DIALER_RESELLER, "--password-stdin", "--balance", "1000.00"];
+    ok(&admin(db, &reseller, Some(&password)).await);
+    ok(&admin(db, &["group", "add", "agents", "--reseller", DIALER_RESELLER], None).await);
+    let user = ["user", "add", DIALER_USER, "--password-stdin", "--group", "agents", "--sms-from", "HelloHunter"];
+    ok(&admin(db, &user, Some(&password)).await);
+    let user_id = user_list(db).await[DIALER_USER]["id"].clone();
+    let reseller_id = reseller_list(db).await[0]["id"].clone();
+    let group_id = group_list(db).await[0]["id"].clone();
+    (user_id, reseller_id, group_id)
+}
+
+/// The seed's user login, verbatim but for the URL, after `before` (curl options such as
+/// `--interface`, or extra headers); with `body` instead of the seed's when given.
+async fn seed_dialer_user_login(server: &Server, before: &[&str], body: Option<&str>) -> (u16, String, String) {
+    let url = server.url("/a/session.json");
+    let body = body.unwrap_or(r#"{ "login": "user@example.com", "password": "your_password" }"#);
+    let seed = ["-X", "POST", &url, "-H", "Content-Type: application/json", "-d", body];
+    curl_text(&[before, &seed[..]].concat()).await
+}
+
+/// The seed's reseller login, verbatim but for the URL, after `before`.
+async fn seed_dialer_reseller_login(server: &Server, before: &[&str], body: Option<&str>) -> (u16, String, String) {
+    let url = server.url("/a/v1/resellers/login.json");
+    let body = body.unwrap_or(r#"{ "name": "reseller_name", "pass": "your_password" }"#);
+    let seed = ["-X", "POST", &url, "-H", "Content-Type: application/json", "-d", body];
+    curl_text(&[before, &seed[..]].concat()).await
+}
+
+/// `curl -X METHOD URL -H "Authorization: Bearer TOKEN"` (the seed's token commands), with
+/// a JSON answer; `path` may carry `?token=`, and `token` may be `None` for no header.
+async fn seed_dialer_token_command(server: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let url = server.url(path);
+    let header = token.map(|t| format!("Authorization: Bearer {t}"));
+    let mut args = vec!["-X", method, url.as_str()];
+    if let Some(header) = &header {
+        args.extend(["-H", header.as_str()]);
+    }
+    let (status, content_type, body) = curl(&args).await;
+    assert_eq!(content_type, "application/json", "{status} {body}");
+    (status, body)
+}
+
+/// The seed's "Delete User Session".
+async fn seed_dialer_user_logout(server: &Server, token: &str) -> (u16, Value) {
+    seed_dialer_token_command(server, "DELETE", "/a/session.json", Some(token)).await
+}
+
+/// The seed's "Reseller Logout".
+async fn seed_dialer_reseller_logout(server: &Server, token: &str) -> (u16, Value) {
+    seed_dialer_token_command(server, "GET", "/a/v1/resellers/user/logout.json", Some(token)).await
+}
+
+fn dialer_success() -> (u16, Value) {
+    (200, json!({"success": true}))
+}
+
+fn dialer_invalid_token() -> (u16, Value) {
+    (401, json!({"error": "Invalid or expired token"}))
+}
+
+/// Parse a login answer that must be a 200 with a JSON content type.
+#[track_caller]
+fn dialer_ok(response: (u16, String, String)) -> Value {
+    let (status, content_type, body) = response;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"), "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The `token` of a login answer.
+#[track_caller]
+fn token_in(body: &Value) -> String {
+    body["token"].as_str().unwrap_or_else(|| panic!("a token: {body}")).to_owned()
+}
+
+/// A refused login: its status and JSON body.
+#[track_caller]
+fn dialer_refused(response: (u16, String, String)) -> (u16, Value) {
+    let (status, content_type, body) = response;
+    assert_eq!(content_type, "application/json", "{status} {body}");
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
+}
+
+/// Now, in epoch seconds.
+fn now_secs() -> i64 {
+    now_millis() / 1000
+}
+
+/// Check a dialer JWT's header and its time claims (`exp` in **seconds**, `lifetime` after
+/// `iat`, or absent for `None`); return its payload.
+#[track_caller]
+fn dialer_jwt(token: &str, lifetime: Option<i64>) -> Value {
+    let (header, payload) = jwt_parts(token);
+    assert_eq!(header, json!({"alg": "HS256", "typ": "JWT", "kid": "initial"}), "{token}");
+    let iat = payload["iat"].as_i64().unwrap_or_else(|| panic!("iat is an integer: {payload}"));
+    assert!((iat - now_secs()).abs() < 60, "iat is now, in seconds: {payload}");
+    match lifetime {
+        Some(lifetime) => {
+            let exp = payload["exp"].as_i64().unwrap_or_else(|| panic!("exp is an integer: {payload}"));
+            // why 5 s: exp and iat are read from the clock around the password check.
+            assert!((exp - iat - lifetime).abs() <= 5, "exp is {lifetime} s after iat, in seconds: {payload}");
+        }
+        None => assert!(payload.get("exp").is_none(), "a static token has no exp: {payload}"),
+    }
+    payload
+}
+
+/// The claims other than the times, for an exact comparison.
+fn without_times(payload: &Value) -> Value {
+    let mut payload = payload.clone();
+    for claim in ["exp", "iat"] {
+        payload.as_object_mut().unwrap().remove(claim);
+    }
+    payload
+}
+
+/// The only token id `token list` shows for (a user named) `name`.
+async fn only_token_id(db: &TestDb, name: &str, reseller: bool) -> String {
+    let listed = if reseller { reseller_tokens_of(db, name).await } else { tokens_of(db, name).await };
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    listed.into_keys().next().unwrap()
+}
+
+/// Stop the server and assert its access log saw `paths` and no line holds any of `secrets`.
+async fn assert_logs_keep_secrets(server: &mut Server, paths: &[&str], secrets: &[String]) {
+    server.stop("TERM").await;
+    let logs = server.logs();
+    for path in paths {
+        assert!(logs.iter().any(|l| l.contains(path)), "{path} in the access log:\n{}", logs.join("\n"));
+    }
+    for line in &logs {
+        for secret in secrets {
+            assert!(!line.contains(secret.as_str()), "secret {secret:?} logged: {line}");
+        }
+    }
+}
+
+async fn dialer_seed_curl_commands_log_in_and_out(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (user_id, reseller_id, group_id) = add_dialer_seed_principals(&db).await;
+    let mut server = serve_dialer(&db, &[]).await;
+    let day = 24 * 3600;
+    let mut secrets = vec![DIALER_PASSWORD.to_owned()];
+
+    // 1. Obtaining User Token.
+    let body = dialer_ok(seed_dialer_user_login(&server, &[], None).await);
+    let token = token_in(&body);
+    secrets.push(token.clone());
+    assert_eq!(body, json!({"user": {"id": user_id, "blocked": false}, "token": token}));
+    let payload = dialer_jwt(&token, Some(day));
+    assert!((payload["exp"].as_i64().unwrap() - (now_secs() + day)).abs() < 60, "login + 24 h: {payload}");
+    let jti = only_token_id(&db, DIALER_USER, false).await;
+    assert_eq!(
+        without_times(&payload),
+        json!({
+            "type": "user", "admin": false, "id": user_id, "name": DIALER_USER,
+            "sms_from": "HelloHunter", "user_group_id": group_id, "jti": jti,
+        })
+    );
+    assert!(!user_list(&db).await[DIALER_USER]["last_login"].is_null(), "the login is recorded");
+
+    // 3. Using the Token: `/a/some-endpoint` is the seed's placeholder for the rest of its
+    // API, which tokenauth does not serve: a 404 in the dialer's shape.
+    let (status, body) = seed_dialer_token_command(&server, "GET", "/a/some-endpoint", Some(&token)).await;
+    assert_eq!(status, 404, "{body}");
+    let fields = body.as_object().unwrap_or_else(|| panic!("an object: {body}"));
+    assert!(fields.len() == 1 && fields["error"].is_string(), "{{\"error\": ...}}: {body}");
+
+    // 4. Delete User Session: revokes the token, once.
+    assert_eq!(seed_dialer_user_logout(&server, &token).await, dialer_success());
+    assert_eq!(seed_dialer_user_logout(&server, &token).await, dialer_invalid_token());
+    assert_eq!(tokens_of(&db, DIALER_USER).await[&jti]["state"], "revoked");
+
+    // 2. Obtaining Reseller Token: the balance exactly as stored (1000.00), not as a float.
+    let (status, content_type, text) = seed_dialer_reseller_login(&server, &[], None).await;
+    assert!(text.contains(r#""user_balance":1000.00,"#), "{text}");
+    let body = dialer_ok((status, content_type, text));
+    let reseller_token = token_in(&body);
+    secrets.push(reseller_token.clone());
+    assert_eq!(
+        body,
+        json!({
+            "token": reseller_token,
+            "reseller": {"id": reseller_id, "name": DIALER_RESELLER},
+            "user_groups": [{"id": group_id, "name": "agents"}],
+            "user_balance": 1000.0,
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    );
+    let payload = dialer_jwt(&reseller_token, Some(day));
+    let jti = only_token_id(&db, DIALER_RESELLER, true).await;
+    assert_eq!(
+        without_times(&payload),
+        json!({"type": "reseller", "id": reseller_id, "name": DIALER_RESELLER, "jti": jti})
+    );
+    assert!(!reseller_list(&db).await[0]["last_login"].is_null(), "the login is recorded");
+
+    // A user's token on the reseller logout and a reseller's on the user logout are refused,
+    // and revoke nothing.
+    let user_token = token_in(&dialer_ok(seed_dialer_user_login(&server, &[], None).await));
+    secrets.push(user_token.clone());
+    assert_eq!(seed_dialer_reseller_logout(&server, &user_token).await, dialer_invalid_token());
+    assert_eq!(seed_dialer_user_logout(&server, &reseller_token).await, dialer_invalid_token());
+
+    // Reseller Logout, once.
+    assert_eq!(seed_dialer_reseller_logout(&server, &reseller_token).await, dialer_success());
+    assert_eq!(seed_dialer_reseller_logout(&server, &reseller_token).await, dialer_invalid_token());
+    assert_eq!(reseller_tokens_of(&db, DIALER_RESELLER).await[&jti]["state"], "revoked");
+
+    // Real clients send `?token=` too; no token at all is its own 401.
+    let path = format!("/a/session.json?token={user_token}");
+    assert_eq!(seed_dialer_token_command(&server, "DELETE", &path, None).await, dialer_success());
+    assert_eq!(seed_dialer_token_command(&server, "DELETE", &path, None).await, dialer_invalid_token());
+    let missing = seed_dialer_token_command(&server, "DELETE", "/a/session.json", None).await;
+    assert_eq!(missing, (401, json!({"error": "Token is missing"})));
+    let resp = client().delete(server.url("/a/session.json")).bearer_auth(&user_token).send().await.unwrap();
+    let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="tokenauth", error="invalid_token""#));
+    assert_eq!(parts(resp).await, (StatusCode::UNAUTHORIZED, json!({"error": "Invalid or expired token"})));
+
+    // The seed's errors: wrong passwords; and the unprefixed paths are not served.
+    let wrong = r#"{ "login": "user@example.com", "password": "not_your_password" }"#;
+    let refused = dialer_refused(seed_dialer_user_login(&server, &[], Some(wrong)).await);
+    assert_eq!(refused, (401, json!({"error": "Invalid login credentials"})));
+    let wrong = r#"{ "name": "reseller_name", "pass": "not_your_password" }"#;
+    let refused = dialer_refused(seed_dialer_reseller_login(&server, &[], Some(wrong)).await);
+    assert_eq!(refused, (401, json!({"error": "Invalid ID or Password"})));
+    let resp = client().post(server.url("/session.json")).json(&json!({"login": DIALER_USER, "password": "x"}));
+    assert_eq!(resp.send().await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    assert_logs_keep_secrets(&mut server, &["/a/session.json", "/a/v1/resellers/login.json"], &secrets).await;
+}
+
+async fn dialer_cli_static_tokens_log_out_through_curl_until_revoked(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (user_id, reseller_id, _) = add_dialer_seed_principals(&db).await;
+    let mut server = serve_dialer(&db, &[]).await;
+    let mut secrets = vec![DIALER_PASSWORD.to_owned()];
+
+    // Minted with the CLI while the server runs; a static token has no expiry and no exp.
+    let user_static = ["--dialect", "dialer", "--static"];
+    let reseller_static = ["--dialect", "dialer", "--static", "--reseller"];
+    let mut mint = Vec::new();
+    for (name, args) in [(DIALER_USER, &user_static[..]), (DIALER_RESELLER, &reseller_static[..])] {
+        for _ in 0..3 {
+            let (id, token, expires) = issue(&db, name, args).await;
+            assert!(expires.is_null(), "{expires}");
+            let payload = dialer_jwt(&token, None);
+            assert_eq!(payload["jti"], id.as_str());
+            secrets.push(token.clone());
+            mint.push((id, token));
+        }
+    }
+    let [(u1, user1), (u2, user2), (u3, user3), (r1, res1), (r2, res2), (r3, res3)] = &mint[..] else { unreachable!() };
+    assert_eq!((&jwt_parts(user1).1["id"], &jwt_parts(res1).1["id"]), (&user_id, &reseller_id));
+
+    // Revoked with `token revoke ID`: refused at once.
+    ok(&admin(&db, &["token", "revoke", u1], None).await);
+    ok(&admin(&db, &["token", "revoke", r1], None).await);
+    assert_eq!(seed_dialer_user_logout(&server, user1).await, dialer_invalid_token());
+    assert_eq!(seed_dialer_reseller_logout(&server, res1).await, dialer_invalid_token());
+
+    // Not revoked: refused by the other kind's logout (which revokes nothing), then logged
+    // out by its own, once.
+    assert_eq!(seed_dialer_reseller_logout(&server, user2).await, dialer_invalid_token());
+    assert_eq!(seed_dialer_user_logout(&server, res2).await, dialer_invalid_token());
+    assert_eq!(seed_dialer_user_logout(&server, user2).await, dialer_success());
+    assert_eq!(seed_dialer_user_logout(&server, user2).await, dialer_invalid_token());
+    assert_eq!(seed_dialer_reseller_logout(&server, res2).await, dialer_success());
+    assert_eq!(seed_dialer_reseller_logout(&server, res2).await, dialer_invalid_token());
+    let listed = tokens_of(&db, DIALER_USER).await;
+    assert_eq!((listed[u1]["state"].as_str(), listed[u2]["state"].as_str()), (Some("revoked"), Some("revoked")));
+    assert_eq!(listed[u3]["state"], "active");
+
+    // `token disable` and `reseller disable` stop a token; enabling brings it back.
+    ok(&admin(&db, &["token", "disable", u3], None).await);
+    assert_eq!(seed_dialer_user_logout(&server, user3).await, dialer_invalid_token());
+    ok(&admin(&db, &["token", "enable", u3], None).await);
+    ok(&admin(&db, &["reseller", "disable", DIALER_RESELLER], None).await);
+    assert_eq!(seed_dialer_reseller_logout(&server, res3).await, dialer_invalid_token());
+    let refused = dialer_refused(seed_dialer_reseller_login(&server, &[], None).await);
+    assert_eq!(refused, (401, json!({"error": "Invalid ID or Password"})), "a disabled reseller cannot log in");
+    ok(&admin(&db, &["reseller", "enable", DIALER_RESELLER], None).await);
+    assert_eq!(seed_dialer_reseller_logout(&server, res3).await, dialer_success());
+    assert_eq!(seed_dialer_user_logout(&server, user3).await, dialer_success());
+    let states: Vec<Value> =
+        reseller_tokens_of(&db, DIALER_RESELLER).await.values().map(|t| t["state"].clone()).collect();
+    assert_eq!(states, ["revoked", "revoked", "revoked"], "{r1} {r2} {r3}");
+
+    // A static token of another dialect, for the same user, is refused by the dialer.
+    let (_, knox, _) = issue(&db, DIALER_USER, &["--dialect", "knox", "--static"]).await;
+    let (_, webitel, _) = issue(&db, DIALER_USER, &["--dialect", "webitel", "--static"]).await;
+    secrets.extend([knox.clone(), webitel.clone()]);
+    assert_eq!(seed_dialer_user_logout(&server, &knox).await, dialer_invalid_token());
+    assert_eq!(seed_dialer_user_logout(&server, &webitel).await, dialer_invalid_token(), "a JWT of the same keys");
+
+    assert_logs_keep_secrets(&mut server, &["/a/session.json", "/a/v1/resellers/user/logout.json"], &secrets).await;
+}
+
+async fn dialer_ip_rules_believe_forwarded_addresses_only_from_trusted_proxies(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let password = format!("{DIALER_PASSWORD}\n");
+    let reseller = ["reseller", "add", DIALER_RESELLER, "--password-stdin", "--allowed-ip", "203.0.113.7"];
+    ok(&admin(&db, &reseller, Some(&password)).await);
+    ok(&admin(&db, &["group", "add", "remote", "--allowed-regex", r"^203\.0\.113\."], None).await);
+    ok(&admin(&db, &["user", "add", DIALER_USER, "--password-stdin", "--group", "remote"], Some(&password)).await);
+    let mut server = serve_dialer(&db, &[("TOKENAUTH_TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#)]).await;
+    let mut secrets = vec![DIALER_PASSWORD.to_owned()];
+    let user_refused = (406, json!({"error": "Login denied due to IP restriction"}));
+    let reseller_refused = (401, json!({"error": "Your IP is not allowed"}));
+
+    // (a) From the trusted proxy (127.0.0.1), its X-Forwarded-For is the client: both log in.
+    let proxy = ["--interface", "127.0.0.1", "-H", "X-Forwarded-For: 203.0.113.7"];
+    secrets.push(token_in(&dialer_ok(seed_dialer_reseller_login(&server, &proxy, None).await)));
+    secrets.push(token_in(&dialer_ok(seed_dialer_user_login(&server, &proxy, None).await)));
+    // RFC 7239 `Forwarded` from the proxy too; and a regex is a pattern, the list exact.
+    let forwarded = ["--interface", "127.0.0.1", "-H", "Forwarded: for=203.0.113.7"];
+    secrets.push(token_in(&dialer_ok(seed_dialer_reseller_login(&server, &forwarded, None).await)));
+    let neighbour = ["--interface", "127.0.0.1", "-H", "X-Forwarded-For: 203.0.113.8"];
+    secrets.push(token_in(&dialer_ok(seed_dialer_user_login(&server, &neighbour, None).await)));
+    assert_eq!(dialer_refused(seed_dialer_reseller_login(&server, &neighbour, None).await), reseller_refused);
+
+    // (b), (c) From an untrusted peer (127.0.0.2) the same header is ignored: the client is
+    // 127.0.0.2, which neither rule allows.
+    let spoofer = ["--interface", "127.0.0.2", "-H", "X-Forwarded-For: 203.0.113.7"];
+    assert_eq!(dialer_refused(seed_dialer_reseller_login(&server, &spoofer, None).await), reseller_refused);
+    assert_eq!(dialer_refused(seed_dialer_user_login(&server, &spoofer, None).await), user_refused);
+    let spoofer = ["--interface", "127.0.0.2", "-H", "Forwarded: for=203.0.113.7"];
+    assert_eq!(dialer_refused(seed_dialer_reseller_login(&server, &spoofer, None).await), reseller_refused);
+    // The proxy itself, forwarding nothing, is the client, and not allowed either.
+    let bare = ["--interface", "127.0.0.1"];
+    assert_eq!(dialer_refused(seed_dialer_reseller_login(&server, &bare, None).await), reseller_refused);
+    assert_eq!(dialer_refused(seed_dialer_user_login(&server, &bare, None).await), user_refused);
+    // A wrong password is a wrong password wherever it comes from: the rules come after it.
+    let spoofer = ["--interface", "127.0.0.2", "-H", "X-Forwarded-For: 203.0.113.7"];
+    let wrong = r#"{ "login": "user@example.com", "password": "not_your_password" }"#;
+    let refused = dialer_refused(seed_dialer_user_login(&server, &spoofer, Some(wrong)).await);
+    assert_eq!(refused, (401, json!({"error": "Invalid login credentials"})));
+    let wrong = r#"{ "name": "reseller_name", "pass": "not_your_password" }"#;
+    let refused = dialer_refused(seed_dialer_reseller_login(&server, &spoofer, Some(wrong)).await);
+    assert_eq!(refused, (401, json!({"error": "Invalid ID or Password"})));
+
+    // Only the logins let in issued tokens.
+    assert_eq!(tokens_of(&db, DIALER_USER).await.len(), 2);
+    assert_eq!(reseller_tokens_of(&db, DIALER_RESELLER).await.len(), 2);
+
+    server.stop("TERM").await;
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("client_ip=203.0.113.7"), "the trusted proxy's client:\n{logs}");
+    assert!(logs.contains("client_ip=127.0.0.2"), "the untrusted peer is the client:\n{logs}");
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "secret {secret:?} logged:\n{logs}");
+    }
+}
+
+/// Unknown paths under a prefix one dialect owns get that dialect's own 404 (dialects.md:
+/// "Errors raised outside a handler (unknown path under a dialect's prefix ...) come back in
+/// that dialect's shape"), as knox's do under `/k`. The dialer's own 404 is `{"error": "Not
+/// found"}` (src/dialect/dialer.rs); today `/a/...` gets the router's catch-all `{"error":
+/// "not found"}` instead, because the dialer is mounted as two `Mount`s (users, resellers)
+/// and src/app.rs only installs a dialect's fallback when one `Mount` has the prefix alone.
+#[tokio::test]
+async fn dialer_unknown_paths_under_its_prefix_get_the_dialers_own_404() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let server = serve_dialer(&db, &[("TOKENAUTH_KNOX__PREFIX", "/k")]).await;
+    let (status, _, body) = curl(&["-X", "GET", &server.url("/k/some-endpoint")]).await;
+    assert_eq!((status, body), (404, json!({"detail": "Not found."})), "knox's own 404 under its prefix");
+    for path in ["/a/some-endpoint", "/a/session.jsonx", "/a/v1/resellers/nope.json"] {
+        let (status, body) = seed_dialer_token_command(&server, "GET", path, Some("t")).await;
+        assert_eq!((status, body), (404, json!({"error": "Not found"})), "{path}");
+    }
+}
+
+/// A dialer session token lives exactly `dialer.token_ttl` after its `iat` (the seed: "expire
+/// after 24 hours"). `TokenService::login` (src/token/mod.rs) computes the expiry from a clock
+/// reading taken *before* the password check, while `insert` stamps `created_at` (the `iat`)
+/// after it, so the JWT's `exp - iat` falls short of the lifetime by the argon2 time. Slow
+/// hashing (150 passes, about 2 s here) makes the shortfall at least a second, every time.
+#[tokio::test]
+async fn dialer_login_token_lives_exactly_the_ttl_after_its_iat() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let slow = ("TOKENAUTH_PASSWORDS__ITERATIONS", "150");
+    let mut add = command(&["--database-url", &db.url, "reseller", "add", DIALER_RESELLER, "--password-stdin"]);
+    add.env(slow.0, slow.1);
+    ok(&run(add, Some(&format!("{DIALER_PASSWORD}\n"))).await);
+    let server = serve_dialer(&db, &[slow]).await;
+    let body = dialer_ok(seed_dialer_reseller_login(&server, &[], None).await);
+    let payload = jwt_parts(&token_in(&body)).1;
+    let (exp, iat) = (payload["exp"].as_i64().unwrap(), payload["iat"].as_i64().unwrap());
+    assert_eq!(exp - iat, 24 * 3600, "exp - iat: {payload}");
+    // And the row agrees with the token.
+    let row = reseller_tokens_of(&db, DIALER_RESELLER).await.into_values().next().unwrap();
+    let row_secs = |v: &Value| {
+        time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    };
+    assert_eq!((row_secs(&row["created"]), row_secs(&row["expires"])), (iat, exp), "{row}");
 }
