@@ -113,9 +113,10 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     }
     let mut app = health::router();
     for (prefix, group) in by_prefix {
-        // why: a prefix owned by one dialect answers unknown paths in that dialect's shape;
-        // a shared prefix (or the root) cannot know whose shape to use and falls through.
-        let not_found = (group.len() == 1).then(|| group[0].not_found);
+        // why: a prefix owned by one dialect (the dialer has two mounts) answers unknown paths
+        // in that dialect's shape; a shared prefix (or the root) cannot know whose shape to
+        // use and falls through.
+        let not_found = group.iter().all(|m| m.name == group[0].name).then(|| group[0].not_found);
         let merged = group.into_iter().fold(Router::new(), |acc, m| acc.merge(m.router));
         app = if prefix == "/" {
             app.merge(merged)

@@ -216,7 +216,9 @@ pub enum Error {
     #[error("user group {0:?} already exists")]
     GroupExists(String),
     /// The user group still has members.
-    #[error("user group {name:?} still has {members} member(s); move them to another group first")]
+    #[error(
+        "user group {name:?} still has {members} member(s); move them first (`tokenauth user set-group NAME (GROUP | --none)`)"
+    )]
     GroupInUse {
         /// The group.
         name: String,

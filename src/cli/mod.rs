@@ -126,6 +126,18 @@ pub enum UserCommand {
         #[arg(long)]
         none: bool,
     },
+    /// Put a user in a user group (or take it out with --none); its IP rule applies from its
+    /// next login.
+    SetGroup {
+        /// User name.
+        name: String,
+        /// The group.
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        group: Option<String>,
+        /// Take the user out of its group.
+        #[arg(long)]
+        none: bool,
+    },
     /// Change a user's password; revokes all of the user's tokens.
     Passwd {
         /// User name.
@@ -483,6 +495,13 @@ async fn user(cmd: UserCommand, tokens: Arc<TokenService>) -> anyhow::Result<()>
             match role {
                 Some(role) => println!("user {name} now has role {role}"),
                 None => println!("user {name} has no role now"),
+            }
+        }
+        UserCommand::SetGroup { name, group, none: _ } => {
+            tokens.set_principal_group(kind, &name, group.as_deref()).await?;
+            match group {
+                Some(group) => println!("user {name} is now in group {group}"),
+                None => println!("user {name} is in no group now"),
             }
         }
         UserCommand::Passwd { name, password } => {

@@ -520,6 +520,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Delete a role; `NotFound` when absent, `Conflict` while principals have it.
     async fn delete_role(&self, id: i64) -> StoreResult<()>;
 
+    /// Put a principal in a user group or take it out; `NotFound` when the principal is
+    /// absent, `Conflict` when the group is gone.
+    async fn set_principal_group(&self, id: i64, group_id: Option<i64>) -> StoreResult<()>;
     /// Insert a user group; `Conflict` when the name exists (or the reseller is gone).
     async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord>;
     /// Find a user group by exact name, with its member count.

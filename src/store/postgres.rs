@@ -438,6 +438,15 @@ impl Store for PgStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
+    async fn set_principal_group(&self, id: i64, group_id: Option<i64>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE principals SET group_id = $1 WHERE id = $2")
+            .bind(group_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
     async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord> {
         sqlx::query("INSERT INTO user_groups (name, allowed_regex, reseller_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new.name)

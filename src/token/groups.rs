@@ -13,6 +13,12 @@ use crate::store::{GroupRecord, NewGroup, StoreError};
 
 /// Check that `pattern` is an acceptable `allowed_regex`: it compiles within the limits.
 pub fn check_allowed_regex(pattern: &str) -> Result<(), Error> {
+    if pattern.is_empty() {
+        // why: an empty pattern matches every address, which reads like a restriction but is none.
+        return Err(Error::InvalidAttribute(
+            "allowed_regex is empty: it would match every address; leave it out for no restriction".into(),
+        ));
+    }
     ip_rules::compile(pattern).map(|_| ()).map_err(Error::InvalidAttribute)
 }
 
@@ -54,6 +60,25 @@ impl TokenService {
     /// All user groups by name, or those of one reseller (by principal id).
     pub async fn list_groups(&self, reseller_id: Option<i64>) -> Result<Vec<GroupRecord>, Error> {
         Ok(self.store.list_groups(reseller_id).await?)
+    }
+
+    /// Put a user in a group, or take it out with `None`. Its IP rule applies from its next
+    /// login; its `user_group_id` claim changes with its next token.
+    pub async fn set_principal_group(&self, kind: PrincipalKind, name: &str, group: Option<&str>) -> Result<(), Error> {
+        if kind != PrincipalKind::User {
+            return Err(Error::InvalidAttribute("only users are in user groups; resellers own them".into()));
+        }
+        let principal = self.principal(kind, name).await?;
+        let group_id = match group {
+            Some(group) => Some(self.group(group).await?.group.id),
+            None => None,
+        };
+        match self.store.set_principal_group(principal.id, group_id).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::NotFound) => Err(Error::NoSuchPrincipal { kind: kind.as_str(), name: name.to_owned() }),
+            Err(StoreError::Conflict(_)) => Err(Error::NoSuchGroup(group.unwrap_or_default().to_owned())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Remove a user group nobody is in.

@@ -36,7 +36,15 @@ pub(super) fn compile(pattern: &str) -> Result<Regex, String> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("allowed_regex {pattern:?} is not a valid regular expression: {e}"))
+        .map_err(|e| format!("allowed_regex {pattern:?} is not a valid regular expression: {}", one_line(&e)))
+}
+
+/// The gist of a regex error in one line: a syntax error's text is a diagram whose last line
+/// (`error: unclosed group`) says what is wrong.
+fn one_line(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
 }
 
 /// The compiled patterns, shared by every login.
@@ -132,7 +140,8 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused_when_compiled() {
-        assert!(compile("(unclosed").is_err());
+        let err = compile("(unclosed").unwrap_err();
+        assert!(!err.contains('\n') && err.ends_with("unclosed group"), "{err}");
         assert!(compile(&"a".repeat(MAX_REGEX_CHARS + 1)).is_err());
         // A pattern that would compile to more than the size limit.
         assert!(compile(r"(\w{100}){100}").is_err());

@@ -232,6 +232,9 @@ impl TokenService {
         let principal = self.check_password(kind, username, password).await?;
         // why after the password: the rules must not tell a guesser which accounts exist.
         self.ip_rules.check(&principal, client_ip)?;
+        // why a second reading: the token is issued now, after the (slow) password check, so
+        // that its creation, its expiry and a JWT's iat/exp all come from this one instant.
+        let now = self.clock.now();
         let verified_hash = principal.password_hash.clone();
         let expires_at = match requested_expiry {
             Some(at) => Some(at),
@@ -242,7 +245,7 @@ impl TokenService {
             login_at: Some(now),
             verified_hash: Some(&verified_hash),
         };
-        self.insert(policy, &principal, TokenKind::Session, note, expires_at, rules).await
+        self.insert(policy, &principal, TokenKind::Session, note, (now, expires_at), rules).await
     }
 
     /// Verify a password; an unknown user costs one verification against a dummy hash.
@@ -300,7 +303,7 @@ impl TokenService {
             (TokenKind::Session, options.ttl.or(policy.session_ttl))
         };
         let expires_at = ttl.map(|ttl| after(now, ttl)).transpose()?;
-        self.insert(policy, &principal, token_kind, note, expires_at, InsertRules::default()).await
+        self.insert(policy, &principal, token_kind, note, (now, expires_at), InsertRules::default()).await
     }
 
     async fn insert(
@@ -309,7 +312,7 @@ impl TokenService {
         principal: &PrincipalRecord,
         kind: TokenKind,
         note: Option<String>,
-        expires_at: Option<OffsetDateTime>,
+        (created_at, expires_at): (OffsetDateTime, Option<OffsetDateTime>),
         rules: InsertRules<'_>,
     ) -> Result<Issued, Error> {
         let record = TokenRecord {
@@ -318,7 +321,7 @@ impl TokenService {
             dialect: policy.dialect.to_owned(),
             kind,
             note,
-            created_at: self.clock.now(),
+            created_at,
             expires_at,
             last_used_at: None,
             enabled: true,

@@ -143,6 +143,7 @@ backend_tests!(
     resellers_are_added_listed_and_refused,
     resellers_are_disabled_enabled_repassworded_and_removed,
     users_get_dialer_attributes_and_only_existing_groups,
+    users_move_between_groups,
     dialer_tokens_carry_the_seed_claims,
     reseller_tokens_are_dialer_only_and_listed_apart_from_users,
 );
@@ -1309,4 +1310,31 @@ async fn reseller_tokens_are_dialer_only_and_listed_apart_from_users(backend: Ba
         let out = admin(&db, &["token", "issue", name, "--reseller", "--dialect", "dialer"], None).await;
         fails(&out, "no such reseller");
     }
+}
+
+async fn users_move_between_groups(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["group", "add", "a"], None).await);
+    ok(&admin(&db, &["group", "add", "b"], None).await);
+    ok(&admin(&db, &["user", "add", "u", "--password", "pw", "--group", "a"], None).await);
+    ok(&admin(&db, &["reseller", "add", "r", "--password", "pw"], None).await);
+    assert_eq!(user_list(&db).await["u"]["group"], "a");
+    let out = ok(&admin(&db, &["user", "set-group", "u", "b"], None).await);
+    assert_eq!(out.trim_end(), "user u is now in group b");
+    assert_eq!(user_list(&db).await["u"]["group"], "b");
+    // The refusal to remove a group with members names the way out, and it works.
+    let line = fails(&admin(&db, &["group", "remove", "b"], None).await, "user set-group");
+    assert!(line.contains("1 member"), "{line}");
+    assert_eq!(
+        ok(&admin(&db, &["user", "set-group", "u", "--none"], None).await).trim_end(),
+        "user u is in no group now"
+    );
+    assert_eq!(user_list(&db).await["u"]["group"], Value::Null);
+    ok(&admin(&db, &["group", "remove", "b"], None).await);
+    fails(&admin(&db, &["user", "set-group", "u", "b"], None).await, "no such user group");
+    fails(&admin(&db, &["user", "set-group", "ghost", "a"], None).await, "no such user");
+    fails(&admin(&db, &["user", "set-group", "r", "a"], None).await, "no such user");
+    usage_error(&admin(&db, &["user", "set-group", "u"], None).await);
+    usage_error(&admin(&db, &["user", "set-group", "u", "a", "--none"], None).await);
+    assert_eq!(user_list(&db).await["u"]["group"], Value::Null, "refusals changed nothing");
 }

@@ -593,6 +593,28 @@ async fn bad_regexes_and_misfit_attributes_are_refused_when_stored(backend: Back
     assert!(app.tokens.create_principal(USER, "u", pw(), &bad_sms).await.is_err());
     assert!(app.tokens.list_principals(USER).await.unwrap().is_empty(), "nothing stored");
     assert!(app.tokens.list_principals(RESELLER).await.unwrap().is_empty(), "nothing stored");
+    let err = app.tokens.create_group("any", Some(""), None).await.unwrap_err();
+    assert!(matches!(&err, Error::InvalidAttribute(m) if m.contains("empty")), "{err:?}");
+
+    // Moving a user into a restricted group restricts its next login; out of it, frees it.
+    add_group(&app, "office", Some(r"^10\.1\."), None).await;
+    add_user(&app, "mover", NewProfile::default()).await;
+    token_of(&user_login(&app, "mover", "user-pw", "192.0.2.1").await);
+    app.tokens.set_principal_group(USER, "mover", Some("office")).await.unwrap();
+    let resp = user_login(&app, "mover", "user-pw", "192.0.2.1").await;
+    assert_error(&resp, StatusCode::NOT_ACCEPTABLE, "Login denied due to IP restriction");
+    let office = app.tokens.group("office").await.unwrap().group.id;
+    assert_eq!(claims(&token_of(&user_login(&app, "mover", "user-pw", "10.1.0.9").await))["user_group_id"], office);
+    app.tokens.set_principal_group(USER, "mover", None).await.unwrap();
+    token_of(&user_login(&app, "mover", "user-pw", "192.0.2.1").await);
+    assert!(matches!(app.tokens.set_principal_group(USER, "mover", Some("nope")).await, Err(Error::NoSuchGroup(_))));
+    add_reseller(&app, "acme", &[], None).await;
+    assert!(matches!(
+        app.tokens.set_principal_group(RESELLER, "acme", Some("office")).await,
+        Err(Error::InvalidAttribute(_))
+    ));
+    app.tokens.remove_principal(USER, "mover").await.unwrap();
+    app.tokens.remove_group("office").await.unwrap();
 
     // A group with members cannot be removed; an empty one can.
     add_user(&app, "member", NewProfile { group: Some("g".into()), ..Default::default() }).await;

@@ -791,6 +791,14 @@ async fn groups_with_members_cannot_be_deleted(backend: Backend) {
     let refused = store.delete_group(gid).await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     assert!(store.group_by_name("office").await.unwrap().is_some());
+    // Out of the group, then back in, then removed with it.
+    store.set_principal_group(user.id, None).await.unwrap();
+    assert_eq!(store.group_by_name("office").await.unwrap().unwrap().members, 0);
+    assert!(matches!(store.set_principal_group(user.id, Some(gid + 1000)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.set_principal_group(user.id + 1000, None).await, Err(StoreError::NotFound)));
+    store.set_principal_group(user.id, Some(gid)).await.unwrap();
+    let read = store.principal_by_name(PrincipalKind::User, "u").await.unwrap().unwrap();
+    assert_eq!(read.group.map(|g| g.id), Some(gid));
     store.delete_principal(user.id).await.unwrap();
     store.delete_group(gid).await.unwrap();
     assert!(store.group_by_name("office").await.unwrap().is_none());
