@@ -22,6 +22,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -172,9 +173,18 @@ async fn reseller_login(
 ) -> Result<Response, DialectError<DialerReseller>> {
     let issued = login::<DialerReseller>(&app, ip, body.as_ref()).await?;
     let reseller = &issued.principal;
-    let groups = app.tokens.list_groups(Some(reseller.id)).await?;
+    let groups = match app.tokens.list_groups(Some(reseller.id)).await {
+        Ok(groups) => groups,
+        Err(e) => {
+            // why: the client never receives this token; it must not stay valid for a day.
+            if let Err(revoke) = app.tokens.revoke_by_id(issued.record.id).await {
+                tracing::warn!(error = %revoke, "could not revoke the token of a failed reseller login");
+            }
+            return Err(e.into());
+        }
+    };
     // why a raw number: a decimal balance (1000.00) must not pass through a binary float.
-    let balance = reseller.attributes.balance.unwrap_or_default().to_string();
+    let balance = reseller.attributes.balance.unwrap_or(Decimal::new(0, 2)).to_string();
     let user_balance =
         RawValue::from_string(balance).map_err(|e| Error::Internal(format!("balance is not a JSON number: {e}")))?;
     let shape = ResellerLogin {

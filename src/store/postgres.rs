@@ -260,14 +260,17 @@ macro_rules! group_select {
 }
 
 const GROUP_BY_NAME: &str = concat!(group_select!(), "WHERE g.name = $1");
-const LIST_GROUPS: &str = concat!(group_select!(), "WHERE $1::bigint IS NULL OR g.reseller_id = $1 ORDER BY g.name");
+/// why COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+const LIST_GROUPS: &str =
+    concat!(group_select!(), "WHERE $1::bigint IS NULL OR g.reseller_id = $1 ORDER BY g.name COLLATE \"C\"");
 const PRINCIPAL_BY_NAME: &str = concat!(principal_select!(), "WHERE p.kind = $1 AND p.name = $2");
 const LIST_PRINCIPALS: &str = concat!(principal_select!(), "WHERE p.kind = $1 ORDER BY p.id");
 const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
      (kind, name, password_hash, enabled, created_at, role_id, group_id, admin, sms_from, allowed_ips, balance) \
      VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10::numeric)";
 const ROLE_BY_NAME: &str = concat!(role_select!(), "WHERE r.name = $1");
-const LIST_ROLES: &str = concat!(role_select!(), "ORDER BY r.name");
+/// why COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+const LIST_ROLES: &str = concat!(role_select!(), "ORDER BY r.name COLLATE \"C\"");
 const TOKEN_BY_DIGEST: &str = concat!(lookup_select!(), "WHERE t.digest = $1");
 const TOKEN_BY_ID: &str = concat!(lookup_select!(), "WHERE t.id = $1");
 const LIST_TOKENS: &str =
@@ -478,12 +481,14 @@ impl Store for PgStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        sqlx::query_as::<_, SigningKeyRow>("SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect()
+        sqlx::query_as::<_, SigningKeyRow>(
+            "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at, kid COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {

@@ -70,13 +70,14 @@ impl IpRules {
     }
 
     fn regex(&self, pattern: &str) -> Result<Arc<Regex>, Error> {
-        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(re) = compiled.get(pattern) {
+        if let Some(re) = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(pattern) {
             return Ok(Arc::clone(re));
         }
         // why an internal error: patterns are checked when stored, so this one was written to
         // the database by hand. Refusing the login (500) is safer than ignoring the rule.
+        // Compiled outside the lock, so other logins do not wait on it.
         let re = Arc::new(compile(pattern).map_err(|e| Error::Internal(format!("stored {e}")))?);
+        let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         if compiled.len() >= MAX_CACHED {
             compiled.clear();
         }

@@ -229,9 +229,7 @@ impl TokenService {
         if requested_expiry.is_some_and(|at| at <= now) {
             return Err(Error::Invalid("expiration time is in the past".into()));
         }
-        let principal = self.check_password(kind, username, password).await?;
-        // why after the password: the rules must not tell a guesser which accounts exist.
-        self.ip_rules.check(&principal, client_ip)?;
+        let principal = self.check_password(kind, username, password, client_ip).await?;
         // why a second reading: the token is issued now, after the (slow) password check, so
         // that its creation, its expiry and a JWT's iat/exp all come from this one instant.
         let now = self.clock.now();
@@ -248,13 +246,15 @@ impl TokenService {
         self.insert(policy, &principal, TokenKind::Session, note, (now, expires_at), rules).await
     }
 
-    /// Verify a password; an unknown user costs one verification against a dummy hash.
+    /// Verify a password, then the principal's IP rules against the client's address; an
+    /// unknown user costs one verification against a dummy hash.
     #[tracing::instrument(skip_all, fields(kind = %kind))]
     pub async fn check_password(
         &self,
         kind: PrincipalKind,
         username: &str,
         password: SecretString,
+        client_ip: IpAddr,
     ) -> Result<PrincipalRecord, Error> {
         let record = match Username::parse(username) {
             Ok(name) => self.store.principal_by_name(kind, name.as_str()).await?,
@@ -271,6 +271,11 @@ impl TokenService {
         if !record.enabled {
             return Err(Error::BadCredentials(CredentialFailure::Disabled));
         }
+        // why after the password: checked first, the rules would tell anyone which accounts
+        // exist and are restricted. The cost: from a refused address a guesser still learns
+        // whether a password is right (but cannot use it); login throttling bounds that.
+        // Before the rehash, so a refused login writes nothing.
+        self.ip_rules.check(&record, client_ip)?;
         if verified.needs_rehash {
             // why: a failed rehash must not fail a login that verified; it is retried next login.
             // It is a compare-and-swap, so it never undoes a password change made meanwhile.

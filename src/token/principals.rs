@@ -41,9 +41,10 @@ pub fn check_sms_from(s: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// why 15 integer digits: money as stored by accounting systems (NUMERIC(19,4) and the like);
-/// larger is a typo, and it keeps the value exact in a JavaScript client's double.
-const MAX_BALANCE_INTEGER_DIGITS: usize = 15;
+/// why 11 + 4 digits: 15 significant digits are what a JavaScript client's double holds
+/// exactly, so the balance it reads is the balance stored; 11 before the point is a hundred
+/// billion, far past any account, and larger is a typo.
+const MAX_BALANCE_INTEGER_DIGITS: usize = 11;
 /// why 4: cents, with room for sub-cent rates.
 const MAX_BALANCE_SCALE: u32 = 4;
 
@@ -95,12 +96,26 @@ fn check_profile(kind: PrincipalKind, profile: &NewProfile) -> Result<(), Error>
     Ok(())
 }
 
-/// A reseller's allowed IPs, each an address or a CIDR; a bare address is one host.
+/// A reseller's allowed IPs, each an address or a CIDR; a bare address is one host. An
+/// IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) is stored as its IPv4 network, since
+/// client addresses are compared in that form.
 pub fn parse_allowed_ip(s: &str) -> Result<IpNet, Error> {
-    s.parse::<IpNet>()
+    let bad = |why: &str| Error::InvalidAttribute(format!("allowed IP {s:?} {why}"));
+    let net = s
+        .parse::<IpNet>()
         .map(|net| net.trunc())
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| Error::InvalidAttribute(format!("allowed IP {s:?} is not an address or a CIDR like 10.0.0.0/8")))
+        .map_err(|_| bad("is not an address or a CIDR like 10.0.0.0/8"))?;
+    match net {
+        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => {
+                ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map(IpNet::V4).map_err(|_| bad("is not a valid network"))
+            }
+            Some(_) => Err(bad("mixes IPv4-mapped and other IPv6 addresses: give the IPv4 network instead")),
+            None => Ok(net),
+        },
+        v4 => Ok(v4),
+    }
 }
 
 impl TokenService {

@@ -778,6 +778,14 @@ async fn groups_round_trip_and_are_listed_by_owner(backend: Backend) {
     assert_eq!(names(store.list_groups(Some(acme.id)).await.unwrap()), ["east", "west"]);
     assert_eq!(names(store.list_groups(Some(other.id)).await.unwrap()), ["theirs"]);
     assert!(store.list_groups(Some(other.id + 1000)).await.unwrap().is_empty());
+    // Byte order on both backends, whatever the database's locale: upper case first.
+    for name in ["B2", "b-sales", "bsales", "West"] {
+        group(&*store, name, None, None).await;
+    }
+    assert_eq!(
+        names(store.list_groups(None).await.unwrap()),
+        ["B2", "West", "b-sales", "bsales", "east", "free", "theirs", "west"]
+    );
     // A reseller that does not exist cannot own a group.
     let orphan = NewGroup { name: "orphan", allowed_regex: None, reseller_id: Some(other.id + 1000), created_at: T0 };
     assert!(matches!(store.insert_group(&orphan).await, Err(StoreError::Conflict(_))));
