@@ -24,7 +24,7 @@ use crate::dialect::usertoken::{self, Usertoken};
 use crate::dialect::webitel::{self, Webitel};
 use crate::dialect::{Mount, Policies};
 use crate::error::Error;
-use crate::health;
+use crate::{health, openapi};
 use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
 use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
 use crate::middleware::{access_log, error_log};
@@ -111,7 +111,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     for m in mounts {
         by_prefix.entry(m.prefix.clone()).or_default().push(m);
     }
-    let mut app = health::router();
+    let mut app = health::router().merge(openapi::router());
     for (prefix, group) in by_prefix {
         // why: a prefix owned by one dialect (the dialer has two mounts) answers unknown paths
         // in that dialect's shape; a shared prefix (or the root) cannot know whose shape to
@@ -144,6 +144,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
 /// Refuse two mounted routes with the same full path, or one that shadows health.
 fn check_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
     let mut seen: BTreeMap<String, &str> = health::PATHS.iter().map(|p| ((*p).to_owned(), "health")).collect();
+    seen.extend(openapi::PATHS.iter().map(|p| ((*p).to_owned(), "openapi")));
     for m in mounts {
         for path in m.paths {
             let full = format!("{}{path}", m.prefix.trim_end_matches('/'));

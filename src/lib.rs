@@ -20,6 +20,8 @@ pub mod error;
 pub mod health;
 /// Cross-cutting HTTP layers: request id, client IP, access log, error log.
 pub mod middleware;
+/// The OpenAPI document of every endpoint, generated from the code.
+pub mod openapi;
 /// Principal kinds and names.
 pub mod principal;
 /// Binding, serving and graceful shutdown.
