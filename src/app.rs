@@ -24,7 +24,6 @@ use crate::dialect::usertoken::{self, Usertoken};
 use crate::dialect::webitel::{self, Webitel};
 use crate::dialect::{Mount, Policies};
 use crate::error::Error;
-use crate::{health, openapi};
 use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
 use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
 use crate::middleware::{access_log, error_log};
@@ -32,6 +31,8 @@ use crate::store::{self, Store};
 use crate::token::TokenService;
 use crate::token::clock::Clock;
 use crate::token::password::Passwords;
+use crate::verify::{self, Verify};
+use crate::{health, openapi};
 
 /// What every handler can reach. Dialects see the token service, never the store.
 #[derive(Clone, Debug)]
@@ -104,6 +105,9 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
             dialer::reseller_router(),
             &config.http,
         ));
+    }
+    if config.verify.enabled {
+        mounts.push(Mount::new::<Verify>("/", verify::PATHS, verify::router(), &config.http));
     }
     check_overlaps(&mounts)?;
 

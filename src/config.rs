@@ -49,6 +49,8 @@ pub struct Config {
     pub webitel: WebitelConfig,
     /// The dialer dialect (`/session.json`, `/v1/resellers/login.json`, `/v1/resellers/user/logout.json`).
     pub dialer: DialerConfig,
+    /// The forward-auth endpoint `/verify`, for reverse proxies.
+    pub verify: VerifyConfig,
     /// HMAC secret for the JWT dialects (at least 32 bytes). Absent: a key is generated once
     /// and kept in the database, shared by every replica. Read raw from TOKENAUTH_JWT_SECRET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +73,7 @@ impl Default for Config {
             knox: KnoxConfig::default(),
             webitel: WebitelConfig::default(),
             dialer: DialerConfig::default(),
+            verify: VerifyConfig::default(),
             jwt_secret: None,
         }
     }
@@ -301,6 +304,40 @@ impl Default for DialerConfig {
     fn default() -> Self {
         DialerConfig { enabled: true, prefix: "/".into(), token_ttl: Duration::from_secs(24 * 3600) }
     }
+}
+
+/// The forward-auth endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Serve `/verify`.
+    pub enabled: bool,
+    /// Rules that map the proxied request (`X-Original-URI` and `X-Original-Method`) to a
+    /// webitel ACL permission the token's role must hold; empty: any valid token passes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<AclRule>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { enabled: true, acl: Vec::new() }
+    }
+}
+
+/// One ACL rule of `/verify`: requests under `prefix` (with one of `methods`, or any method
+/// when empty) need `permission` on `resource` (or `"*"` on it) in the token's role's ACL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// A path prefix, matched on segment boundaries (`/api/cdr` covers `/api/cdr/1`, not `/api/cdrx`).
+    pub prefix: String,
+    /// HTTP methods the rule covers (case-insensitive); empty: all.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// The ACL resource (`cdr`, `cdr/files`, ...).
+    pub resource: String,
+    /// The permission needed (`r`, `w`, `u`, `d`, ...).
+    pub permission: String,
 }
 
 /// A secret configuration value: redacted in `Debug` and `Serialize` (so `tokenauth config`
@@ -553,6 +590,19 @@ impl Config {
                 "jwt_secret must be at least {} bytes (e.g. `openssl rand -base64 48`)",
                 crate::token::jwt::MIN_SECRET_BYTES
             ));
+        }
+        for (i, rule) in self.verify.acl.iter().enumerate() {
+            if !rule.prefix.starts_with('/') {
+                problems.push(format!("verify.acl[{i}].prefix {:?} must start with /", rule.prefix));
+            }
+            if rule.resource.is_empty() || rule.permission.is_empty() {
+                problems.push(format!("verify.acl[{i}]: resource and permission must not be empty"));
+            }
+            for m in &rule.methods {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    problems.push(format!("verify.acl[{i}].methods: {m:?} is not an HTTP method"));
+                }
+            }
         }
         if self.knox.max_tokens_per_user == Some(0) {
             problems.push("knox.max_tokens_per_user must be at least 1 (omit it for no limit)".into());

@@ -137,6 +137,10 @@ pub enum Error {
     /// A presented token was refused.
     #[error("token refused: {}", .0.reason())]
     Unauthenticated(AuthFailure),
+    /// The token is good but its role lacks the permission the request needs (`/verify`'s
+    /// ACL rules).
+    #[error("forbidden by the ACL rules")]
+    Forbidden,
     /// The principal already holds the maximum number of live tokens for this dialect.
     #[error("maximum number of tokens reached")]
     TokenLimit,

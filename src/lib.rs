@@ -32,3 +32,5 @@ pub mod store;
 pub mod telemetry;
 /// The token service: issue, authenticate, bump, revoke, list; passwords; the clock.
 pub mod token;
+/// `/verify`, the forward-auth endpoint for reverse proxies.
+pub mod verify;

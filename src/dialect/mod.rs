@@ -113,6 +113,11 @@ impl Policies {
         }
     }
 
+    /// Every dialect's policy, for the forward-auth endpoint, which accepts them all.
+    pub fn all(&self) -> [&TokenPolicy; 4] {
+        [&self.usertoken, &self.knox, &self.webitel, &self.dialer]
+    }
+
     /// The policy of the dialect named `name`.
     pub fn by_name(&self, name: &str) -> Option<&TokenPolicy> {
         match name {

@@ -374,14 +374,22 @@ impl TokenService {
     /// Check a presented token for a dialect. Shape first (garbage never reaches the database),
     /// then the digest lookup, then the row's state. Schedules a touch; never writes.
     pub async fn authenticate(&self, policy: &TokenPolicy, presented: &str) -> Result<Authenticated, Error> {
+        self.authenticate_among(&[policy], presented).await
+    }
+
+    /// Check a presented token issued by any of `policies`' dialects (the forward-auth
+    /// endpoint accepts every dialect's tokens): the token must have the shape of one of them,
+    /// and its row must name one of them. Otherwise as `authenticate`.
+    pub async fn authenticate_among(&self, policies: &[&TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
         let refuse = |why| Err(Error::Unauthenticated(why));
         if presented.is_empty() {
             return refuse(AuthFailure::Malformed(Malformation::Empty));
         }
-        if !policy.format.accepts(presented) {
+        let shaped: Vec<&TokenPolicy> = policies.iter().copied().filter(|p| p.format.accepts(presented)).collect();
+        if shaped.is_empty() {
             return refuse(AuthFailure::Malformed(Malformation::BadFormat));
         }
-        if let TokenFormat::Jwt(_) = policy.format {
+        if shaped.iter().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
             self.check_signature(presented).await?;
         }
         let Some(found) = self.store.token_by_digest(&PlainToken::new(presented).digest()).await? else {
@@ -394,9 +402,9 @@ impl TokenService {
         if let (Some(stored), Some(pending)) = (token.expires_at, self.touches.pending_expiry(token.id)) {
             token.expires_at = Some(stored.max(pending));
         }
-        if token.dialect != policy.dialect {
+        let Some(policy) = shaped.iter().find(|p| p.dialect == token.dialect) else {
             return refuse(AuthFailure::WrongDialect);
-        }
+        };
         if token.revoked_at.is_some() {
             return refuse(AuthFailure::Revoked);
         }

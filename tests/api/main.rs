@@ -15,4 +15,5 @@ mod layers;
 mod service;
 mod store_contract;
 mod usertoken;
+mod verify;
 mod webitel;

@@ -1,0 +1,335 @@
+//! `/verify`: the forward-auth endpoint reverse proxies call before letting a request through
+//! (nginx `auth_request`, Traefik ForwardAuth, Envoy's HTTP ext_authz), with any method.
+//!
+//! Policy:
+//! - It accepts a token in every transport the dialects use, issued by any dialect, static or
+//!   session: `Authorization: Bearer` or `Token`; `X-Access-Token` (with `X-Key`, which must
+//!   then be that token's id); a `token` or `access_token` parameter in the proxied URI
+//!   (`X-Original-URI` / `X-Forwarded-Uri`) or in `/verify`'s own query string.
+//! - 200 carries the identity as `X-Auth-*` headers for the proxy to pass upstream; 401 carries
+//!   `WWW-Authenticate` and a machine-readable `X-Auth-Reason`; with ACL rules configured, a
+//!   role without the permission gets 403 `X-Auth-Reason: forbidden`.
+//! - It never writes to the database: a check is one indexed read, and last-used times go
+//!   through the service's deferred, batched touch queue.
+
+use std::borrow::Cow;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::config::AclRule;
+use crate::dialect::{Dialect, DialectError, rfc3339, scheme_credentials};
+use crate::error::{AuthFailure, Error};
+use crate::store::Role;
+use crate::token::Authenticated;
+
+/// The forward-auth endpoint, as a `Dialect` only so that what happens outside its handler
+/// (a timeout, a caught panic) is answered in its shape. It issues no tokens.
+#[derive(Debug)]
+pub struct Verify;
+
+/// Its paths.
+pub(crate) const PATHS: &[&str] = &["/verify"];
+
+/// Its route: every method, since proxies forward whatever method they were asked.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/verify", any(verify))
+}
+
+static X_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-access-token");
+static X_KEY: HeaderName = HeaderName::from_static("x-key");
+static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_AUTH_REASON: HeaderName = HeaderName::from_static("x-auth-reason");
+
+/// A token found in a request, and the key that must name it (webitel's `X-Key`), if any.
+#[derive(Debug, PartialEq, Eq)]
+struct Presented {
+    token: String,
+    key: Option<String>,
+}
+
+/// The first header value that is non-empty visible text.
+fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// `token` (or webitel's `access_token`, with `x_key`) from a query string.
+fn from_query(query: &str) -> Option<Presented> {
+    let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = url::form_urlencoded::parse(query.as_bytes()).collect();
+    let value = |name: &str| pairs.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.to_string());
+    let token = value("token").or_else(|| value("access_token"))?;
+    Some(Presented { token, key: value("x_key") })
+}
+
+/// The URI the proxy is asking about: `X-Original-URI` (nginx), else `X-Forwarded-Uri`
+/// (Traefik).
+fn original_uri(headers: &HeaderMap) -> Option<&str> {
+    header_text(headers, &X_ORIGINAL_URI).or_else(|| header_text(headers, &X_FORWARDED_URI))
+}
+
+/// Find the token, in order: `Authorization` (Bearer or Token), `X-Access-Token` (+ `X-Key`),
+/// the proxied URI's query, `/verify`'s own query. A malformed `Authorization` of one of our
+/// schemes is refused rather than skipped, so a client sees why its header failed.
+fn presented(headers: &HeaderMap, uri: &Uri) -> Result<Presented, AuthFailure> {
+    for scheme in ["Bearer", "Token"] {
+        match scheme_credentials(headers, scheme) {
+            Ok(token) => return Ok(Presented { token: token.to_owned(), key: None }),
+            Err(AuthFailure::Missing) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    if let Some(token) = header_text(headers, &X_ACCESS_TOKEN) {
+        let key = header_text(headers, &X_KEY).map(str::to_owned);
+        return Ok(Presented { token: token.to_owned(), key });
+    }
+    let original_query = original_uri(headers).and_then(|u| u.split_once('?')).map(|(_, q)| q);
+    original_query.and_then(from_query).or_else(|| uri.query().and_then(from_query)).ok_or(AuthFailure::Missing)
+}
+
+async fn verify(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    match check(&app, &method, &uri, &headers).await {
+        Ok(auth) => granted(&auth).unwrap_or_else(|e| DialectError::<Verify>::from(e).into_response()),
+        Err(e) => DialectError::<Verify>::from(e).into_response(),
+    }
+}
+
+async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated, Error> {
+    let presented = presented(headers, uri).map_err(Error::Unauthenticated)?;
+    let auth = app.tokens.authenticate_among(&app.policies.all(), &presented.token).await?;
+    // why: as webitel's logout, a key given with the token must be that very token's id.
+    if presented.key.is_some_and(|key| key != auth.token.id.to_string()) {
+        return Err(Error::Unauthenticated(AuthFailure::Unknown));
+    }
+    let rules = &app.config.verify.acl;
+    if !rules.is_empty() {
+        let original_method = header_text(headers, &X_ORIGINAL_METHOD)
+            .or_else(|| header_text(headers, &X_FORWARDED_METHOD))
+            .unwrap_or_else(|| method.as_str());
+        // why fail closed: with rules configured, a request the proxy did not describe cannot
+        // be checked against them, and letting it through would skip every rule silently.
+        let Some(original) = original_uri(headers) else {
+            tracing::warn!("verify: ACL rules are configured but the proxy sent no X-Original-URI");
+            return Err(Error::Forbidden);
+        };
+        let path = normalize_path(original.split(['?', '#']).next().unwrap_or_default());
+        if let Some(rule) = matching_rule(rules, &path, original_method)
+            && !grants(auth.owner.role.as_ref(), rule)
+        {
+            return Err(Error::Forbidden);
+        }
+    }
+    Ok(auth)
+}
+
+/// The longest-prefix rule covering `path` and `method`.
+fn matching_rule<'r>(rules: &'r [AclRule], path: &str, method: &str) -> Option<&'r AclRule> {
+    rules
+        .iter()
+        .filter(|r| r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+        .filter(|r| under(path, &r.prefix))
+        .max_by_key(|r| r.prefix.len())
+}
+
+/// `path` is `prefix` or below it, on a segment boundary.
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether `role`'s ACL grants `rule`'s permission (or `*`) on its resource.
+fn grants(role: Option<&Role>, rule: &AclRule) -> bool {
+    role.and_then(|r| r.acl.get(&rule.resource))
+        .is_some_and(|perms| perms.iter().any(|p| p == "*" || *p == rule.permission))
+}
+
+/// The path as an upstream will resolve it: percent-decoded, empty and `.` segments dropped,
+/// `..` applied. why: a raw URI such as `/api/%63dr` or `/x/../api/cdr` must not slip past a
+/// rule for `/api/cdr` that the upstream would then serve.
+fn normalize_path(raw: &str) -> String {
+    let decoded = percent_decode(raw);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+fn percent_decode(s: &str) -> String {
+    // why not form_urlencoded: in a path `+` is a plus, not a space.
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The 200: identity headers for the proxy to pass upstream, and the same as JSON.
+fn granted(auth: &Authenticated) -> Result<Response, Error> {
+    let expires = auth.token.expires_at.map(rfc3339).transpose()?;
+    let role = auth.owner.role.as_ref().map(|r| r.name.as_str());
+    let body = json!({
+        "status": "ok",
+        "user": auth.owner.name,
+        "user_id": auth.owner.id,
+        "kind": auth.owner.kind.as_str(),
+        "role": role,
+        "token_id": auth.token.id.to_string(),
+        "dialect": auth.token.dialect,
+        "expires": expires,
+    });
+    let mut resp = Json(body).into_response();
+    let headers = resp.headers_mut();
+    let mut set = |name: &'static str, value: &str| -> Result<(), Error> {
+        // why from_bytes: names are UTF-8 without control characters (checked when stored), so
+        // they are valid header bytes as they are.
+        let value = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|e| Error::Internal(format!("{name} cannot be a header value: {e}")))?;
+        headers.insert(HeaderName::from_static(name), value);
+        Ok(())
+    };
+    set("x-auth-user", &auth.owner.name)?;
+    set("x-auth-user-id", &auth.owner.id.to_string())?;
+    set("x-auth-kind", auth.owner.kind.as_str())?;
+    if let Some(role) = role {
+        set("x-auth-role", role)?;
+    }
+    set("x-auth-token-id", &auth.token.id.to_string())?;
+    set("x-auth-dialect", &auth.token.dialect)?;
+    if let Some(expires) = &expires {
+        set("x-auth-expires", expires)?;
+    }
+    Ok(resp)
+}
+
+impl Dialect for Verify {
+    const NAME: &'static str = "verify";
+
+    fn error_response(err: &Error) -> Response {
+        let (status, label, reason) = match err {
+            Error::Unauthenticated(failure) => (StatusCode::UNAUTHORIZED, "unauthorized", failure.reason()),
+            Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "forbidden"),
+            Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "unavailable")
+            }
+            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", "too_large"),
+            Error::NotFound => (StatusCode::NOT_FOUND, "not_found", "not_found"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "error", "error"),
+        };
+        let mut resp = (status, Json(json!({ "status": label, "reason": reason }))).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(&X_AUTH_REASON, HeaderValue::from_static(reason));
+        if let Error::Unauthenticated(failure) = err {
+            let challenge = if *failure == AuthFailure::Missing {
+                "Bearer realm=\"tokenauth\""
+            } else {
+                "Bearer realm=\"tokenauth\", error=\"invalid_token\""
+            };
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn found(token: &str, key: Option<&str>) -> Result<Presented, AuthFailure> {
+        Ok(Presented { token: token.into(), key: key.map(Into::into) })
+    }
+
+    #[test]
+    fn every_transport_is_read_in_order() {
+        let uri: Uri = "/verify".parse().unwrap();
+        assert_eq!(presented(&headers(&[("authorization", "Bearer a")]), &uri), found("a", None));
+        assert_eq!(presented(&headers(&[("authorization", "token b")]), &uri), found("b", None));
+        assert_eq!(presented(&headers(&[("x-access-token", "c"), ("x-key", "k")]), &uri), found("c", Some("k")));
+        let h = headers(&[("x-original-uri", "/app/x?page=2&token=d")]);
+        assert_eq!(presented(&h, &uri), found("d", None));
+        let h = headers(&[("x-forwarded-uri", "/app/x?access_token=e&x_key=k2")]);
+        assert_eq!(presented(&h, &uri), found("e", Some("k2")));
+        let own: Uri = "/verify?token=f".parse().unwrap();
+        assert_eq!(presented(&HeaderMap::new(), &own), found("f", None));
+        // Authorization wins over the others; another scheme is not ours and is skipped.
+        let h = headers(&[("authorization", "Bearer a"), ("x-access-token", "c")]);
+        assert_eq!(presented(&h, &own), found("a", None));
+        let h = headers(&[("authorization", "Basic dTpw"), ("x-access-token", "c")]);
+        assert_eq!(presented(&h, &own), found("c", None));
+        // Nothing, or empty values: missing. A broken header of our scheme: refused as such.
+        assert_eq!(presented(&HeaderMap::new(), &uri), Err(AuthFailure::Missing));
+        let h = headers(&[("x-access-token", ""), ("x-original-uri", "/x?token=")]);
+        assert_eq!(presented(&h, &uri), Err(AuthFailure::Missing));
+        assert!(matches!(presented(&headers(&[("authorization", "Bearer")]), &uri), Err(AuthFailure::Malformed(_))));
+    }
+
+    #[test]
+    fn paths_are_normalized_before_rules_match() {
+        assert_eq!(normalize_path("/api/%63dr/1"), "/api/cdr/1");
+        assert_eq!(normalize_path("/x/../api//cdr/./files"), "/api/cdr/files");
+        assert_eq!(normalize_path("/../../etc"), "/etc");
+        assert_eq!(normalize_path("/a%2Fb"), "/a/b");
+        assert_eq!(normalize_path("/a+b%zz%4"), "/a+b%zz%4");
+        assert_eq!(normalize_path(""), "/");
+        assert!(under("/api/cdr", "/api/cdr"));
+        assert!(under("/api/cdr/1", "/api/cdr/"));
+        assert!(!under("/api/cdrx", "/api/cdr"));
+        assert!(under("/anything", "/"));
+    }
+
+    #[test]
+    fn the_longest_matching_rule_decides() {
+        let rule = |prefix: &str, methods: &[&str], permission: &str| AclRule {
+            prefix: prefix.into(),
+            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            resource: "cdr".into(),
+            permission: permission.into(),
+        };
+        let rules = [rule("/api", &[], "r"), rule("/api/cdr", &["POST"], "w"), rule("/api/cdr", &["get"], "r")];
+        assert_eq!(matching_rule(&rules, "/api/cdr/1", "POST").map(|r| r.permission.as_str()), Some("w"));
+        assert_eq!(matching_rule(&rules, "/api/cdr", "GET").map(|r| r.prefix.as_str()), Some("/api/cdr"));
+        assert_eq!(matching_rule(&rules, "/api/other", "DELETE").map(|r| r.prefix.as_str()), Some("/api"));
+        assert!(matching_rule(&rules, "/public", "GET").is_none());
+        let role = |perms: &[&str]| Role {
+            name: "r".into(),
+            code: 0,
+            acl: [("cdr".to_owned(), perms.iter().map(|p| (*p).to_owned()).collect())].into_iter().collect(),
+        };
+        assert!(grants(Some(&role(&["r", "w"])), &rules[1]));
+        assert!(grants(Some(&role(&["*"])), &rules[1]));
+        assert!(!grants(Some(&role(&["r"])), &rules[1]));
+        assert!(!grants(None, &rules[0]));
+    }
+}
