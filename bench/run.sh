@@ -5,7 +5,9 @@
 #
 # For each backend: /healthz as the baseline; login (usertoken Basic) at the default argon2
 # parameters; a token check that succeeds (/auth/bump: check + one write) and one that fails
-# (knox /auth/logout/ with an unknown token: shape check + one lookup). Then the in-process
+# (knox /auth/logout/ with an unknown token: shape check + one lookup); the forward-auth
+# check /verify with a usertoken UUID and with a webitel JWT (signature + lookup, no write),
+# at the same 32 connections as the baseline. Then the in-process
 # bench of TokenService::authenticate (cargo bench --bench token_check). Prints one table.
 # Traffic goes to 127.0.0.1 only; every run is bounded by its duration.
 set -euo pipefail
@@ -52,6 +54,8 @@ for backend in sqlite postgres; do
 
   basic=$(printf 'bench:%s' "$PASSWORD" | base64)
   token=$(curl -s -X POST -u "bench:$PASSWORD" "http://127.0.0.1:$PORT/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  jwt=$(curl -s -X POST -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" \
+    "http://127.0.0.1:$PORT/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
   read -r base_rps base_p50 base_p99 < <(measure "$backend-healthz" 32 /healthz 'wrk.method = "GET"')
   rows+=("$backend|GET /healthz (baseline)|32|$base_rps|$base_p50|$base_p99|$base_rps")
@@ -59,6 +63,10 @@ for backend in sqlite postgres; do
   rows+=("$backend|POST /auth/login (argon2id m=19MiB t=2)|4|$rps|$p50|$p99|$base_rps")
   read -r rps p50 p99 < <(measure "$backend-bump" 32 /auth/bump "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Bearer $token\"")
   rows+=("$backend|POST /auth/bump (check + write)|32|$rps|$p50|$p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-verify" 32 /verify "wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Bearer $token\"")
+  rows+=("$backend|GET /verify (usertoken UUID)|32|$rps|$p50|$p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-verify-jwt" 32 /verify "wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Bearer $jwt\"")
+  rows+=("$backend|GET /verify (webitel JWT)|32|$rps|$p50|$p99|$base_rps")
   read -r rps p50 p99 < <(measure "$backend-unknown" 32 /auth/logout/ "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Token $(printf '0%.0s' $(seq 1 64))\"")
   rows+=("$backend|POST /auth/logout/ unknown token (401)|32|$rps|$p50|$p99|$base_rps")
   stop_server

@@ -24,6 +24,7 @@ use crate::dialect::usertoken::{self, Usertoken};
 use crate::dialect::webitel::{self, Webitel};
 use crate::dialect::{Mount, Policies};
 use crate::error::Error;
+use crate::metrics::{self, Metrics};
 use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
 use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
 use crate::middleware::{access_log, error_log};
@@ -66,12 +67,14 @@ pub async fn token_service(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<TokenService>, Error> {
-    let passwords = Passwords::new(&config.passwords)?;
+    let metrics = Arc::new(Metrics::default());
+    let passwords = Passwords::new(&config.passwords, metrics.hashing.clone())?;
     let secret = config.jwt_secret.as_ref().map(|s| s.expose().clone());
-    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens, secret).await?))
+    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens, secret, metrics).await?))
 }
 
 /// The whole HTTP surface. Layers, outermost first:
+/// 0. count and time the request by matched route (the metrics);
 /// 1. drop an unacceptable incoming `X-Request-Id`, then set one if absent;
 /// 2. resolve the client IP (needed by the access log and the dialects);
 /// 3. the access log span and response line;
@@ -116,6 +119,9 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
         by_prefix.entry(m.prefix.clone()).or_default().push(m);
     }
     let mut app = health::router().merge(openapi::router());
+    if config.metrics_bind.is_none() {
+        app = app.merge(metrics::router());
+    }
     for (prefix, group) in by_prefix {
         // why: a prefix owned by one dialect (the dialer has two mounts) answers unknown paths
         // in that dialect's shape; a shared prefix (or the root) cannot know whose shape to
@@ -135,6 +141,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
 
     let trusted = TrustedProxies::new(config.trusted_proxies.clone());
     let layers = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(middleware::map_request(sanitize))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
         .layer(middleware::from_fn_with_state(trusted, resolve_client_ip))
@@ -145,10 +152,16 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     Ok(app.layer(layers).with_state(state))
 }
 
+/// `/metrics` alone, for the separate `metrics_bind` listener.
+pub fn metrics_router(state: AppState) -> Router {
+    metrics::router().with_state(state)
+}
+
 /// Refuse two mounted routes with the same full path, or one that shadows health.
 fn check_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
     let mut seen: BTreeMap<String, &str> = health::PATHS.iter().map(|p| ((*p).to_owned(), "health")).collect();
     seen.extend(openapi::PATHS.iter().map(|p| ((*p).to_owned(), "openapi")));
+    seen.extend(metrics::PATHS.iter().map(|p| ((*p).to_owned(), "metrics")));
     for m in mounts {
         for path in m.paths {
             let full = format!("{}{path}", m.prefix.trim_end_matches('/'));

@@ -25,9 +25,12 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address and port to listen on.
     pub bind: SocketAddr,
+    /// Serve `/metrics` on this address only, instead of on `bind` (e.g. an internal interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_bind: Option<SocketAddr>,
     /// `sqlite://PATH` (the default, created on first start) or `postgres://USER:PASS@HOST/DB`.
     pub database_url: DatabaseUrl,
-    /// `text` for people, `json` for log shippers.
+    /// `pretty` for people, `json` for log shippers.
     pub log_format: LogFormat,
     /// Peers (CIDRs) whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -61,8 +64,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_bind: None,
             database_url: DatabaseUrl::new("sqlite://tokenauth.db"),
-            log_format: LogFormat::Text,
+            log_format: LogFormat::Pretty,
             trusted_proxies: Vec::new(),
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
@@ -80,11 +84,12 @@ impl Default for Config {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
+    /// Human-readable lines (`text` is accepted too).
+    #[serde(alias = "text")]
+    Pretty,
     /// One JSON object per line.
     Json,
 }
@@ -449,6 +454,8 @@ pub struct Overrides {
     pub bind: Option<SocketAddr>,
     /// `--database-url`
     pub database_url: Option<String>,
+    /// `--log-format`
+    pub log_format: Option<LogFormat>,
 }
 
 /// A configuration that could not be loaded or is inconsistent.
@@ -487,6 +494,9 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     }
     if let Some(url) = &overrides.database_url {
         figment = figment.merge(Serialized::default("database_url", url));
+    }
+    if let Some(format) = overrides.log_format {
+        figment = figment.merge(Serialized::default("log_format", format));
     }
     let mut config: Config = figment.extract().map_err(|e| ConfigError(flatten(e)))?;
     if let Some(secret) = std::env::var_os("TOKENAUTH_JWT_SECRET") {

@@ -18,6 +18,8 @@ pub mod dialect;
 pub mod error;
 /// `/healthz` and `/readyz`.
 pub mod health;
+/// Prometheus metrics and `/metrics`.
+pub mod metrics;
 /// Cross-cutting HTTP layers: request id, client IP, access log, error log.
 pub mod middleware;
 /// The OpenAPI document of every endpoint, generated from the code.

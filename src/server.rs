@@ -26,6 +26,8 @@ use crate::token::clock::{Clock, SystemClock};
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// `/metrics` on its own address, when `metrics_bind` is set.
+    metrics: Option<(TcpListener, Router)>,
     router: Router,
     state: AppState,
     store: Arc<dyn Store>,
@@ -45,7 +47,15 @@ impl Server {
         let state = AppState::new(config, tokens);
         let router = app::router(state.clone())?;
         let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-        Ok(Server { listener, router, state, store })
+        let metrics = match state.config.metrics_bind {
+            Some(addr) => {
+                let listener =
+                    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics_bind)"))?;
+                Some((listener, app::metrics_router(state.clone())))
+            }
+            None => None,
+        };
+        Ok(Server { listener, metrics, router, state, store })
     }
 
     /// The address actually bound (port 0 resolved).
@@ -53,14 +63,34 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The metrics listener's address, when `metrics_bind` is set.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        Ok(self.metrics.as_ref().map(|(l, _)| l.local_addr()).transpose()?)
+    }
+
     /// Serve until `shutdown` resolves, then drain in-flight requests (bounded by the grace
     /// period), flush queued writes and close the database pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Server { listener, router, state, store } = self;
+        let Server { listener, metrics, router, state, store } = self;
         let addr = listener.local_addr()?;
         state.tokens.warm_up();
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
-        let housekeeping = spawn_housekeeping(&state, &stopped);
+        let mut housekeeping = spawn_housekeeping(&state, &stopped);
+        if let Some((metrics_listener, metrics_router)) = metrics {
+            let metrics_addr = metrics_listener.local_addr()?;
+            tracing::info!("metrics on http://{metrics_addr}/metrics");
+            let mut stop = stopped.clone();
+            housekeeping.push(tokio::spawn(async move {
+                let serve =
+                    axum::serve(metrics_listener, metrics_router.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.changed().await;
+                        });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }));
+        }
         tracing::info!(backend = store.backend(), "tokenauth listening on http://{addr}");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

@@ -46,6 +46,10 @@ pub struct Cli {
     /// TOKENAUTH_DATABASE_URL.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Log lines as `pretty` text (the default) or `json`; overrides the file and
+    /// TOKENAUTH_LOG_FORMAT.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<config::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -385,6 +389,7 @@ impl Cli {
                 _ => None,
             },
             database_url: self.database_url.clone(),
+            log_format: self.log_format,
         };
         let file = self
             .config

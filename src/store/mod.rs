@@ -489,6 +489,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Close the pool, waiting for connections to be returned.
     async fn close(&self);
+    /// The pool's `(size, idle, max)` now, for the metrics.
+    fn pool_stats(&self) -> (u32, usize, u32);
 
     /// Insert a principal; `Conflict` when the kind and name exist.
     async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord>;

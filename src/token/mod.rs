@@ -37,6 +37,7 @@ use self::secret::{PlainToken, TokenFormat};
 use self::touch::TouchQueue;
 use crate::config::TokensConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error, Malformation};
+use crate::metrics::Metrics;
 use crate::principal::{PrincipalKind, Username};
 use crate::store::{
     InsertRules, Inserted, NewToken, Owner, PrincipalRecord, Store, StoreError, TokenKind, TokenRecord, TokenTouch,
@@ -134,6 +135,7 @@ pub struct TokenService {
     retention: Duration,
     keys: Keys,
     jwt_secret: Option<SecretString>,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenService {
@@ -144,6 +146,7 @@ impl TokenService {
         passwords: Passwords,
         tokens: &TokensConfig,
         jwt_secret: Option<SecretString>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
         let keys = Keys::load(&*store, jwt_secret.as_ref(), clock.now()).await?;
         Ok(TokenService {
@@ -155,6 +158,7 @@ impl TokenService {
             retention: tokens.retention,
             keys,
             jwt_secret,
+            metrics,
         })
     }
 
@@ -184,6 +188,16 @@ impl TokenService {
         Ok((self.store.signing_keys().await?, self.keys.signing_kid()))
     }
 
+    /// The metrics the service reports into (and `/metrics` renders).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The database pool's `(size, idle, max)`, for the metrics.
+    pub fn pool_stats(&self) -> (u32, usize, u32) {
+        self.store.pool_stats()
+    }
+
     /// The service's clock, for callers that must agree with it (tests, the CLI's output).
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
@@ -208,6 +222,20 @@ impl TokenService {
     /// address, and issue a session token.
     #[tracing::instrument(skip_all, fields(dialect = policy.dialect))]
     pub async fn login(
+        &self,
+        policy: &TokenPolicy,
+        kind: PrincipalKind,
+        username: &str,
+        password: SecretString,
+        client_ip: IpAddr,
+        options: LoginOptions,
+    ) -> Result<Issued, Error> {
+        let result = self.login_unmetered(policy, kind, username, password, client_ip, options).await;
+        self.metrics.login(policy.dialect, &result);
+        result
+    }
+
+    async fn login_unmetered(
         &self,
         policy: &TokenPolicy,
         kind: PrincipalKind,
@@ -381,6 +409,12 @@ impl TokenService {
     /// endpoint accepts every dialect's tokens): the token must have the shape of one of them,
     /// and its row must name one of them. Otherwise as `authenticate`.
     pub async fn authenticate_among(&self, policies: &[&TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
+        let result = self.authenticate_unmetered(policies, presented).await;
+        self.metrics.token_check(&result);
+        result
+    }
+
+    async fn authenticate_unmetered(&self, policies: &[&TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
         let refuse = |why| Err(Error::Unauthenticated(why));
         if presented.is_empty() {
             return refuse(AuthFailure::Malformed(Malformation::Empty));

@@ -23,6 +23,7 @@ use tracing::Span;
 
 use crate::config::PasswordConfig;
 use crate::error::Error;
+use crate::metrics::HashingMetrics;
 
 /// why: the dummy password is never compared with anything a client can know; it only has
 /// to produce a valid hash with the current parameters.
@@ -51,6 +52,7 @@ pub struct Passwords {
     dummy: Arc<OnceCell<String>>,
     /// Verifications run to completion, dummy ones included (for metrics and tests).
     verifications: Arc<AtomicU64>,
+    metrics: HashingMetrics,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -63,8 +65,9 @@ impl std::fmt::Debug for Passwords {
 }
 
 impl Passwords {
-    /// Build from configuration; refuses argon2 parameters argon2 itself refuses.
-    pub fn new(cfg: &PasswordConfig) -> Result<Self, Error> {
+    /// Build from configuration, reporting into `metrics`; refuses argon2 parameters argon2
+    /// itself refuses.
+    pub fn new(cfg: &PasswordConfig, metrics: HashingMetrics) -> Result<Self, Error> {
         let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
             .map_err(|e| Error::Internal(format!("invalid argon2 parameters: {e}")))?;
         let workers = cfg.effective_workers();
@@ -74,6 +77,7 @@ impl Passwords {
             running: Arc::new(Semaphore::new(workers)),
             dummy: Arc::new(OnceCell::new()),
             verifications: Arc::new(AtomicU64::new(0)),
+            metrics,
         })
     }
 
@@ -146,20 +150,42 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let admitted = Arc::clone(&self.admission)
-            .try_acquire_owned()
-            .map_err(|_| Error::Overloaded { retry_after: OVERLOADED_RETRY_AFTER })?;
-        let running = Arc::clone(&self.running)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Internal("password pool closed".into()))?;
+        let admitted = Arc::clone(&self.admission).try_acquire_owned().map_err(|_| {
+            self.metrics.rejected.inc();
+            Error::Overloaded { retry_after: OVERLOADED_RETRY_AFTER }
+        })?;
+        let queued = std::time::Instant::now();
+        let waiting = Counted::new(&self.metrics.waiting);
+        let running = Arc::clone(&self.running).acquire_owned().await;
+        drop(waiting);
+        let running = running.map_err(|_| Error::Internal("password pool closed".into()))?;
+        self.metrics.queue_wait.observe(queued.elapsed().as_secs_f64());
         let span = Span::current();
+        let gauge = self.metrics.running.clone();
         tokio::task::spawn_blocking(move || {
             let _permits = (admitted, running);
+            let _running = Counted::new(&gauge);
             span.in_scope(work)
         })
         .await
         .map_err(|e| Error::Internal(format!("password task failed: {e}")))?
+    }
+}
+
+/// One unit of a gauge for as long as it lives, so a cancelled wait or a panicking hash
+/// cannot leave the gauge counting it.
+struct Counted(prometheus_client::metrics::gauge::Gauge);
+
+impl Counted {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -181,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let p = Passwords::new(&cheap(1024)).unwrap();
+        let p = Passwords::new(&cheap(1024), HashingMetrics::default()).unwrap();
         let h = p.hash("hunter2".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
         assert_eq!(
@@ -193,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_user_never_verifies_but_pays_for_a_real_verification() {
-        let p = Passwords::new(&cheap(1024)).unwrap();
+        let p = Passwords::new(&cheap(1024), HashingMetrics::default()).unwrap();
         let v = p.verify(None, DUMMY_PASSWORD.into()).await.unwrap();
         assert_eq!(v, Verified { ok: false, needs_rehash: false });
         assert_eq!(p.verifications(), 1, "the dummy hash was really verified");
@@ -204,21 +230,21 @@ mod tests {
 
     #[tokio::test]
     async fn changed_parameters_ask_for_a_rehash() {
-        let old = Passwords::new(&cheap(1024)).unwrap();
-        let new = Passwords::new(&cheap(2048)).unwrap();
+        let old = Passwords::new(&cheap(1024), HashingMetrics::default()).unwrap();
+        let new = Passwords::new(&cheap(2048), HashingMetrics::default()).unwrap();
         let h = old.hash("pw".into()).await.unwrap();
         assert_eq!(new.verify(Some(h), "pw".into()).await.unwrap(), Verified { ok: true, needs_rehash: true });
     }
 
     #[tokio::test]
     async fn corrupt_hash_is_a_failure_not_a_crash() {
-        let p = Passwords::new(&cheap(1024)).unwrap();
+        let p = Passwords::new(&cheap(1024), HashingMetrics::default()).unwrap();
         assert!(!p.verify(Some("not a hash".into()), "pw".into()).await.unwrap().ok);
     }
 
     #[tokio::test]
     async fn full_queue_refuses_at_once() {
-        let p = Passwords::new(&cheap(1024)).unwrap();
+        let p = Passwords::new(&cheap(1024), HashingMetrics::default()).unwrap();
         // Hold the only admission permit, as a running hash would.
         let held = Arc::clone(&p.admission).try_acquire_owned().unwrap();
         let err = p.hash("pw".into()).await.unwrap_err();

@@ -142,7 +142,7 @@ fn init_test_log() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            tokenauth::telemetry::init(tokenauth::config::LogFormat::Text, "debug,sqlx=warn");
+            tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn");
         }
     });
 }

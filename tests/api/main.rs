@@ -12,6 +12,7 @@ mod dialer;
 mod e2e;
 mod knox;
 mod layers;
+mod metrics;
 mod service;
 mod store_contract;
 mod usertoken;

@@ -1,0 +1,112 @@
+//! `/metrics`: Prometheus figures for requests, logins, token checks, the hashing pool and the
+//! database pool, on the main listener or on `metrics_bind` alone.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use tokenauth::server::Server;
+use tokenauth::token::clock::SystemClock;
+
+use crate::helpers::{Backend, TestApp, TestDb, test_config};
+
+backend_tests!(requests_logins_and_checks_are_counted, metrics_bind_serves_metrics_alone);
+
+/// The value of the sample line `name{labels}` (labels exactly as written), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let resp = app.get("/metrics").send().await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    let text = String::from_utf8(resp.body).unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text
+}
+
+async fn requests_logins_and_checks_are_counted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.add_user("alice", "pw").await;
+    let ok = app.post("/auth/login/").json(json!({"username": "alice", "password": "pw"})).send().await;
+    let token = ok.json()["token"].as_str().unwrap().to_owned();
+    app.post("/auth/login/").json(json!({"username": "alice", "password": "wrong"})).send().await;
+    app.post("/auth/login/").json(json!({"username": "nobody", "password": "pw"})).send().await;
+    app.post("/session.json").json(json!({"login": "alice", "password": "pw"})).send().await;
+    assert_eq!(app.get("/verify").token(&token).send().await.status, StatusCode::OK);
+    assert_eq!(app.get("/verify").token(&"ab".repeat(32)).send().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/verify").bearer("garbage").send().await.status, StatusCode::UNAUTHORIZED);
+    app.get("/no/such/path").send().await;
+
+    let text = scrape(&app).await;
+    let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    assert_eq!(value(r#"tokenauth_logins_total{dialect="knox",outcome="success"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_logins_total{dialect="knox",outcome="wrong_password"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_logins_total{dialect="knox",outcome="unknown_principal"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_logins_total{dialect="dialer",outcome="success"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_token_checks_total{outcome="ok"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_token_checks_total{outcome="unknown"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_token_checks_total{outcome="malformed"}"#), 1.0);
+    // Requests by matched route template and status; an unknown path is one bounded label.
+    assert_eq!(value(r#"tokenauth_http_requests_total{method="POST",route="/auth/login/",status="200"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_http_requests_total{method="POST",route="/auth/login/",status="400"}"#), 2.0);
+    assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="/verify",status="401"}"#), 2.0);
+    assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
+    assert!(!text.contains("/no/such/path"), "raw paths never become labels");
+    assert_eq!(value(r#"tokenauth_http_request_duration_seconds_count{method="GET",route="/verify"}"#), 3.0);
+    assert!(
+        text.contains(
+            r#"tokenauth_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/auth/login/"} 3"#
+        ) || text.contains(
+            r#"tokenauth_http_request_duration_seconds_bucket{method="POST",route="/auth/login/",le="+Inf"} 3"#
+        ),
+        "{text}"
+    );
+    // The hashing pool: four logins (and the user's creation) waited for a worker; none refused.
+    assert!(value("tokenauth_password_hash_queue_wait_seconds_count") >= 4.0);
+    assert_eq!(value("tokenauth_password_hashes_rejected_total"), 0.0);
+    assert_eq!(value("tokenauth_password_hashes_running"), 0.0);
+    assert_eq!(value("tokenauth_password_hashes_waiting"), 0.0);
+    // The database pool, sampled at scrape.
+    assert_eq!(value("tokenauth_db_pool_max_connections"), f64::from(app.config.database.max_connections));
+    assert!(value(r#"tokenauth_db_pool_connections{state="idle"}"#) >= 0.0);
+    assert!(value(r#"tokenauth_db_pool_connections{state="in_use"}"#) >= 0.0);
+    // No secret ever reaches the exposition.
+    assert!(!text.contains(&token) && !text.contains("alice"), "{text}");
+}
+
+async fn metrics_bind_serves_metrics_alone(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut config = test_config(&db.url);
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let store = tokenauth::app::open_store(&config).await.unwrap();
+    let server = Server::bind_with(config, Arc::clone(&store), Arc::new(SystemClock)).await.unwrap();
+    let main = server.local_addr().unwrap();
+    let metrics = server.metrics_addr().unwrap().unwrap();
+    assert_ne!(main, metrics);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let resp = http.get(format!("http://{main}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Not on the main listener...
+    let resp = http.get(format!("http://{main}/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    // ...but on its own, and it counted the main listener's requests.
+    let resp = http.get(format!("http://{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        sample(&text, r#"tokenauth_http_requests_total{method="GET",route="/healthz",status="200"}"#),
+        Some(1.0)
+    );
+    // Only /metrics lives there.
+    let resp = http.get(format!("http://{metrics}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
