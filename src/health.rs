@@ -8,21 +8,58 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 
 /// Paths served here, for the overlap check.
-pub(crate) const PATHS: &[&str] = &["/healthz", "/readyz"];
+#[doc(hidden)]
+pub const PATHS: &[&str] = &["/healthz", "/readyz"];
 
 /// The health routes.
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
+/// The body of a health answer (OpenAPI only; the handlers write it with `json!`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // why: a schema only.
+pub(crate) struct HealthStatus {
+    /// `ok` (`/healthz`), `ready` or `unavailable` (`/readyz`).
+    #[schema(example = "ok")]
+    status: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    summary = "The process is up (no database access)",
+    responses(
+        (status = 200, description = "Up: `{\"status\": \"ok\"}`", body = HealthStatus),
+        (status = 405, description = "Another method than GET or HEAD (empty body)",
+            headers(("Allow" = String, description = "The allowed methods"))),
+    )
+)]
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    summary = "The database answers",
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`", body = HealthStatus),
+        (status = 405, description = "Another method than GET or HEAD (empty body)",
+            headers(("Allow" = String, description = "The allowed methods"))),
+        (status = 503, description = "The database does not answer: `{\"status\": \"unavailable\"}`",
+            body = HealthStatus),
+    )
+)]
 async fn readyz(State(app): State<AppState>) -> Response {
     match app.tokens.ping().await {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),

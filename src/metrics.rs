@@ -231,7 +231,20 @@ pub(crate) fn router() -> axum::Router<AppState> {
     axum::Router::new().route("/metrics", axum::routing::get(serve))
 }
 
-async fn serve(State(app): State<AppState>) -> Response {
+/// The metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (OpenMetrics text), unless served on metrics_bind",
+    responses(
+        (status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 405, description = "Only GET (and HEAD)"),
+        (status = 500, description = "The metrics could not be rendered (logged)"),
+    )
+)]
+pub(crate) async fn serve(State(app): State<AppState>) -> Response {
     match app.tokens.metrics().render(app.tokens.pool_stats()) {
         Ok(text) => {
             let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");

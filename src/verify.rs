@@ -36,9 +36,11 @@ pub struct Verify;
 /// Its paths.
 pub(crate) const PATHS: &[&str] = &["/verify"];
 
-/// Its route: every method, since proxies forward whatever method they were asked.
+/// Its routes: every method, since proxies forward whatever method they were asked; and
+/// `/verify/<original path>`, because Envoy's ext_authz appends the original path to its
+/// `path_prefix` and sends no header naming it.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/verify", any(verify))
+    Router::new().route("/verify", any(verify)).route("/verify/{*original}", any(verify_envoy))
 }
 
 static X_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-access-token");
@@ -69,10 +71,30 @@ fn from_query(query: &str) -> Option<Presented> {
     Some(Presented { token, key: value("x_key") })
 }
 
-/// The URI the proxy is asking about: `X-Original-URI` (nginx), else `X-Forwarded-Uri`
-/// (Traefik).
-fn original_uri(headers: &HeaderMap) -> Option<&str> {
-    header_text(headers, &X_ORIGINAL_URI).or_else(|| header_text(headers, &X_FORWARDED_URI))
+/// Two headers naming the proxied request that disagree: a client behind a proxy that sets
+/// only one of them (Traefik sets `X-Forwarded-Uri` and passes a client's `X-Original-URI`
+/// on) must not pick what the rules see, so neither is believed.
+#[derive(Debug, PartialEq, Eq)]
+struct Conflict;
+
+/// One of two headers, which must agree when both are present.
+fn one_of<'h>(headers: &'h HeaderMap, a: &HeaderName, b: &HeaderName) -> Result<Option<&'h str>, Conflict> {
+    match (header_text(headers, a), header_text(headers, b)) {
+        (Some(x), Some(y)) if x != y => Err(Conflict),
+        (x, y) => Ok(x.or(y)),
+    }
+}
+
+/// The URI the proxy is asking about: `X-Original-URI` (nginx) or `X-Forwarded-Uri`
+/// (Traefik), or for Envoy the path after `/verify` with `/verify`'s own query.
+fn original_uri(headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, Conflict> {
+    if let Some(named) = one_of(headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)? {
+        return Ok(Some(named.to_owned()));
+    }
+    Ok(uri.path().strip_prefix("/verify/").map(|rest| match uri.query() {
+        Some(q) => format!("/{rest}?{q}"),
+        None => format!("/{rest}"),
+    }))
 }
 
 /// Find the token, in order: `Authorization` (Bearer or Token), `X-Access-Token` (+ `X-Key`),
@@ -90,15 +112,49 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Result<Presented, AuthFailure> {
         let key = header_text(headers, &X_KEY).map(str::to_owned);
         return Ok(Presented { token: token.to_owned(), key });
     }
-    let original_query = original_uri(headers).and_then(|u| u.split_once('?')).map(|(_, q)| q);
+    let original = original_uri(headers, uri).ok().flatten();
+    let original_query = original.as_deref().and_then(|u| u.split_once('?')).map(|(_, q)| q);
     original_query.and_then(from_query).or_else(|| uri.query().and_then(from_query)).ok_or(AuthFailure::Missing)
 }
 
-async fn verify(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+#[utoipa::path(
+    method(get, post, put, delete, patch, options, trace),
+    path = "/verify",
+    tag = "verify",
+    operation_id = "verify",
+    summary = "Check the token of a request a reverse proxy is about to let through",
+    description = "Accepts every dialect's tokens, static or session, in any of their transports. \
+        200 carries the identity in X-Auth-* headers; 401 says why in X-Auth-Reason; 403 when \
+        [[verify.acl]] rules map the proxied request to a permission the token's role lacks. \
+        Never writes to the database.",
+    security((), ("bearer" = []), ("token" = [])),
+    params(crate::openapi::VerifyHeaders, crate::openapi::VerifyQuery),
+    responses(crate::openapi::VerifyResponses)
+)]
+pub(crate) async fn verify(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     match check(&app, &method, &uri, &headers).await {
         Ok(auth) => granted(&auth).unwrap_or_else(|e| DialectError::<Verify>::from(e).into_response()),
         Err(e) => DialectError::<Verify>::from(e).into_response(),
     }
+}
+
+/// Envoy's ext_authz form: `path_prefix: /verify` followed by the original path.
+#[utoipa::path(
+    method(get, post, put, delete, patch, options, trace),
+    path = "/verify/{original}",
+    tag = "verify",
+    operation_id = "verify_envoy",
+    summary = "As /verify, with the proxied request's path appended (Envoy ext_authz)",
+    security((), ("bearer" = []), ("token" = [])),
+    params(
+        ("original" = String, Path, description = "The original request's path (it may contain slashes)"),
+        crate::openapi::VerifyHeaders,
+        crate::openapi::VerifyQuery
+    ),
+    responses(crate::openapi::VerifyResponses)
+)]
+pub(crate) async fn verify_envoy(state: State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    verify(state, method, uri, headers).await
 }
 
 async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated, Error> {
@@ -110,13 +166,13 @@ async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) 
     }
     let rules = &app.config.verify.acl;
     if !rules.is_empty() {
-        let original_method = header_text(headers, &X_ORIGINAL_METHOD)
-            .or_else(|| header_text(headers, &X_FORWARDED_METHOD))
-            .unwrap_or_else(|| method.as_str());
-        // why fail closed: with rules configured, a request the proxy did not describe cannot
-        // be checked against them, and letting it through would skip every rule silently.
-        let Some(original) = original_uri(headers) else {
-            tracing::warn!("verify: ACL rules are configured but the proxy sent no X-Original-URI");
+        let described = one_of(headers, &X_ORIGINAL_METHOD, &X_FORWARDED_METHOD)
+            .and_then(|m| Ok((m.unwrap_or_else(|| method.as_str()), original_uri(headers, uri)?)));
+        // why fail closed: with rules configured, a request the proxy did not describe (or
+        // described twice, differently) cannot be checked against them, and letting it
+        // through would skip every rule silently.
+        let Ok((original_method, Some(original))) = described else {
+            tracing::warn!("verify: ACL rules are configured but the proxied request is missing or ambiguous");
             return Err(Error::Forbidden);
         };
         let path = normalize_path(original.split(['?', '#']).next().unwrap_or_default());
@@ -281,6 +337,9 @@ mod tests {
         assert_eq!(presented(&h, &uri), found("d", None));
         let h = headers(&[("x-forwarded-uri", "/app/x?access_token=e&x_key=k2")]);
         assert_eq!(presented(&h, &uri), found("e", Some("k2")));
+        // Both URI headers, disagreeing: neither is believed.
+        let h = headers(&[("x-forwarded-uri", "/app?token=e"), ("x-original-uri", "/app?token=d")]);
+        assert_eq!(presented(&h, &uri), Err(AuthFailure::Missing));
         let own: Uri = "/verify?token=f".parse().unwrap();
         assert_eq!(presented(&HeaderMap::new(), &own), found("f", None));
         // Authorization wins over the others; another scheme is not ours and is skipped.
@@ -293,6 +352,22 @@ mod tests {
         let h = headers(&[("x-access-token", ""), ("x-original-uri", "/x?token=")]);
         assert_eq!(presented(&h, &uri), Err(AuthFailure::Missing));
         assert!(matches!(presented(&headers(&[("authorization", "Bearer")]), &uri), Err(AuthFailure::Malformed(_))));
+    }
+
+    #[test]
+    fn envoy_appends_the_original_path() {
+        let uri: Uri = "/verify/api/cdr/1?token=t&page=2".parse().unwrap();
+        assert_eq!(original_uri(&HeaderMap::new(), &uri), Ok(Some("/api/cdr/1?token=t&page=2".to_owned())));
+        assert_eq!(presented(&HeaderMap::new(), &uri), found("t", None));
+        let plain: Uri = "/verify".parse().unwrap();
+        assert_eq!(original_uri(&HeaderMap::new(), &plain), Ok(None));
+        // A header, when sent, names the request.
+        let h = headers(&[("x-original-uri", "/x")]);
+        assert_eq!(original_uri(&h, &uri), Ok(Some("/x".to_owned())));
+        let h = headers(&[("x-original-uri", "/x"), ("x-forwarded-uri", "/x")]);
+        assert_eq!(original_uri(&h, &plain), Ok(Some("/x".to_owned())), "agreeing headers are fine");
+        let h = headers(&[("x-original-uri", "/x"), ("x-forwarded-uri", "/y")]);
+        assert_eq!(original_uri(&h, &plain), Err(Conflict));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{Dialect, DialectError, JsonObject, json_response, required_string, scheme_credentials};
 use crate::app::AppState;
@@ -47,9 +48,11 @@ pub struct Dialer;
 pub struct DialerReseller;
 
 /// The user endpoints' paths, relative to the prefix.
-pub(crate) const USER_PATHS: &[&str] = &["/session.json"];
+#[doc(hidden)]
+pub const USER_PATHS: &[&str] = &["/session.json"];
 /// The reseller endpoints' paths, relative to the prefix.
-pub(crate) const RESELLER_PATHS: &[&str] = &["/v1/resellers/login.json", "/v1/resellers/user/logout.json"];
+#[doc(hidden)]
+pub const RESELLER_PATHS: &[&str] = &["/v1/resellers/login.json", "/v1/resellers/user/logout.json"];
 
 /// HS256 JWTs with the seed's claims; sessions last `token_ttl`.
 pub fn policy(cfg: &DialerConfig) -> TokenPolicy {
@@ -137,6 +140,25 @@ async fn login<S: Side>(
     Ok(app.tokens.login(policy, S::KIND, &name, password.into(), ip, LoginOptions::default()).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/session.json",
+    tag = "dialer",
+    operation_id = "dialer_user_login",
+    summary = "A user logs in with `login` (an email) and `password`; answers a session JWT",
+    request_body(content = UserLoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new session", body = UserLoggedIn),
+        (status = 400, description = "A missing, null, empty or non-string field; malformed JSON; a body that is \
+            not an object", body = ErrorBody),
+        (status = 401, description = "`Invalid login credentials`: an unknown user, a wrong password or a \
+            disabled account", body = ErrorBody),
+        (status = 406, description = "`Login denied due to IP restriction`: the user group's `allowed_regex` \
+            does not match the client IP", body = ErrorBody),
+        (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody),
+        OutsideErrors,
+    )
+)]
 async fn user_login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -151,21 +173,50 @@ async fn user_login(
 }
 
 /// The reseller login's answer; `user_balance` is the stored decimal, written as is.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = DialerResellerLogin)]
 struct ResellerLogin<'a> {
+    /// An HS256 JWT (`type: "reseller"`, `id`, `name`, `exp`, `iat`, `jti`).
     token: &'a str,
+    /// The reseller.
     reseller: IdName<'a>,
+    /// The reseller's user groups.
     user_groups: Vec<IdName<'a>>,
+    /// The reseller's balance (a decimal, `0.00` when not set).
+    #[schema(value_type = f64, example = 1000.0)]
     user_balance: Box<RawValue>,
+    /// The server's version.
     version: &'static str,
 }
 
-#[derive(Serialize)]
+/// An id and a name (a reseller, a user group).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DialerIdName)]
 struct IdName<'a> {
+    /// The id.
     id: i64,
+    /// The name.
     name: &'a str,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/resellers/login.json",
+    tag = "dialer",
+    operation_id = "dialer_reseller_login",
+    summary = "A reseller logs in with `name` and `pass`; answers a session JWT, its user groups and balance",
+    request_body(content = ResellerLoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new session", body = ResellerLogin<'_>),
+        (status = 400, description = "A missing, null, empty or non-string field; malformed JSON; a body that is \
+            not an object", body = ErrorBody),
+        (status = 401, description = "`Invalid ID or Password` (an unknown reseller, a wrong password or a \
+            disabled account), or `Your IP is not allowed` (the client IP is not in `allowed_ips`)",
+            body = ErrorBody),
+        (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody),
+        OutsideErrors,
+    )
+)]
 async fn reseller_login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -197,6 +248,23 @@ async fn reseller_login(
     Ok(Json(shape).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/session.json",
+    tag = "dialer",
+    operation_id = "dialer_user_logout",
+    summary = "Revoke the presented user token",
+    security(("bearer" = []), ()),
+    params(("token" = Option<String>, Query, description = "The token, when there is no `Authorization: Bearer`")),
+    responses(
+        (status = 200, description = "Revoked", body = LoggedOut),
+        (status = 401, description = "`Token is missing`, or `Invalid or expired token` (malformed, unknown, \
+            expired, revoked or disabled, another dialect's, or a reseller's)", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"tokenauth\"`, with \
+                `error=\"invalid_token\"` unless the token was missing"))),
+        OutsideErrors,
+    )
+)]
 async fn user_logout(
     State(app): State<AppState>,
     DialerAuth(auth, _): DialerAuth<Dialer>,
@@ -205,12 +273,133 @@ async fn user_logout(
     Ok(Json(json!({ "success": true })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/resellers/user/logout.json",
+    tag = "dialer",
+    operation_id = "dialer_reseller_logout",
+    summary = "Revoke the presented reseller token",
+    security(("bearer" = []), ()),
+    params(("token" = Option<String>, Query, description = "The token, when there is no `Authorization: Bearer`")),
+    responses(
+        (status = 200, description = "Revoked", body = LoggedOut),
+        (status = 401, description = "`Token is missing`, or `Invalid or expired token` (malformed, unknown, \
+            expired, revoked or disabled, another dialect's, or a user's)", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"tokenauth\"`, with \
+                `error=\"invalid_token\"` unless the token was missing"))),
+        OutsideErrors,
+    )
+)]
 async fn reseller_logout(
     State(app): State<AppState>,
     DialerAuth(auth, _): DialerAuth<DialerReseller>,
 ) -> Result<Json<Value>, DialectError<DialerReseller>> {
     app.tokens.revoke(&auth).await?;
     Ok(Json(json!({ "success": true })))
+}
+
+/// The dialer part of the OpenAPI document (both mounts: they share `dialer.prefix`), paths
+/// relative to that prefix.
+#[derive(OpenApi)]
+#[openapi(
+    paths(user_login, user_logout, reseller_login, reseller_logout),
+    components(schemas(ErrorBody)),
+    tags((name = "dialer", description = "Seed 001: Hello Hunter's dialer.rocks API, for users \
+        (`/session.json`) and resellers (`/v1/resellers/...`). Tokens travel as `Authorization: Bearer` or \
+        `?token=`. Errors are `{\"error\": \"...\"}`."))
+)]
+pub(crate) struct Api;
+
+// OpenAPI-only shapes: the handlers write these with `json!`.
+
+/// The user login body.
+#[derive(ToSchema)]
+#[schema(as = DialerUserLoginRequest)]
+#[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
+struct UserLoginRequest {
+    /// The user's login (an email), matched exactly.
+    #[schema(min_length = 1)]
+    login: String,
+    /// The password.
+    #[schema(min_length = 1)]
+    password: String,
+}
+
+/// The reseller login body.
+#[derive(ToSchema)]
+#[schema(as = DialerResellerLoginRequest)]
+#[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
+struct ResellerLoginRequest {
+    /// The reseller's name, matched exactly.
+    #[schema(min_length = 1)]
+    name: String,
+    /// The password.
+    #[schema(min_length = 1)]
+    pass: String,
+}
+
+/// The user login answer.
+#[derive(ToSchema)]
+#[schema(as = DialerUserLogin)]
+#[allow(dead_code)] // why: a schema only.
+struct UserLoggedIn {
+    /// The user.
+    user: UserSummary,
+    /// An HS256 JWT (`type: "user"`, `admin`, `id`, `name`, `sms_from`, `user_group_id`, `exp`, `iat`,
+    /// `jti`).
+    token: String,
+}
+
+/// The user in a login answer.
+#[derive(ToSchema)]
+#[schema(as = DialerUser)]
+#[allow(dead_code)] // why: a schema only.
+struct UserSummary {
+    /// The user's id.
+    id: i64,
+    /// Always `false`: a blocked account cannot log in.
+    blocked: bool,
+}
+
+/// A logout answer: `{"success": true}`.
+#[derive(ToSchema)]
+#[schema(as = DialerLoggedOut)]
+#[allow(dead_code)] // why: a schema only.
+struct LoggedOut {
+    /// Always `true`.
+    success: bool,
+}
+
+/// The body of every dialer error.
+#[derive(ToSchema)]
+#[schema(as = DialerError)]
+#[allow(dead_code)] // why: a schema only.
+struct ErrorBody {
+    /// What went wrong, e.g. `Invalid login credentials`.
+    #[schema(example = "Invalid login credentials")]
+    error: String,
+}
+
+/// What the dialect's layers (and the service's faults) can answer on any of its routes, in
+/// its shape.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // why: a description only.
+enum OutsideErrors {
+    /// No such endpoint under the dialect's prefix.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The path exists, the method does not.
+    #[response(status = 405, headers(("Allow" = String, description = "The allowed methods")))]
+    MethodNotAllowed(ErrorBody),
+    /// The request body is larger than `http.body_limit`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// An internal error (`Server error`; the cause is logged, never sent).
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// The database is unreachable, too many logins are in progress, or the request timed out.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
+    Unavailable(ErrorBody),
 }
 
 /// A dialer token of side `S`'s principal kind, from `Authorization: Bearer` or else from

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{Dialect, DialectError, JsonObject, json_response, required_string, rfc3339, scheme_credentials};
 use crate::app::AppState;
@@ -32,7 +33,8 @@ use crate::token::{Authenticated, LoginOptions, Refresh, RevokeScope, TokenPolic
 pub struct Knox;
 
 /// Its paths, relative to its prefix.
-pub(crate) const PATHS: &[&str] = &["/auth/login/", "/auth/logout/", "/auth/logoutall/"];
+#[doc(hidden)]
+pub const PATHS: &[&str] = &["/auth/login/", "/auth/logout/", "/auth/logoutall/"];
 
 /// Prefixed hex tokens, with knox's TTL, AUTO_REFRESH and TOKEN_LIMIT_PER_USER from config.
 pub fn policy(cfg: &KnoxConfig) -> TokenPolicy {
@@ -57,6 +59,25 @@ pub(crate) fn router() -> Router<AppState> {
 
 type Result<T> = std::result::Result<T, DialectError<Knox>>;
 
+#[utoipa::path(
+    post,
+    path = "/auth/login/",
+    tag = "knox",
+    operation_id = "knox_login",
+    summary = "Log in with a username and password; answers a new token",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new token", body = LoggedIn),
+        (status = 400, description = "Django REST framework's shapes: wrong credentials or an inactive user \
+            (`non_field_errors`), a missing, null, blank or non-string field (one key per field), a body \
+            that is not an object (`non_field_errors`), malformed JSON or an invalid value (`detail`)",
+            body = BadRequest),
+        (status = 403, description = "The user already holds `knox.max_tokens_per_user` live tokens",
+            body = TokenLimitBody),
+        (status = 415, description = "A non-empty body that is not `application/json`", body = Detail),
+        OutsideErrors,
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -76,11 +97,41 @@ async fn login(
     Ok(Json(json!({ "token": issued.token.expose(), "expiry": expiry })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout/",
+    tag = "knox",
+    operation_id = "knox_logout",
+    summary = "Revoke the presented token",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Revoked (empty body; the status is `knox.logout_status`)"),
+        (status = 401, description = "No credentials, a malformed header, an unknown, expired or revoked \
+            token, or an inactive user", body = Detail,
+            headers(("WWW-Authenticate" = String, description = "`Token`"))),
+        OutsideErrors,
+    )
+)]
 async fn logout(State(app): State<AppState>, KnoxAuth(auth): KnoxAuth) -> Result<StatusCode> {
     app.tokens.revoke(&auth).await?;
     Ok(logout_status(&app))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logoutall/",
+    tag = "knox",
+    operation_id = "knox_logoutall",
+    summary = "Revoke every knox token of the presented token's user, never-expiring ones included",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Revoked (empty body; the status is `knox.logout_status`)"),
+        (status = 401, description = "No credentials, a malformed header, an unknown, expired or revoked \
+            token, or an inactive user", body = Detail,
+            headers(("WWW-Authenticate" = String, description = "`Token`"))),
+        OutsideErrors,
+    )
+)]
 async fn logout_all(State(app): State<AppState>, KnoxAuth(auth): KnoxAuth) -> Result<StatusCode> {
     app.tokens.revoke_all(&auth, RevokeScope::SameDialect).await?;
     Ok(logout_status(&app))
@@ -89,6 +140,139 @@ async fn logout_all(State(app): State<AppState>, KnoxAuth(auth): KnoxAuth) -> Re
 fn logout_status(app: &AppState) -> StatusCode {
     // why: config validation admits only 200 and 204.
     StatusCode::from_u16(app.config.knox.logout_status).unwrap_or(StatusCode::OK)
+}
+
+/// The knox part of the OpenAPI document, paths relative to the dialect's prefix. The logout
+/// answers are documented as 200; `set_logout_status` moves them to the configured status.
+#[derive(OpenApi)]
+#[openapi(
+    paths(login, logout, logout_all),
+    components(schemas(Detail)),
+    tags((name = "knox", description = "Seed 003: Papermerge on django-rest-knox. Errors follow Django REST \
+        framework; 401s carry `WWW-Authenticate: Token`."))
+)]
+pub(crate) struct Api;
+
+/// Document the logouts' success as `status` (`knox.logout_status`: 200 or 204), as served.
+pub(crate) fn set_logout_status(api: &mut utoipa::openapi::OpenApi, status: u16) {
+    if status == 200 {
+        return;
+    }
+    for path in ["/auth/logout/", "/auth/logoutall/"] {
+        let Some(op) = api.paths.paths.get_mut(path).and_then(|item| item.post.as_mut()) else { continue };
+        if let Some(ok) = op.responses.responses.remove("200") {
+            op.responses.responses.insert(status.to_string(), ok);
+        }
+    }
+}
+
+// OpenAPI-only shapes: the handlers write these with `json!`.
+
+/// The login body.
+#[derive(ToSchema)]
+#[schema(as = KnoxLoginRequest)]
+#[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
+struct LoginRequest {
+    /// The username (surrounding whitespace is removed).
+    #[schema(min_length = 1)]
+    username: String,
+    /// The password.
+    #[schema(min_length = 1)]
+    password: String,
+}
+
+/// The login answer.
+#[derive(ToSchema)]
+#[schema(as = KnoxLogin)]
+#[allow(dead_code)] // why: a schema only.
+struct LoggedIn {
+    /// The token: 64 lowercase hex characters after the optional `knox.token_prefix`.
+    #[schema(example = "5f0c5e0b2d1f4e7a9c3b8a6d4e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f")]
+    token: String,
+    /// The expiry (ISO 8601, UTC, with `Z`), `null` when the token never expires (the default).
+    #[schema(required = true, format = DateTime)]
+    expiry: Option<String>,
+}
+
+/// A 400: exactly one of Django REST framework's three shapes.
+#[derive(ToSchema)]
+#[schema(as = KnoxBadRequest)]
+#[serde(untagged)]
+#[allow(dead_code)] // why: a schema only.
+enum BadRequest {
+    /// Field errors: one key per failing field.
+    Fields(FieldErrors),
+    /// An error not tied to a field.
+    NonField(NonFieldErrors),
+    /// A malformed request.
+    Detail(Detail),
+}
+
+/// Field errors, each failing field with its messages (e.g. `This field is required.`).
+// why no `min_properties = 1`: utoipa 5.5 emits it as `maxProperties`, which would refuse a
+// body naming both fields.
+#[derive(ToSchema)]
+#[schema(as = KnoxFieldErrors)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // why: a schema only.
+struct FieldErrors {
+    /// The username's problems.
+    #[schema(nullable = false)]
+    username: Option<Vec<String>>,
+    /// The password's problems.
+    #[schema(nullable = false)]
+    password: Option<Vec<String>>,
+}
+
+/// `{"non_field_errors": [...]}`, e.g. `Unable to log in with provided credentials.`
+#[derive(ToSchema)]
+#[schema(as = KnoxNonFieldErrors)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // why: a schema only.
+struct NonFieldErrors {
+    /// The messages.
+    non_field_errors: Vec<String>,
+}
+
+/// `{"detail": "..."}`: every error but the 400 field errors and the 403.
+#[derive(ToSchema)]
+#[schema(as = KnoxDetail)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // why: a schema only.
+struct Detail {
+    /// The message, e.g. `Invalid token.`
+    detail: String,
+}
+
+/// The token-limit refusal.
+#[derive(ToSchema)]
+#[schema(as = KnoxTokenLimit)]
+#[allow(dead_code)] // why: a schema only.
+struct TokenLimitBody {
+    /// `Maximum amount of tokens allowed per user exceeded.`
+    error: String,
+}
+
+/// What the dialect's layers (and the service's faults) can answer on any of its routes, in
+/// its shape.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // why: a description only.
+enum OutsideErrors {
+    /// No such endpoint under the dialect's prefix.
+    #[response(status = 404)]
+    NotFound(Detail),
+    /// The path exists, the method does not.
+    #[response(status = 405, headers(("Allow" = String, description = "The allowed methods")))]
+    MethodNotAllowed(Detail),
+    /// The request body is larger than `http.body_limit`.
+    #[response(status = 413)]
+    PayloadTooLarge(Detail),
+    /// An internal error (the cause is logged, never sent).
+    #[response(status = 500)]
+    Internal(Detail),
+    /// The database is unreachable, too many logins are in progress, or the request timed out.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
+    Unavailable(Detail),
 }
 
 /// A knox token from `Authorization: Token <token>`, authenticated.

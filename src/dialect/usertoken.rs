@@ -21,6 +21,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{
     Dialect, DialectError, JsonObject, basic_credentials, json_response, optional_string, rfc3339, scheme_credentials,
@@ -39,7 +40,8 @@ use crate::token::{Authenticated, LoginOptions, TokenPolicy};
 pub struct Usertoken;
 
 /// Its paths, relative to its prefix.
-pub(crate) const PATHS: &[&str] = &["/auth/login", "/auth/bump", "/auth/logout"];
+#[doc(hidden)]
+pub const PATHS: &[&str] = &["/auth/login", "/auth/bump", "/auth/logout"];
 
 /// UUID v4 tokens; the configured default lifetime (none by default); no refresh, no limit.
 pub fn policy(cfg: &UsertokenConfig) -> TokenPolicy {
@@ -64,16 +66,26 @@ pub(crate) fn router() -> Router<AppState> {
 type Result<T> = std::result::Result<T, DialectError<Usertoken>>;
 
 /// The UserToken object of the seed.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserToken<'a> {
+    /// The token: a UUID v4 (not the token's id).
+    #[schema(format = "uuid")]
     token: &'a str,
+    /// Always `true` for a new token.
     enabled: bool,
+    /// Always `0` for a new token.
     version: i64,
+    /// When the token was created (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     creation_time: String,
+    /// The note given at login; absent when none was.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     note: Option<&'a str>,
+    /// The absolute expiry (RFC 3339, UTC); absent when the token never expires.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
     expiration_time: Option<String>,
 }
 
@@ -90,6 +102,34 @@ impl<'a> UserToken<'a> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "usertoken",
+    operation_id = "usertoken_login",
+    summary = "Log in with HTTP Basic credentials; answers a new UserToken",
+    security(("basic" = [])),
+    request_body(
+        content = LoginRequest,
+        content_type = "application/json",
+        description = "Optional; an empty body sets neither a note nor an expiry",
+    ),
+    responses(
+        (status = 200, description = "The new token", body = UserToken<'_>,
+            headers(("Vary" = String, description = "`Accept`"))),
+        (status = 400, description = "An `expirationTime` that is not RFC 3339 or is in the past, a note over \
+            128 characters or with control characters, a field that is not a string, malformed JSON, a body \
+            that is not an object", body = ErrorBody, headers(("Vary" = String, description = "`Accept`"))),
+        (status = 401, description = "A missing or malformed Basic header, an unknown user, a wrong password \
+            or a disabled user: one answer for all", body = ErrorBody, headers(
+            ("WWW-Authenticate" = String, description = "`Basic realm=\"tokenauth\"`"),
+            ("Vary" = String, description = "`Accept`"),
+        )),
+        (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody,
+            headers(("Vary" = String, description = "`Accept`"))),
+        OutsideErrors,
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -118,11 +158,46 @@ fn login_options(
     Ok(LoginOptions { note, expires_at })
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/bump",
+    tag = "usertoken",
+    operation_id = "usertoken_bump",
+    summary = "Record a use: the user's last-login and the token's last-usage time become now (expiry unchanged)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Bumped", body = Bumped, headers(("Vary" = String, description = "`Accept`"))),
+        (status = 401, description = "A missing, malformed, unknown, expired, revoked or disabled token, or \
+            another dialect's", body = ErrorBody, headers(
+            ("WWW-Authenticate" = String, description = "`Basic realm=\"tokenauth\"`"),
+            ("Vary" = String, description = "`Accept`"),
+        )),
+        OutsideErrors,
+    )
+)]
 async fn bump(State(app): State<AppState>, BearerAuth(auth): BearerAuth) -> Result<Json<serde_json::Value>> {
     let at = app.tokens.bump(&auth).await?;
     Ok(Json(json!({ "lastLoginTime": rfc3339(at)? })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "usertoken",
+    operation_id = "usertoken_logout",
+    summary = "Revoke the presented token (only that one)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = LoggedOut,
+            headers(("Vary" = String, description = "`Accept`"))),
+        (status = 401, description = "A missing, malformed, unknown, expired, revoked or disabled token, or \
+            another dialect's", body = ErrorBody, headers(
+            ("WWW-Authenticate" = String, description = "`Basic realm=\"tokenauth\"`"),
+            ("Vary" = String, description = "`Accept`"),
+        )),
+        OutsideErrors,
+    )
+)]
 async fn logout(State(app): State<AppState>, BearerAuth(auth): BearerAuth) -> Result<Json<serde_json::Value>> {
     app.tokens.revoke(&auth).await?;
     Ok(Json(json!({ "success": true })))
@@ -150,6 +225,101 @@ impl FromRequestParts<AppState> for BearerAuth {
         let token = scheme_credentials(&parts.headers, "Bearer").map_err(Error::Unauthenticated)?;
         Ok(BearerAuth(app.tokens.authenticate(&app.policies.usertoken, token).await?))
     }
+}
+
+/// The usertoken part of the OpenAPI document, paths relative to the dialect's prefix.
+#[derive(OpenApi)]
+#[openapi(
+    paths(login, bump, logout),
+    components(schemas(ErrorBody)),
+    modifiers(&LOGIN_BODY_IS_OPTIONAL),
+    tags((name = "usertoken", description = "Seed 002: the Atheneum API, whose UserToken model is szurubooru's. \
+        Every response carries `Vary: Accept`."))
+)]
+pub(crate) struct Api;
+
+const LOGIN_BODY_IS_OPTIONAL: crate::openapi::OptionalBody = crate::openapi::OptionalBody("/auth/login");
+
+// OpenAPI-only shapes: the handlers write these with `json!`.
+
+/// The body of every usertoken error.
+#[derive(ToSchema)]
+#[schema(as = UsertokenError)]
+#[allow(dead_code)] // why: a schema only.
+struct ErrorBody {
+    /// `ValidationError`, `AuthError`, `NotFoundError`, `MethodNotAllowedError`,
+    /// `ServiceUnavailableError` or `InternalError`.
+    #[schema(example = "AuthError")]
+    name: String,
+    /// A title for `name`.
+    #[schema(example = "Authentication error")]
+    title: String,
+    /// What went wrong.
+    #[schema(example = "Authorization failed")]
+    description: String,
+}
+
+/// The optional login body.
+#[derive(ToSchema)]
+#[schema(as = UsertokenLoginRequest)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
+struct LoginRequest {
+    /// A one-line label for the token.
+    #[schema(max_length = 128)]
+    note: Option<String>,
+    /// An absolute expiry (RFC 3339), in the future; absent: the configured default lifetime
+    /// (none by default).
+    #[schema(format = DateTime)]
+    expiration_time: Option<String>,
+}
+
+/// The answer to a bump.
+#[derive(ToSchema)]
+#[schema(as = UsertokenBumped)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // why: a schema only.
+struct Bumped {
+    /// The user's new last-login time (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    last_login_time: String,
+}
+
+/// The answer to a logout.
+#[derive(ToSchema)]
+#[schema(as = UsertokenLoggedOut)]
+#[allow(dead_code)] // why: a schema only.
+struct LoggedOut {
+    /// Always `true`.
+    success: bool,
+}
+
+/// What the dialect's layers (and the service's faults) can answer on any of its routes, in
+/// its shape.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // why: a description only.
+enum OutsideErrors {
+    /// No such endpoint under the dialect's prefix.
+    #[response(status = 404, headers(("Vary" = String, description = "`Accept`")))]
+    NotFound(ErrorBody),
+    /// The path exists, the method does not.
+    #[response(status = 405, headers(
+        ("Allow" = String, description = "The allowed methods"),
+        ("Vary" = String, description = "`Accept`"),
+    ))]
+    MethodNotAllowed(ErrorBody),
+    /// The request body is larger than `http.body_limit`.
+    #[response(status = 413, headers(("Vary" = String, description = "`Accept`")))]
+    PayloadTooLarge(ErrorBody),
+    /// An internal error (the cause is logged, never sent).
+    #[response(status = 500, headers(("Vary" = String, description = "`Accept`")))]
+    Internal(ErrorBody),
+    /// The database is unreachable, too many logins are in progress, or the request timed out.
+    #[response(status = 503, headers(
+        ("Retry-After" = u64, description = "Seconds to wait before retrying"),
+        ("Vary" = String, description = "`Accept`"),
+    ))]
+    Unavailable(ErrorBody),
 }
 
 fn field_message(e: &FieldError) -> String {

@@ -19,6 +19,7 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::{Dialect, DialectError, JsonObject, json_response, required_string};
@@ -36,7 +37,8 @@ use crate::token::{LoginOptions, TokenPolicy};
 pub struct Webitel;
 
 /// Its paths, relative to its prefix.
-pub(crate) const PATHS: &[&str] = &["/login", "/logout"];
+#[doc(hidden)]
+pub const PATHS: &[&str] = &["/login", "/logout"];
 
 /// HS256 JWTs carrying `exp` (milliseconds), `jti` and `acl`; sessions last `token_ttl`.
 pub fn policy(cfg: &WebitelConfig) -> TokenPolicy {
@@ -74,6 +76,25 @@ pub(crate) fn router() -> Router<AppState> {
 
 type Result<T> = std::result::Result<T, DialectError<Webitel>>;
 
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "webitel",
+    operation_id = "webitel_login",
+    summary = "Log in as `name@domain` (or a name without a domain); answers a session and its JWT",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new session", body = LoggedIn),
+        (status = 400, description = "`User name is required` (username missing, null, empty or not a string); \
+            malformed JSON; a body that is not an object", body = ErrorBody),
+        (status = 401, description = "`Invalid credentials`: a wrong password or a disabled user (and an \
+            unknown user with `webitel.hide_unknown_users`)", body = ErrorBody),
+        (status = 404, description = "`User not found` (an unknown user, unless `webitel.hide_unknown_users`), \
+            or no such endpoint under the dialect's prefix", body = ErrorBody),
+        (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody),
+        OutsideErrors,
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -132,6 +153,34 @@ fn credential(
         .map(str::to_owned)
 }
 
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "webitel",
+    operation_id = "webitel_logout",
+    summary = "Revoke the presented token, named by its key",
+    description = "The token and its key are each read from the header, else the query string, else a JSON \
+        body; an empty value counts as absent. The key must be the id of the very token presented.",
+    params(
+        ("X-Access-Token" = Option<String>, Header, description = "The token (the login's `token`)"),
+        ("X-Key" = Option<String>, Header, description = "The token's key (the login's `key`)"),
+        ("access_token" = Option<String>, Query, description = "The token, when not in `X-Access-Token`"),
+        ("x_key" = Option<String>, Query, description = "The key, when not in `X-Key`"),
+    ),
+    request_body(
+        content = LogoutRequest,
+        content_type = "application/json",
+        description = "Optional; the third place the token and key are looked for (a body that is not a JSON \
+            object is ignored)",
+    ),
+    responses(
+        (status = 200, description = "Revoked", body = LoggedOut),
+        (status = 401, description = "`Invalid credentials`: a missing token or key, a key that does not name \
+            the token, an unknown, expired, revoked or disabled token, or another dialect's", body = ErrorBody),
+        (status = 404, description = "No such endpoint under the dialect's prefix", body = ErrorBody),
+        OutsideErrors,
+    )
+)]
 async fn logout(
     State(app): State<AppState>,
     uri: Uri,
@@ -157,6 +206,121 @@ async fn logout(
     }
     app.tokens.revoke(&auth).await?;
     Ok(Json(json!({"status": "OK", "info": "Successful logout."})).into_response())
+}
+
+/// The webitel part of the OpenAPI document, paths relative to the dialect's prefix.
+#[derive(OpenApi)]
+#[openapi(
+    paths(login, logout),
+    components(schemas(ErrorBody)),
+    modifiers(&LOGOUT_BODY_IS_OPTIONAL),
+    tags((name = "webitel", description = "Seed 000: the Webitel v3 engine. Errors are \
+        `{\"status\": \"error\", \"info\": \"...\"}`."))
+)]
+pub(crate) struct Api;
+
+const LOGOUT_BODY_IS_OPTIONAL: crate::openapi::OptionalBody = crate::openapi::OptionalBody("/logout");
+
+// OpenAPI-only shapes: the handlers write these with `json!`.
+
+/// The login body.
+#[derive(ToSchema)]
+#[schema(as = WebitelLoginRequest)]
+#[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
+struct LoginRequest {
+    /// `name@domain`, or a name without a domain.
+    #[schema(min_length = 1, example = "100@mydomain.com")]
+    username: String,
+    /// The password.
+    password: String,
+}
+
+/// The login answer.
+#[derive(ToSchema)]
+#[schema(as = WebitelLogin)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // why: a schema only.
+struct LoggedIn {
+    /// The token's id (a UUID v4), needed to log out.
+    #[schema(format = "uuid")]
+    key: String,
+    /// The username as sent.
+    username: String,
+    /// The part after `@`; absent when the username has none.
+    #[schema(nullable = false)]
+    domain: Option<String>,
+    /// The absolute expiry, in epoch milliseconds.
+    #[schema(example = 1_464_587_176_910_i64)]
+    expires: i64,
+    /// An HS256 JWT whose payload holds `exp` (epoch milliseconds), `jti` (= `key`) and `acl`.
+    token: String,
+    /// The role's integer code (Webitel: root=2, admin=1, user=0); absent without a role.
+    #[schema(nullable = false)]
+    role: Option<i64>,
+    /// The role's name; absent without a role.
+    #[schema(nullable = false)]
+    role_name: Option<String>,
+    /// The role's ACL: resource to permissions (`*`, `r`, `w`, ...); `{}` without a role.
+    acl: std::collections::BTreeMap<String, Vec<String>>,
+    /// `webitel.cdr` from the configuration; absent when not configured.
+    #[schema(nullable = false, value_type = Option<Object>)]
+    cdr: Option<Map<String, Value>>,
+}
+
+/// The optional logout body.
+#[derive(ToSchema)]
+#[schema(as = WebitelLogoutRequest)]
+#[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
+struct LogoutRequest {
+    /// The token.
+    access_token: Option<String>,
+    /// The token's key.
+    x_key: Option<String>,
+}
+
+/// The logout answer: `{"status": "OK", "info": "Successful logout."}`.
+#[derive(ToSchema)]
+#[schema(as = WebitelLoggedOut)]
+#[allow(dead_code)] // why: a schema only.
+struct LoggedOut {
+    /// `OK`.
+    #[schema(example = "OK")]
+    status: String,
+    /// `Successful logout.`
+    #[schema(example = "Successful logout.")]
+    info: String,
+}
+
+/// The body of every webitel error.
+#[derive(ToSchema)]
+#[schema(as = WebitelError)]
+#[allow(dead_code)] // why: a schema only.
+struct ErrorBody {
+    /// `error`.
+    #[schema(example = "error")]
+    status: String,
+    /// What went wrong, e.g. `Invalid credentials`.
+    #[schema(example = "Invalid credentials")]
+    info: String,
+}
+
+/// What the dialect's layers (and the service's faults) can answer on any of its routes, in
+/// its shape (404, also a login answer, is listed per route).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // why: a description only.
+enum OutsideErrors {
+    /// The path exists, the method does not.
+    #[response(status = 405, headers(("Allow" = String, description = "The allowed methods")))]
+    MethodNotAllowed(ErrorBody),
+    /// The request body is larger than `http.body_limit`.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorBody),
+    /// An internal error (the cause is logged, never sent).
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// The database is unreachable, too many logins are in progress, or the request timed out.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
+    Unavailable(ErrorBody),
 }
 
 impl Dialect for Webitel {

@@ -2,10 +2,14 @@
 //! trusted proxy.
 //!
 //! Policy: the peer's IPv4-mapped IPv6 address is folded to IPv4. If the peer is in
-//! `trusted_proxies`, the chain from `Forwarded` (preferred) or else `X-Forwarded-For` is
-//! walked from the right, skipping trusted proxies; the first untrusted address is the client
-//! (all trusted: the leftmost). A malformed or obfuscated chain means the peer. A client
-//! talking to us directly gets no say, whatever headers it sends.
+//! `trusted_proxies`, the chain from `Forwarded` or `X-Forwarded-For` is walked from the
+//! right, skipping trusted proxies; the first untrusted address is the client (all trusted:
+//! the leftmost). A malformed or obfuscated chain means the peer. A client talking to us
+//! directly gets no say, whatever headers it sends.
+//!
+//! When both headers are present they must name the same client, or the peer is used: most
+//! proxies append to `X-Forwarded-For` and pass a client's own `Forwarded` through untouched,
+//! so preferring either one blindly would let a client behind the proxy pick its address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -50,16 +54,19 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> I
     if !trusted.contains(peer) {
         return peer;
     }
-    let chain = if headers.contains_key(header::FORWARDED) {
-        forwarded_chain(headers)
-    } else if headers.contains_key(&X_FORWARDED_FOR) {
-        x_forwarded_for_chain(headers)
-    } else {
-        return peer;
-    };
-    let Some(chain) = chain else {
-        return peer;
-    };
+    let walk = |chain: Option<Vec<IpAddr>>| chain.map(|chain| client_of(peer, chain, trusted));
+    let forwarded = headers.contains_key(header::FORWARDED).then(|| walk(forwarded_chain(headers)));
+    let x_forwarded_for = headers.contains_key(&X_FORWARDED_FOR).then(|| walk(x_forwarded_for_chain(headers)));
+    match (forwarded, x_forwarded_for) {
+        (Some(Some(a)), Some(Some(b))) if a == b => a,
+        (Some(Some(client)), None) | (None, Some(Some(client))) => client,
+        // Absent, malformed, or two headers that disagree: the peer.
+        _ => peer,
+    }
+}
+
+/// The first address from the right of `chain` that is not a trusted proxy.
+fn client_of(peer: IpAddr, chain: Vec<IpAddr>, trusted: &TrustedProxies) -> IpAddr {
     let mut client = peer;
     for addr in chain.into_iter().rev() {
         client = canonical(addr);
@@ -171,13 +178,19 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_preferred_and_parsed() {
+    fn forwarded_is_parsed_and_must_agree_with_x_forwarded_for() {
         let t = trusted(&["10.0.0.0/8"]);
-        let h = headers(&[
-            ("forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\""),
-            ("x-forwarded-for", "9.9.9.9"),
-        ]);
+        let chain = "for=192.0.2.60;proto=http;by=203.0.113.43, for=\"[2001:db8:cafe::17]:4711\"";
+        let h = headers(&[("forwarded", chain)]);
         assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("2001:db8:cafe::17"));
+        // A client's own Forwarded passed through by a proxy that appends to X-Forwarded-For:
+        // they disagree, so neither is believed.
+        let h = headers(&[("forwarded", chain), ("x-forwarded-for", "9.9.9.9")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("10.0.0.2"));
+        let h = headers(&[("forwarded", "for=9.9.9.9"), ("x-forwarded-for", "1.1.1.1, 9.9.9.9")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("9.9.9.9"), "both name the same client");
+        let h = headers(&[("forwarded", "for=unknown"), ("x-forwarded-for", "9.9.9.9")]);
+        assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("10.0.0.2"), "a malformed one spoils both");
         let h = headers(&[("forwarded", "For=\"192.0.2.43:47011\"")]);
         assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("192.0.2.43"));
     }

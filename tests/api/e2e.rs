@@ -28,12 +28,12 @@ const PASSWORD: &str = "e2e-Pa55word-not-for-logs";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A running `tokenauth serve`, killed when dropped. Its stderr is kept, line by line.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// The address the server logged.
     logged: SocketAddr,
     /// Where to connect: the logged address, with 127.0.0.1 for an unspecified IP.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
 }
@@ -45,7 +45,7 @@ impl Server {
     }
 
     /// Start a prepared `serve` command with debug logging and wait until it listens.
-    async fn spawn(mut cmd: std::process::Command) -> Server {
+    pub(crate) async fn spawn(mut cmd: std::process::Command) -> Server {
         cmd.env("RUST_LOG", "trace").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -81,7 +81,7 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
@@ -124,7 +124,7 @@ impl Server {
     }
 
     /// Stop with `signal` and assert a clean exit (status 0) within `WAIT`.
-    async fn stop(&mut self, signal: &str) {
+    pub(crate) async fn stop(&mut self, signal: &str) {
         self.signal(signal);
         let status = self.wait_for_exit().await;
         assert_eq!(status.code(), Some(0), "exit after SIG{signal}: {status}; stderr:\n{}", self.logs().join("\n"));

@@ -13,6 +13,8 @@ mod e2e;
 mod knox;
 mod layers;
 mod metrics;
+mod nginx;
+mod openapi;
 mod service;
 mod store_contract;
 mod usertoken;

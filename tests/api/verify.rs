@@ -197,6 +197,12 @@ async fn any_method_is_accepted(backend: Backend) {
     let head = app.request(Method::HEAD, "/verify").send().await;
     assert_eq!(head.status, StatusCode::UNAUTHORIZED);
     assert_eq!(head.header("x-auth-reason"), Some("missing"));
+    // Envoy's ext_authz calls /verify/<original path>, with the original query.
+    let resp = app.request(Method::PUT, "/verify/app/page").bearer(&token).send().await;
+    assert_eq!(resp.header("x-auth-user"), Some("alice"));
+    let resp = app.get(&format!("/verify/app/page?x=1&token={token}")).send().await;
+    assert_eq!(resp.header("x-auth-user"), Some("alice"));
+    assert_eq!(app.get("/verify/app/page").send().await.header("x-auth-reason"), Some("missing"));
 }
 
 fn rules() -> Vec<AclRule> {
@@ -252,6 +258,31 @@ async fn acl_rules_forbid_what_the_role_lacks(backend: Backend) {
         .send()
         .await;
     forbidden(resp);
+    // Two headers naming the request differently: neither is believed (a client behind
+    // Traefik could add its own X-Original-URI), so the rules refuse.
+    let resp = app
+        .get("/verify")
+        .token(&token)
+        .header("x-forwarded-method", "POST")
+        .header("x-forwarded-uri", "/api/cdr/1")
+        .header("x-original-uri", "/public")
+        .send()
+        .await;
+    forbidden(resp);
+    let resp = app
+        .get("/verify")
+        .token(&token)
+        .header("x-original-uri", "/api/cdr/1")
+        .header("x-original-method", "GET")
+        .header("x-forwarded-method", "POST")
+        .send()
+        .await;
+    forbidden(resp);
+    // Envoy: the original path after /verify, the original method as the request's own.
+    assert_eq!(app.get("/verify/api/cdr/42").token(&token).send().await.status, StatusCode::OK);
+    forbidden(app.post("/verify/api/cdr/42").token(&token).send().await);
+    forbidden(app.post("/verify/api/%63dr").token(&token).send().await);
+    assert_eq!(app.post("/verify/public/page").token(&token).send().await.status, StatusCode::OK);
     // A user without a role holds no permission under a rule, and passes outside them.
     forbidden(ask(norole.clone(), "GET", "/api/cdr").await);
     assert_eq!(ask(norole.clone(), "GET", "/public").await.status, StatusCode::OK);
