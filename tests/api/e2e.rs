@@ -216,6 +216,57 @@ async fn access_log_has_the_client_ip_and_redacts_the_query() {
     }
 }
 
+/// `--log-format json`: one JSON object per line; each response line carries the request
+/// id, method, matched route, client IP, status and latency; no secret in any line.
+#[tokio::test]
+async fn json_access_lines_carry_route_status_latency_and_request_id() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    add_alice(&db).await;
+    let cmd = command(&["--log-format", "json", "serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    let mut server = Server::spawn(cmd).await;
+    let http = client();
+    let token = knox_login(&http, &server).await;
+    let resp = http
+        .get(server.url("/verify"))
+        .header("authorization", format!("Token {token}"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-123", "the request id comes back");
+    let resp = http.get(server.url("/verify")).header("authorization", "Token nope").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    server.stop("TERM").await;
+
+    let logs = server.logs();
+    let lines: Vec<Value> =
+        logs.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    let finished = |request_id: &str| {
+        lines
+            .iter()
+            .find(|l| l["span"]["request_id"] == request_id && l["fields"]["message"] == "finished processing request")
+            .unwrap_or_else(|| panic!("no access line for {request_id}:\n{}", logs.join("\n")))
+            .clone()
+    };
+    let ok = finished("trace-me-123");
+    assert_eq!(ok["span"]["method"], "GET");
+    assert_eq!(ok["span"]["route"], "/verify");
+    assert_eq!(ok["span"]["client_ip"], "127.0.0.1");
+    assert_eq!(ok["fields"]["status"], 200);
+    assert!(ok["fields"]["latency"].is_string(), "{ok}");
+    let refused = finished(&generated);
+    assert_eq!(refused["fields"]["status"], 401);
+    let login = lines.iter().find(|l| l["span"]["route"] == "/auth/login/" && l["fields"]["status"] == 200);
+    assert!(login.is_some(), "the login has its line too");
+    for line in &logs {
+        for secret in [token.as_str(), PASSWORD, "Token nope"] {
+            assert!(!line.contains(secret), "{secret:?} logged: {line}");
+        }
+    }
+}
+
 backend_tests!(
     dialects_work_over_http_and_secrets_stay_out_of_the_logs,
     sigterm_lets_an_in_flight_request_finish,
