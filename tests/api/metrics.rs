@@ -38,6 +38,10 @@ async fn requests_logins_and_checks_are_counted(backend: Backend) {
     assert_eq!(app.get("/verify").token(&"ab".repeat(32)).send().await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get("/verify").bearer("garbage").send().await.status, StatusCode::UNAUTHORIZED);
     app.get("/no/such/path").send().await;
+    for invented in ["BREW", "PROPFIND", "X-RANDOM-1"] {
+        let method = axum::http::Method::from_bytes(invented.as_bytes()).unwrap();
+        app.request(method, "/verify").token(&token).send().await;
+    }
 
     let text = scrape(&app).await;
     let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
@@ -45,7 +49,7 @@ async fn requests_logins_and_checks_are_counted(backend: Backend) {
     assert_eq!(value(r#"tokenauth_logins_total{dialect="knox",outcome="wrong_password"}"#), 1.0);
     assert_eq!(value(r#"tokenauth_logins_total{dialect="knox",outcome="unknown_principal"}"#), 1.0);
     assert_eq!(value(r#"tokenauth_logins_total{dialect="dialer",outcome="success"}"#), 1.0);
-    assert_eq!(value(r#"tokenauth_token_checks_total{outcome="ok"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_token_checks_total{outcome="ok"}"#), 4.0);
     assert_eq!(value(r#"tokenauth_token_checks_total{outcome="unknown"}"#), 1.0);
     assert_eq!(value(r#"tokenauth_token_checks_total{outcome="malformed"}"#), 1.0);
     // Requests by matched route template and status; an unknown path is one bounded label.
@@ -54,6 +58,8 @@ async fn requests_logins_and_checks_are_counted(backend: Backend) {
     assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="/verify",status="401"}"#), 2.0);
     assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
     assert!(!text.contains("/no/such/path"), "raw paths never become labels");
+    assert_eq!(value(r#"tokenauth_http_requests_total{method="other",route="/verify",status="200"}"#), 3.0);
+    assert!(!text.contains("BREW") && !text.contains("PROPFIND"), "invented methods never become labels");
     assert_eq!(value(r#"tokenauth_http_request_duration_seconds_count{method="GET",route="/verify"}"#), 3.0);
     assert!(
         text.contains(
