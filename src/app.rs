@@ -30,6 +30,7 @@ use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
 use crate::middleware::{access_log, error_log};
 use crate::store::{self, Store};
 use crate::token::TokenService;
+use crate::token::cache::TokenCache;
 use crate::token::clock::Clock;
 use crate::token::password::Passwords;
 use crate::verify::{self, Verify};
@@ -70,7 +71,8 @@ pub async fn token_service(
     let metrics = Arc::new(Metrics::default());
     let passwords = Passwords::new(&config.passwords, metrics.hashing.clone())?;
     let secret = config.jwt_secret.as_ref().map(|s| s.expose().clone());
-    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens, secret, metrics).await?))
+    let cache = TokenCache::new(config.cache.capacity, config.cache.max_staleness);
+    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens, secret, metrics, cache).await?))
 }
 
 /// The whole HTTP surface. Layers, outermost first:

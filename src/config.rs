@@ -42,6 +42,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     /// Token housekeeping.
     pub tokens: TokensConfig,
+    /// The token-check cache.
+    pub cache: CacheConfig,
     /// Cross-origin requests (off unless origins are listed).
     pub cors: CorsConfig,
     /// The usertoken dialect (`/auth/login`, `/auth/bump`, `/auth/logout`).
@@ -72,6 +74,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             passwords: PasswordConfig::default(),
             tokens: TokensConfig::default(),
+            cache: CacheConfig::default(),
             cors: CorsConfig::default(),
             usertoken: UsertokenConfig::default(),
             knox: KnoxConfig::default(),
@@ -188,6 +191,26 @@ impl Default for TokensConfig {
             sweep_interval: Duration::from_secs(3600),
             touch_flush_interval: Duration::from_secs(10),
         }
+    }
+}
+
+/// The token-check cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Successful token lookups kept in memory (about 1 KiB each); 0 turns the cache off.
+    pub capacity: u64,
+    /// The longest a cached lookup is trusted without reading its row again: the bound on
+    /// how late a revocation on another replica can be seen if its notice is lost.
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        // why 5 s: revocations normally arrive by NOTIFY within milliseconds; this is the
+        // safety net, and a few seconds of database reads per token is cheap.
+        CacheConfig { capacity: 100_000, max_staleness: Duration::from_secs(5) }
     }
 }
 
@@ -536,6 +559,17 @@ fn flatten(err: figment::Error) -> String {
 }
 
 impl Config {
+    /// Whether the dialect named `name` is served (`usertoken`, `knox`, `webitel`, `dialer`).
+    pub fn dialect_enabled(&self, name: &str) -> bool {
+        match name {
+            "usertoken" => self.usertoken.enabled,
+            "knox" => self.knox.enabled,
+            "webitel" => self.webitel.enabled,
+            "dialer" => self.dialer.enabled,
+            _ => false,
+        }
+    }
+
     /// Check what serde cannot: relations between keys and value ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();

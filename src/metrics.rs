@@ -112,6 +112,16 @@ pub struct Metrics {
     pub hashing: HashingMetrics,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
+    cache_lookups: Family<CacheLabels, Gauge>,
+    cache_entries: Gauge,
+    listener_reconnects: Counter,
+}
+
+/// Labels of the cache's lookup counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -160,7 +170,33 @@ impl Metrics {
         );
         let pool_max = Gauge::default();
         registry.register("db_pool_max_connections", "Database pool size limit", pool_max.clone());
-        Metrics { registry, http_requests, http_latency, logins, token_checks, hashing, pool_connections, pool_max }
+        let cache_lookups = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "token_cache_lookups",
+            "Token-cache lookups since start by result, sampled at scrape",
+            cache_lookups.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register("token_cache_entries", "Token checks cached now (approximate)", cache_entries.clone());
+        let listener_reconnects = Counter::default();
+        registry.register(
+            "invalidation_listener_reconnects",
+            "Times the revocation listener reconnected (each flushes the token cache)",
+            listener_reconnects.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_latency,
+            logins,
+            token_checks,
+            hashing,
+            pool_connections,
+            pool_max,
+            cache_lookups,
+            cache_entries,
+            listener_reconnects,
+        }
     }
 
     /// Count a login through `dialect` that ended with `result`.
@@ -203,8 +239,19 @@ impl Metrics {
         self.http_requests.get_or_create(&HttpLabels { method, route, status: status.as_u16() }).inc();
     }
 
-    /// The exposition text, with the pool gauges sampled now: `(size, idle, max)`.
-    pub fn render(&self, pool: (u32, usize, u32)) -> Result<String, std::fmt::Error> {
+    /// Count a reconnection of the revocation listener.
+    pub fn listener_reconnected(&self) {
+        self.listener_reconnects.inc();
+    }
+
+    /// The exposition text, with the pool gauges `(size, idle, max)` and the cache's
+    /// `(hits, misses, entries)` sampled now.
+    pub fn render(&self, pool: (u32, usize, u32), cache: (u64, u64, u64)) -> Result<String, std::fmt::Error> {
+        let (hits, misses, entries) = cache;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_lookups.get_or_create(&CacheLabels { result: "hit" }).set(gauge(hits));
+        self.cache_lookups.get_or_create(&CacheLabels { result: "miss" }).set(gauge(misses));
+        self.cache_entries.set(gauge(entries));
         let (size, idle, max) = pool;
         let idle = i64::try_from(idle).unwrap_or(i64::MAX);
         self.pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle);
@@ -258,7 +305,7 @@ pub(crate) fn router() -> axum::Router<AppState> {
     )
 )]
 pub(crate) async fn serve(State(app): State<AppState>) -> Response {
-    match app.tokens.metrics().render(app.tokens.pool_stats()) {
+    match app.tokens.metrics().render(app.tokens.pool_stats(), app.tokens.cache().stats()) {
         Ok(text) => {
             let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
             ([(header::CONTENT_TYPE, content_type)], text).into_response()

@@ -18,8 +18,9 @@ use tokio::time::MissedTickBehavior;
 
 use crate::app::{self, AppState};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Store, Subscription};
 use crate::token::TokenService;
+use crate::token::cache::Invalidation;
 use crate::token::clock::{Clock, SystemClock};
 
 /// A bound, ready-to-run server.
@@ -31,6 +32,23 @@ pub struct Server {
     router: Router,
     state: AppState,
     store: Arc<dyn Store>,
+    /// Invalidations from other replicas: `None` where there are none to hear (SQLite).
+    invalidations: Option<Listener>,
+}
+
+/// The invalidation subscription, connected at bind or still to be (re)connected.
+enum Listener {
+    Connected(Box<dyn Subscription>),
+    Retrying,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Listener::Connected(_) => "Connected",
+            Listener::Retrying => "Retrying",
+        })
+    }
 }
 
 impl Server {
@@ -55,7 +73,18 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { listener, metrics, router, state, store })
+        // why before serving: with other replicas about, a cache that cannot hear their
+        // revocations must stay off until it can.
+        let invalidations = match store.subscribe().await {
+            Ok(Some(subscription)) => Some(Listener::Connected(subscription)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
+                state.tokens.cache().set_listening(false);
+                Some(Listener::Retrying)
+            }
+        };
+        Ok(Server { listener, metrics, router, state, store, invalidations })
     }
 
     /// The address actually bound (port 0 resolved).
@@ -71,11 +100,15 @@ impl Server {
     /// Serve until `shutdown` resolves, then drain in-flight requests (bounded by the grace
     /// period), flush queued writes and close the database pool.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Server { listener, metrics, router, state, store } = self;
+        let Server { listener, metrics, router, state, store, invalidations } = self;
         let addr = listener.local_addr()?;
         state.tokens.warm_up();
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         let mut housekeeping = spawn_housekeeping(&state, &stopped);
+        if let Some(first) = invalidations {
+            let (tokens, store, stop) = (Arc::clone(&state.tokens), Arc::clone(&store), stopped.clone());
+            housekeeping.push(tokio::spawn(listen_for_invalidations(tokens, store, first, stop)));
+        }
         if let Some((metrics_listener, metrics_router)) = metrics {
             let metrics_addr = metrics_listener.local_addr()?;
             tracing::info!("metrics on http://{metrics_addr}/metrics");
@@ -121,6 +154,58 @@ impl Server {
         store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// why 1 s: a lost listener connection is retried quickly; the cache is off meanwhile, so
+/// the cost of waiting is database reads, not stale answers.
+const LISTENER_RETRY: Duration = Duration::from_secs(1);
+
+/// Apply the other replicas' invalidations to the cache until `stop`. A lost connection
+/// turns the cache off (it may miss notices) until a new subscription is listening, and
+/// reconnecting flushes it, since notices sent meanwhile are gone.
+async fn listen_for_invalidations(
+    tokens: Arc<TokenService>,
+    store: Arc<dyn Store>,
+    first: Listener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next = Some(first);
+    loop {
+        let mut subscription = match next.take() {
+            Some(Listener::Connected(s)) => s,
+            Some(Listener::Retrying) | None => match store.subscribe().await {
+                Ok(Some(s)) => {
+                    tracing::info!("listening for revocations again; token cache flushed");
+                    tokens.metrics().listener_reconnected();
+                    s
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for revocations; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(LISTENER_RETRY) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            },
+        };
+        // Flushes what was cached while nothing was heard, and turns the cache on.
+        tokens.cache().set_listening(true);
+        loop {
+            tokio::select! {
+                notice = subscription.next() => match notice {
+                    Ok(Some(payload)) => tokens.cache().invalidate(Invalidation::decode(&payload)),
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("lost the revocation listener's connection; token cache off until it is back");
+                        tokens.cache().set_listening(false);
+                        break;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
     }
 }
 

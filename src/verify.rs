@@ -40,7 +40,10 @@ pub(crate) const PATHS: &[&str] = &["/verify"];
 /// `/verify/<original path>`, because Envoy's ext_authz appends the original path to its
 /// `path_prefix` and sends no header naming it.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/verify", any(verify)).route("/verify/{*original}", any(verify_envoy))
+    Router::new()
+        .route("/verify", any(verify))
+        .route("/verify/", any(verify))
+        .route("/verify/{*original}", any(verify_envoy))
 }
 
 static X_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-access-token");
@@ -88,13 +91,14 @@ fn one_of<'h>(headers: &'h HeaderMap, a: &HeaderName, b: &HeaderName) -> Result<
 /// The URI the proxy is asking about: `X-Original-URI` (nginx) or `X-Forwarded-Uri`
 /// (Traefik), or for Envoy the path after `/verify` with `/verify`'s own query.
 fn original_uri(headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, Conflict> {
-    if let Some(named) = one_of(headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)? {
-        return Ok(Some(named.to_owned()));
+    // why the path first: on Envoy's form the client's own X-Original-URI must not speak.
+    if let Some(rest) = uri.path().strip_prefix("/verify/") {
+        return Ok(Some(match uri.query() {
+            Some(q) => format!("/{rest}?{q}"),
+            None => format!("/{rest}"),
+        }));
     }
-    Ok(uri.path().strip_prefix("/verify/").map(|rest| match uri.query() {
-        Some(q) => format!("/{rest}?{q}"),
-        None => format!("/{rest}"),
-    }))
+    Ok(one_of(headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)?.map(str::to_owned))
 }
 
 /// Find the token, in order: `Authorization` (Bearer or Token), `X-Access-Token` (+ `X-Key`),
@@ -158,8 +162,13 @@ pub(crate) async fn verify_envoy(state: State<AppState>, method: Method, uri: Ur
 }
 
 async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated, Error> {
-    let presented = presented(headers, uri).map_err(Error::Unauthenticated)?;
-    let auth = app.tokens.authenticate_among(&app.policies.all(), &presented.token).await?;
+    let presented = presented(headers, uri).map_err(|failure| {
+        app.tokens.metrics().token_check_refused(failure);
+        Error::Unauthenticated(failure)
+    })?;
+    // why only the enabled dialects: an operator who turns a dialect off means its tokens too.
+    let policies: Vec<_> = app.policies.all().into_iter().filter(|p| app.config.dialect_enabled(p.dialect)).collect();
+    let auth = app.tokens.authenticate_among(&policies, &presented.token).await?;
     // why: as webitel's logout, a key given with the token must be that very token's id.
     if presented.key.is_some_and(|key| key != auth.token.id.to_string()) {
         return Err(Error::Unauthenticated(AuthFailure::Unknown));
@@ -175,23 +184,61 @@ async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) 
             tracing::warn!("verify: ACL rules are configured but the proxied request is missing or ambiguous");
             return Err(Error::Forbidden);
         };
-        let path = normalize_path(original.split(['?', '#']).next().unwrap_or_default());
-        if let Some(rule) = matching_rule(rules, &path, original_method)
-            && !grants(auth.owner.role.as_ref(), rule)
-        {
+        let raw = original.split(['?', '#']).next().unwrap_or_default();
+        // why refuse: dot segments and encoded separators are resolved differently by
+        // different applications (most route on the raw path), so no reading of them is safe
+        // to check a rule against; a client has no honest need for them.
+        if ambiguous(raw) {
             return Err(Error::Forbidden);
+        }
+        let path = normalize_path(raw);
+        match matching_rule(rules, &path, original_method) {
+            Rule::Matched(rule) if !grants(auth.owner.role.as_ref(), rule) => return Err(Error::Forbidden),
+            // why: a protected path with a method no rule lists is not an open door.
+            Rule::PrefixOnly => return Err(Error::Forbidden),
+            Rule::Matched(_) | Rule::None => {}
         }
     }
     Ok(auth)
 }
 
-/// The longest-prefix rule covering `path` and `method`.
-fn matching_rule<'r>(rules: &'r [AclRule], path: &str, method: &str) -> Option<&'r AclRule> {
-    rules
-        .iter()
-        .filter(|r| r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-        .filter(|r| under(path, &r.prefix))
-        .max_by_key(|r| r.prefix.len())
+/// What the rules say about a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Rule<'r> {
+    /// The longest-prefix rule covering the path and the method.
+    Matched(&'r AclRule),
+    /// Rules cover the path, but none the method.
+    PrefixOnly,
+    /// No rule covers the path.
+    None,
+}
+
+/// The longest-prefix rule covering `path` and `method` (HEAD counts as GET: servers answer
+/// it with the GET handler).
+fn matching_rule<'r>(rules: &'r [AclRule], path: &str, method: &str) -> Rule<'r> {
+    let method = if method.eq_ignore_ascii_case("HEAD") { "GET" } else { method };
+    let covers = |r: &AclRule| {
+        r.methods.is_empty()
+            || r.methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method) || (method == "GET" && m.eq_ignore_ascii_case("HEAD")))
+    };
+    let under_path: Vec<&AclRule> = rules.iter().filter(|r| under(path, &r.prefix)).collect();
+    match under_path.iter().copied().filter(|r| covers(r)).max_by_key(|r| r.prefix.len()) {
+        Some(rule) => Rule::Matched(rule),
+        None if !under_path.is_empty() => Rule::PrefixOnly,
+        None => Rule::None,
+    }
+}
+
+/// A raw path with dot segments (plain or encoded), encoded separators, backslashes or
+/// path parameters (`;`).
+fn ambiguous(raw: &str) -> bool {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || raw.contains('\\') || raw.contains(';') {
+        return true;
+    }
+    percent_decode(raw).split('/').any(|segment| segment == "." || segment == "..")
 }
 
 /// `path` is `prefix` or below it, on a segment boundary.
@@ -361,13 +408,31 @@ mod tests {
         assert_eq!(presented(&HeaderMap::new(), &uri), found("t", None));
         let plain: Uri = "/verify".parse().unwrap();
         assert_eq!(original_uri(&HeaderMap::new(), &plain), Ok(None));
-        // A header, when sent, names the request.
+        // On Envoy's form the path wins over a (client's) header.
         let h = headers(&[("x-original-uri", "/x")]);
-        assert_eq!(original_uri(&h, &uri), Ok(Some("/x".to_owned())));
+        assert_eq!(original_uri(&h, &uri), Ok(Some("/api/cdr/1?token=t&page=2".to_owned())));
         let h = headers(&[("x-original-uri", "/x"), ("x-forwarded-uri", "/x")]);
         assert_eq!(original_uri(&h, &plain), Ok(Some("/x".to_owned())), "agreeing headers are fine");
         let h = headers(&[("x-original-uri", "/x"), ("x-forwarded-uri", "/y")]);
         assert_eq!(original_uri(&h, &plain), Err(Conflict));
+    }
+
+    #[test]
+    fn ambiguous_paths_are_recognized() {
+        for bad in [
+            "/api/cdr/1%2F..%2F..%2Fpublic",
+            "/api/cdr/%2e%2e/%2e%2e/public",
+            "/api/cdr/../../public",
+            "/api/cdr/./1",
+            "/api/cdr;x/1",
+            "/api\\cdr",
+            "/a%5Cb",
+        ] {
+            assert!(ambiguous(bad), "{bad}");
+        }
+        for fine in ["/api/cdr/1", "/api/%63dr", "/a..b/c", "/x/.hidden", "/"] {
+            assert!(!ambiguous(fine), "{fine}");
+        }
     }
 
     #[test]
@@ -393,10 +458,16 @@ mod tests {
             permission: permission.into(),
         };
         let rules = [rule("/api", &[], "r"), rule("/api/cdr", &["POST"], "w"), rule("/api/cdr", &["get"], "r")];
-        assert_eq!(matching_rule(&rules, "/api/cdr/1", "POST").map(|r| r.permission.as_str()), Some("w"));
-        assert_eq!(matching_rule(&rules, "/api/cdr", "GET").map(|r| r.prefix.as_str()), Some("/api/cdr"));
-        assert_eq!(matching_rule(&rules, "/api/other", "DELETE").map(|r| r.prefix.as_str()), Some("/api"));
-        assert!(matching_rule(&rules, "/public", "GET").is_none());
+        assert_eq!(matching_rule(&rules, "/api/cdr/1", "POST"), Rule::Matched(&rules[1]));
+        assert_eq!(matching_rule(&rules, "/api/cdr", "GET"), Rule::Matched(&rules[2]));
+        assert_eq!(matching_rule(&rules, "/api/cdr", "HEAD"), Rule::Matched(&rules[2]), "HEAD is GET");
+        // A method no /api/cdr rule names falls back to the shorter /api rule (all methods).
+        assert_eq!(matching_rule(&rules, "/api/cdr", "PATCH"), Rule::Matched(&rules[0]));
+        assert_eq!(matching_rule(&rules, "/api/other", "DELETE"), Rule::Matched(&rules[0]));
+        assert_eq!(matching_rule(&rules, "/public", "GET"), Rule::None);
+        let only_get = [rule("/api/cdr", &["GET"], "r")];
+        assert_eq!(matching_rule(&only_get, "/api/cdr/1", "PATCH"), Rule::PrefixOnly);
+        assert_eq!(matching_rule(&only_get, "/api/cdr/1", "HEAD"), Rule::Matched(&only_get[0]));
         let role = |perms: &[&str]| Role {
             name: "r".into(),
             code: 0,

@@ -478,6 +478,14 @@ pub struct TokenTouch {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// A live subscription to the invalidation notices other replicas publish.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next notice's payload; `Ok(None)` when the connection was lost, so notices may
+    /// have been missed (drop the subscription and subscribe again).
+    async fn next(&mut self) -> StoreResult<Option<String>>;
+}
+
 /// The storage seam. See the module doc.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
@@ -491,6 +499,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn close(&self);
     /// The pool's `(size, idle, max)` now, for the metrics.
     fn pool_stats(&self) -> (u32, usize, u32);
+    /// Tell the other replicas sharing this database that cached token checks named by
+    /// `payload` are stale. A no-op where there are no other replicas (SQLite).
+    async fn publish_invalidation(&self, payload: &str) -> StoreResult<()>;
+    /// Listen for what `publish_invalidation` sends; `None` where there is nothing to hear.
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>>;
 
     /// Insert a principal; `Conflict` when the kind and name exist.
     async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord>;

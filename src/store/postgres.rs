@@ -26,6 +26,26 @@ use crate::token::secret::TokenHash;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Where the invalidation listener connects from: the same database, its own
+    /// application name (so an operator, or a test, can tell its connection apart).
+    listen_options: PgConnectOptions,
+}
+
+/// The NOTIFY channel of invalidations between replicas.
+const CHANNEL: &str = "tokenauth_invalidate";
+
+/// A LISTEN on `CHANNEL`, on a connection of its own.
+struct PgSubscription {
+    listener: sqlx::postgres::PgListener,
+}
+
+#[async_trait]
+impl super::Subscription for PgSubscription {
+    async fn next(&mut self) -> StoreResult<Option<String>> {
+        // why try_recv: it reports a lost connection (None) instead of silently reconnecting,
+        // so the caller knows notices may have been missed.
+        Ok(self.listener.try_recv().await?.map(|n| n.payload().to_owned()))
+    }
 }
 
 impl PgStore {
@@ -51,13 +71,14 @@ impl PgStore {
                 )));
             }
         }
+        let listen_options = opts.clone().application_name("tokenauth-listener");
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
             .acquire_timeout(cfg.acquire_timeout)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to Postgres at {url}: {e}")))?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, listen_options })
     }
 }
 
@@ -312,6 +333,20 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn publish_invalidation(&self, payload: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn super::Subscription>>> {
+        // why a pool of one, lazily connected: PgListener takes its connection from a pool,
+        // and this one must not take a connection from the request pool.
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(self.listen_options.clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(Box::new(PgSubscription { listener })))
     }
 
     fn pool_stats(&self) -> (u32, usize, u32) {

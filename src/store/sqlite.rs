@@ -367,6 +367,45 @@ const APPLY_TOUCH: &str = "UPDATE tokens SET \
      expires_at = CASE WHEN ?2 IS NULL OR expires_at IS NULL OR revoked_at IS NOT NULL THEN expires_at ELSE max(expires_at, ?2) END \
      WHERE id = ?3";
 
+/// why 100 ms: a revocation made by the CLI reaches the server's cache within a tenth of a
+/// second, for one indexed query ten times a second.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Polls `invalidations` for rows newer than the last one seen.
+struct SqlitePoll {
+    pool: SqlitePool,
+    last: i64,
+    ready: std::collections::VecDeque<String>,
+}
+
+#[async_trait]
+impl super::Subscription for SqlitePoll {
+    async fn next(&mut self) -> StoreResult<Option<String>> {
+        loop {
+            if let Some(payload) = self.ready.pop_front() {
+                return Ok(Some(payload));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT seq, payload FROM invalidations WHERE seq > ?1 ORDER BY seq LIMIT 1000")
+                    .bind(self.last)
+                    .fetch_all(&self.pool)
+                    .await?;
+            if let Some((first, _)) = rows.first()
+                && *first > self.last + 1
+            {
+                // why everything: rows were pruned before we read them (a burst of more than
+                // the kept thousand), so some invalidations are unknown.
+                self.ready.push_back("*".to_owned());
+            }
+            if let Some((last, _)) = rows.last() {
+                self.last = *last;
+            }
+            self.ready.extend(rows.into_iter().map(|(_, payload)| payload));
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -389,6 +428,22 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn publish_invalidation(&self, payload: &str) -> StoreResult<()> {
+        // why a table: the CLI (or another server) on the same file is another process; the
+        // server polls this table (see `SqlitePoll`). Pruned here, keeping the last thousand.
+        sqlx::query("INSERT INTO invalidations (payload) VALUES (?1)").bind(payload).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM invalidations WHERE seq <= (SELECT max(seq) FROM invalidations) - 1000")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn super::Subscription>>> {
+        let last: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM invalidations").fetch_one(&self.pool).await?;
+        Ok(Some(Box::new(SqlitePoll { pool: self.pool.clone(), last, ready: std::collections::VecDeque::new() })))
     }
 
     fn pool_stats(&self) -> (u32, usize, u32) {

@@ -8,6 +8,7 @@
 //! Explicit writes (login, bump, logout) commit before the call returns; implicit ones (last
 //! use, sliding expiry) are queued and flushed in the background (see `touch`).
 
+pub mod cache;
 pub mod clock;
 mod groups;
 mod ip_rules;
@@ -26,6 +27,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use self::cache::{Invalidation, TokenCache};
 use self::clock::Clock;
 pub use self::groups::check_allowed_regex;
 use self::ip_rules::IpRules;
@@ -33,7 +35,7 @@ use self::jwt::{JwtRefusal, Keys};
 use self::password::Passwords;
 pub use self::principals::{NewProfile, check_sms_from, parse_allowed_ip, parse_balance};
 pub use self::roles::parse_acl;
-use self::secret::{PlainToken, TokenFormat};
+use self::secret::{PlainToken, TokenFormat, TokenHash};
 use self::touch::TouchQueue;
 use crate::config::TokensConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error, Malformation};
@@ -109,10 +111,12 @@ pub struct Issued {
 /// A token that passed `authenticate`.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// The token row, as read.
+    /// The token row, as read (or as cached).
     pub token: TokenRecord,
     /// Its owner.
     pub owner: Owner,
+    /// The digest it was found by, so a logout can drop it from the cache at once.
+    pub digest: TokenHash,
 }
 
 /// Which tokens `revoke_all` revokes.
@@ -136,6 +140,7 @@ pub struct TokenService {
     keys: Keys,
     jwt_secret: Option<SecretString>,
     metrics: Arc<Metrics>,
+    cache: TokenCache,
 }
 
 impl TokenService {
@@ -147,6 +152,7 @@ impl TokenService {
         tokens: &TokensConfig,
         jwt_secret: Option<SecretString>,
         metrics: Arc<Metrics>,
+        cache: TokenCache,
     ) -> Result<Self, Error> {
         let keys = Keys::load(&*store, jwt_secret.as_ref(), clock.now()).await?;
         Ok(TokenService {
@@ -159,6 +165,7 @@ impl TokenService {
             keys,
             jwt_secret,
             metrics,
+            cache,
         })
     }
 
@@ -426,9 +433,18 @@ impl TokenService {
         if shaped.iter().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
             self.check_signature(presented).await?;
         }
-        let Some(found) = self.store.token_by_digest(&PlainToken::new(presented).digest()).await? else {
-            return refuse(AuthFailure::Unknown);
+        let digest = PlainToken::new(presented).digest();
+        let (found, ticket) = match self.cache.get(&digest) {
+            Some(hit) => (hit, None),
+            None => {
+                let ticket = self.cache.ticket();
+                let Some(found) = self.store.token_by_digest(&digest).await? else {
+                    return refuse(AuthFailure::Unknown);
+                };
+                (found, Some(ticket))
+            }
         };
+        let read = ticket.map(|t| (t, found.clone()));
         let mut token = found.token;
         let now = self.clock.now();
         // why: a sliding refresh waits in the touch queue until the next flush; the token must
@@ -451,8 +467,12 @@ impl TokenService {
         if !found.owner.enabled {
             return refuse(AuthFailure::PrincipalDisabled);
         }
+        if let Some((ticket, lookup)) = read {
+            let remaining = lookup.token.expires_at.map(|at| Duration::try_from(at - now).unwrap_or_default());
+            self.cache.put(ticket, digest, lookup, remaining);
+        }
         self.schedule_touch(policy, &token, now);
-        Ok(Authenticated { token, owner: found.owner })
+        Ok(Authenticated { token, owner: found.owner, digest })
     }
 
     /// A JWT must carry a good signature by a key we know before the database is asked. An
@@ -473,7 +493,7 @@ impl TokenService {
 
     /// Queue the last-used time (at most once a minute) and the sliding expiry, if due.
     fn schedule_touch(&self, policy: &TokenPolicy, token: &TokenRecord, now: OffsetDateTime) {
-        let last_used_at = match token.last_used_at {
+        let last_used_at = match token.last_used_at.max(self.touches.recent_use(token.id)) {
             Some(last) if now - last < TOUCH_INTERVAL => None,
             _ => Some(now),
         };
@@ -495,7 +515,8 @@ impl TokenService {
     /// Write the queued touches in one batch. Called by the background flusher and at shutdown.
     /// A batch that fails to write goes back on the queue, to be retried by the next flush.
     pub async fn flush_touches(&self) -> Result<usize, Error> {
-        let batch = self.touches.drain();
+        let interval = time::Duration::try_from(TOUCH_INTERVAL).unwrap_or(time::Duration::MINUTE);
+        let batch = self.touches.drain(self.clock.now() - interval);
         if batch.is_empty() {
             return Ok(0);
         }
@@ -504,6 +525,10 @@ impl TokenService {
                 self.touches.push(touch);
             }
             return Err(e.into());
+        }
+        // why: a cached lookup still carries the expiry before the slide; read the row again.
+        for touch in batch.iter().filter(|t| t.expires_at.is_some()) {
+            self.cache.invalidate(Invalidation::Token(touch.id));
         }
         Ok(batch.len())
     }
@@ -520,11 +545,26 @@ impl TokenService {
 
     /// Revoke the presented token. A token revoked meanwhile by another request is refused.
     pub async fn revoke(&self, auth: &Authenticated) -> Result<(), Error> {
-        if self.store.revoke_token(auth.token.id, self.clock.now()).await? {
-            Ok(())
-        } else {
-            Err(Error::Unauthenticated(AuthFailure::Revoked))
+        let revoked = self.store.revoke_token(auth.token.id, self.clock.now()).await;
+        self.cache.forget(&auth.digest);
+        self.announce(Invalidation::Token(auth.token.id)).await;
+        if revoked? { Ok(()) } else { Err(Error::Unauthenticated(AuthFailure::Revoked)) }
+    }
+
+    /// Drop what `what` names from this replica's cache and tell the other replicas. Called
+    /// after every write that changes a token's validity, whether or not it succeeded (a
+    /// failed write may still have committed).
+    pub(crate) async fn announce(&self, what: Invalidation) {
+        self.cache.invalidate(what);
+        if let Err(e) = self.store.publish_invalidation(&what.encode()).await {
+            // why only a warning: the other replicas trust an entry for max_staleness at most.
+            tracing::warn!(error = %e, "could not tell the other replicas about a revocation");
         }
+    }
+
+    /// The token-check cache, for the invalidation listener.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
     }
 
     /// Revoke every live token of the presented token's owner, in `scope`; returns how many.
@@ -533,7 +573,9 @@ impl TokenService {
             RevokeScope::SameDialect => Some(auth.token.dialect.as_str()),
             RevokeScope::AllDialects => None,
         };
-        Ok(self.store.revoke_all(auth.owner.id, dialect, self.clock.now()).await?)
+        let revoked = self.store.revoke_all(auth.owner.id, dialect, self.clock.now()).await;
+        self.announce(Invalidation::Principal(auth.owner.id)).await;
+        Ok(revoked?)
     }
 
     /// All token rows of a principal, tombstones included, newest first.
@@ -547,13 +589,17 @@ impl TokenService {
         if self.store.token_by_id(id).await?.is_none() {
             return Err(Error::NoSuchToken(id.to_string()));
         }
-        self.store.revoke_token(id, self.clock.now()).await?;
+        let revoked = self.store.revoke_token(id, self.clock.now()).await;
+        self.announce(Invalidation::Token(id)).await;
+        revoked?;
         Ok(())
     }
 
     /// Enable or disable a token by id (administrators).
     pub async fn set_token_enabled(&self, id: Uuid, enabled: bool) -> Result<(), Error> {
-        if self.store.set_token_enabled(id, enabled).await? { Ok(()) } else { Err(Error::NoSuchToken(id.to_string())) }
+        let changed = self.store.set_token_enabled(id, enabled).await;
+        self.announce(Invalidation::Token(id)).await;
+        if changed? { Ok(()) } else { Err(Error::NoSuchToken(id.to_string())) }
     }
 
     /// Delete revoked and expired rows older than the retention period; returns how many.

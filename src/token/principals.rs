@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::TokenService;
+use super::cache::Invalidation;
 use crate::error::Error;
 use crate::principal::{PrincipalKind, Username};
 use crate::store::{Attributes, NewPrincipal, PrincipalRecord, StoreError};
@@ -178,19 +179,25 @@ impl TokenService {
         check_password_text(&password)?;
         let principal = self.principal(kind, name).await?;
         let hash = self.passwords.hash(password).await?;
-        self.store.set_password_hash(principal.id, &hash, Some(self.clock.now())).await.map_err(|e| gone(e, kind, name))
+        let changed = self.store.set_password_hash(principal.id, &hash, Some(self.clock.now())).await;
+        self.announce(Invalidation::Principal(principal.id)).await;
+        changed.map_err(|e| gone(e, kind, name))
     }
 
     /// Enable or disable a principal.
     pub async fn set_principal_enabled(&self, kind: PrincipalKind, name: &str, enabled: bool) -> Result<(), Error> {
         let principal = self.principal(kind, name).await?;
-        self.store.set_principal_enabled(principal.id, enabled).await.map_err(|e| gone(e, kind, name))
+        let changed = self.store.set_principal_enabled(principal.id, enabled).await;
+        self.announce(Invalidation::Principal(principal.id)).await;
+        changed.map_err(|e| gone(e, kind, name))
     }
 
     /// Remove a principal and its tokens.
     pub async fn remove_principal(&self, kind: PrincipalKind, name: &str) -> Result<(), Error> {
         let principal = self.principal(kind, name).await?;
-        self.store.delete_principal(principal.id).await.map_err(|e| gone(e, kind, name))
+        let changed = self.store.delete_principal(principal.id).await;
+        self.announce(Invalidation::Principal(principal.id)).await;
+        changed.map_err(|e| gone(e, kind, name))
     }
 
     /// All principals of a kind.

@@ -5,6 +5,7 @@
 //! here for a clear message, and by the database's foreign key against races).
 
 use super::TokenService;
+use super::cache::Invalidation;
 use crate::error::Error;
 use crate::principal::{PrincipalKind, Username};
 use crate::store::{Acl, NewRole, RoleRecord, StoreError};
@@ -100,7 +101,10 @@ impl TokenService {
             Some(role) => Some(self.role(role).await?.id),
             None => None,
         };
-        match self.store.set_principal_role(principal.id, role_id).await {
+        let changed = self.store.set_principal_role(principal.id, role_id).await;
+        // why: the role travels with a cached lookup (X-Auth-Role, ACL rules).
+        self.announce(Invalidation::Principal(principal.id)).await;
+        match changed {
             Ok(()) => Ok(()),
             Err(StoreError::NotFound) => Err(Error::NoSuchPrincipal { kind: kind.as_str(), name: name.to_owned() }),
             Err(StoreError::Conflict(_)) => Err(Error::NoSuchRole(role.unwrap_or_default().to_owned())),

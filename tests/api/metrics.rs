@@ -37,6 +37,7 @@ async fn requests_logins_and_checks_are_counted(backend: Backend) {
     assert_eq!(app.get("/verify").token(&token).send().await.status, StatusCode::OK);
     assert_eq!(app.get("/verify").token(&"ab".repeat(32)).send().await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get("/verify").bearer("garbage").send().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/verify").send().await.status, StatusCode::UNAUTHORIZED);
     app.get("/no/such/path").send().await;
     for invented in ["BREW", "PROPFIND", "X-RANDOM-1"] {
         let method = axum::http::Method::from_bytes(invented.as_bytes()).unwrap();
@@ -52,15 +53,16 @@ async fn requests_logins_and_checks_are_counted(backend: Backend) {
     assert_eq!(value(r#"tokenauth_token_checks_total{outcome="ok"}"#), 4.0);
     assert_eq!(value(r#"tokenauth_token_checks_total{outcome="unknown"}"#), 1.0);
     assert_eq!(value(r#"tokenauth_token_checks_total{outcome="malformed"}"#), 1.0);
+    assert_eq!(value(r#"tokenauth_token_checks_total{outcome="missing"}"#), 1.0, "no token at /verify");
     // Requests by matched route template and status; an unknown path is one bounded label.
     assert_eq!(value(r#"tokenauth_http_requests_total{method="POST",route="/auth/login/",status="200"}"#), 1.0);
     assert_eq!(value(r#"tokenauth_http_requests_total{method="POST",route="/auth/login/",status="400"}"#), 2.0);
-    assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="/verify",status="401"}"#), 2.0);
+    assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="/verify",status="401"}"#), 3.0);
     assert_eq!(value(r#"tokenauth_http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
     assert!(!text.contains("/no/such/path"), "raw paths never become labels");
     assert_eq!(value(r#"tokenauth_http_requests_total{method="other",route="/verify",status="200"}"#), 3.0);
     assert!(!text.contains("BREW") && !text.contains("PROPFIND"), "invented methods never become labels");
-    assert_eq!(value(r#"tokenauth_http_request_duration_seconds_count{method="GET",route="/verify"}"#), 3.0);
+    assert_eq!(value(r#"tokenauth_http_request_duration_seconds_count{method="GET",route="/verify"}"#), 4.0);
     assert!(
         text.contains(
             r#"tokenauth_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/auth/login/"} 3"#

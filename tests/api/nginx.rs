@@ -424,8 +424,15 @@ backend_tests!(
     nginx_logins_see_the_client_address_through_the_trusted_proxy,
 );
 
-/// The ACL rule of the first test: writing under /cdr needs `cdr: w`.
+/// The ACL rules of the first test: reading under /cdr needs `cdr: r`, writing `cdr: w`
+/// (a method neither names, such as PATCH, is refused there).
 const ACL_CONFIG: &str = r#"
+[[verify.acl]]
+prefix = "/cdr"
+methods = ["GET"]
+resource = "cdr"
+permission = "r"
+
 [[verify.acl]]
 prefix = "/cdr"
 methods = ["POST", "PUT", "DELETE"]
@@ -561,6 +568,10 @@ async fn nginx_passes_identity_for_every_dialect_and_refuses_bad_tokens(backend:
     assert!(!answer.body.contains("mallory"), "{answer:?}");
     stack.refused(M::DELETE, "/cdr", &knox_auth, 403, "forbidden").await;
     stack.refused(M::PUT, "/%63dr/1", &knox_auth, 403, "forbidden").await;
+    // Paths an application could read as another path, and methods no rule names, are
+    // refused under a protected prefix (nginx passes the raw request URI).
+    stack.refused(M::GET, "/cdr/1%2F..%2F..%2Fother", &knox_auth, 403, "forbidden").await;
+    stack.refused(M::PATCH, "/cdr/1", &knox_auth, 403, "forbidden").await;
 
     // Logouts through nginx revoke; the tokens are then refused at the check.
     let (status, body) = stack.endpoint(stack.post("/auth/bump").bearer_auth(&usertoken)).await;
@@ -576,6 +587,14 @@ async fn nginx_passes_identity_for_every_dialect_and_refuses_bad_tokens(backend:
     let logout = stack.http.get(stack.nginx.url("/v1/resellers/user/logout.json")).bearer_auth(&reseller);
     assert_eq!(stack.endpoint(logout).await, (StatusCode::OK, json!({"success": true})));
     ok(&admin(&db, &["token", "revoke", &static_id], None).await);
+    // The CLI is another process: the server hears of its revocation by NOTIFY (Postgres) or
+    // by polling (SQLite, every 100 ms) and drops its cached check; allow a generous 2 s.
+    let static_case = cases.iter().find(|c| c.what.contains("static")).expect("a static-token case");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while stack.call(M::GET, &static_case.path, &static_case.credentials).await.status != StatusCode::UNAUTHORIZED {
+        assert!(std::time::Instant::now() < deadline, "the CLI's revocation was not seen within 2 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for Case { what, path, credentials, .. } in &cases {
         let answer = stack.refused(M::GET, path, credentials, 401, "revoked").await;
         assert!(answer.header("www-authenticate").is_some(), "{what}");

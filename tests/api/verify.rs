@@ -24,6 +24,7 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 backend_tests!(
     every_dialect_and_transport_verifies,
     static_and_reseller_tokens_verify,
+    tokens_of_disabled_dialects_are_refused,
     each_refusal_has_its_reason,
     any_method_is_accepted,
     acl_rules_forbid_what_the_role_lacks,
@@ -119,6 +120,18 @@ async fn every_dialect_and_transport_verifies(backend: Backend) {
     assert!(rows.iter().filter(|r| r.expires_at.is_some()).all(|r| r.expires_at == Some(T0 + DAY)));
 }
 
+async fn tokens_of_disabled_dialects_are_refused(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.knox.enabled = false).await;
+    setup(&app).await;
+    let policies = tokenauth::dialect::Policies::from_config(&app.config);
+    let options = MintOptions { static_token: true, ..MintOptions::default() };
+    let knox = app.tokens.mint(policies.by_name("knox").unwrap(), USER, "alice", options.clone()).await.unwrap();
+    let ut = app.tokens.mint(policies.by_name("usertoken").unwrap(), USER, "alice", options).await.unwrap();
+    // knox is off: its (static, never-expiring) tokens no longer open anything.
+    assert_refused(&app.get("/verify").token(knox.token.expose()).send().await, "malformed");
+    assert_eq!(app.get("/verify").bearer(ut.token.expose()).send().await.status, StatusCode::OK);
+}
+
 async fn static_and_reseller_tokens_verify(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     setup(&app).await;
@@ -203,6 +216,7 @@ async fn any_method_is_accepted(backend: Backend) {
     let resp = app.get(&format!("/verify/app/page?x=1&token={token}")).send().await;
     assert_eq!(resp.header("x-auth-user"), Some("alice"));
     assert_eq!(app.get("/verify/app/page").send().await.header("x-auth-reason"), Some("missing"));
+    assert_eq!(app.get("/verify/").bearer(&token).send().await.header("x-auth-user"), Some("alice"));
 }
 
 fn rules() -> Vec<AclRule> {
@@ -245,10 +259,20 @@ async fn acl_rules_forbid_what_the_role_lacks(backend: Backend) {
     // Outside every rule: any valid token passes. Prefixes match whole segments.
     assert_eq!(ask(token.clone(), "POST", "/public/page").await.status, StatusCode::OK);
     assert_eq!(ask(token.clone(), "POST", "/api/cdrx").await.status, StatusCode::OK);
-    // Encoded or dotted paths are matched as the upstream will resolve them.
+    // Encoded paths are matched decoded; dot segments, encoded separators and path
+    // parameters are refused outright (applications resolve them differently, most not at
+    // all), in either direction.
     forbidden(ask(token.clone(), "POST", "/api/%63dr/1").await);
     forbidden(ask(token.clone(), "POST", "/public/../api/cdr").await);
     forbidden(ask(token.clone(), "POST", "//api//cdr").await);
+    forbidden(ask(token.clone(), "GET", "/api/admin/1%2F..%2F..%2F..%2Fpublic").await);
+    forbidden(ask(token.clone(), "GET", "/api/admin/%2e%2e/%2e%2e/public").await);
+    forbidden(ask(token.clone(), "GET", "/api/admin/../../public").await);
+    forbidden(ask(token.clone(), "GET", "/api/admin;x/1").await);
+    // A method no rule of a protected prefix names is refused, invented ones too; HEAD is GET.
+    forbidden(ask(token.clone(), "PATCH", "/api/cdr/1").await);
+    forbidden(ask(token.clone(), "GETX", "/api/cdr/1").await);
+    assert_eq!(ask(token.clone(), "HEAD", "/api/cdr/1").await.status, StatusCode::OK);
     // Traefik's headers work the same.
     let resp = app
         .get("/verify")
