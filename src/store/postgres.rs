@@ -71,7 +71,7 @@ impl PgStore {
                 )));
             }
         }
-        let listen_options = opts.clone().application_name("tokenauth-listener");
+        let listen_options = opts.clone().application_name(&format!("tokenauth-listener-{}", std::process::id()));
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
             .acquire_timeout(cfg.acquire_timeout)

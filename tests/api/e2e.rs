@@ -40,7 +40,7 @@ pub(crate) struct Server {
 
 impl Server {
     /// `tokenauth serve --bind 127.0.0.1:0 --database-url URL`.
-    async fn serve(db: &TestDb) -> Server {
+    pub(crate) async fn serve(db: &TestDb) -> Server {
         Server::spawn(command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])).await
     }
 
@@ -77,7 +77,12 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The server process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -138,7 +143,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     // why no_proxy: the tests talk to 127.0.0.1 only, whatever HTTP_PROXY says.
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap()
 }

@@ -164,12 +164,21 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::wrapping_store(backend, adjust, |store| store).await
+    }
+
+    /// As `with_config`, with the opened store wrapped by `wrap` (e.g. to count its writes).
+    pub async fn wrapping_store(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+        wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> TestApp {
         init_test_log();
         let db = TestDb::new(&backend).await;
         let mut config = test_config(&db.url);
         adjust(&mut config);
         config.validate().unwrap();
-        let store = app::open_store(&config).await.unwrap();
+        let store = wrap(app::open_store(&config).await.unwrap());
         let clock = Arc::new(FixedClock::new(T0));
         let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).await.unwrap();
         let router = app::router(AppState::new(config.clone(), Arc::clone(&tokens))).unwrap();

@@ -8,6 +8,7 @@ mod helpers;
 
 mod cli;
 mod config_file;
+mod counting_store;
 mod dialer;
 mod e2e;
 mod knox;
@@ -15,6 +16,8 @@ mod layers;
 mod metrics;
 mod nginx;
 mod openapi;
+mod replicas;
+mod scale;
 mod service;
 mod store_contract;
 mod usertoken;

@@ -1,0 +1,162 @@
+//! Two real `tokenauth serve` processes over one database: a token checked (and cached) on
+//! B is refused by B shortly after it is revoked on A, for logout, logoutall, user disable
+//! and password change; and B's revocation listener, its connection killed, flushes what it
+//! may have missed. Postgres carries the notices by LISTEN/NOTIFY; SQLite (two processes on
+//! one file) by the polled invalidations table.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Connection as _;
+
+use crate::cli::{admin, command, ok};
+use crate::e2e::{Server, client};
+use crate::helpers::{Backend, TestDb};
+
+backend_tests!(revocations_on_a_reach_b);
+
+/// The generous bound the tests allow; the benchmark reports the real lag.
+const BOUND: Duration = Duration::from_secs(2);
+
+async fn login(http: &reqwest::Client, server: &Server, user: &str) -> String {
+    let resp = http.post(server.url("/auth/login/")).json(&json!({"username": user, "password": "pw"}));
+    let resp = resp.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+async fn check(http: &reqwest::Client, server: &Server, token: &str) -> StatusCode {
+    let resp = http.get(server.url("/verify")).header("authorization", format!("Token {token}"));
+    resp.send().await.unwrap().status()
+}
+
+/// Wait until B refuses `token`; returns how long it took.
+async fn refused_by(http: &reqwest::Client, b: &Server, token: &str, what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check(http, b, token).await == StatusCode::UNAUTHORIZED {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < BOUND, "{what}: B still accepts the token after {BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Check on B twice (the second from its cache) and expect 200 both times.
+async fn warm(http: &reqwest::Client, b: &Server, token: &str) {
+    assert_eq!(check(http, b, token).await, StatusCode::OK);
+    assert_eq!(check(http, b, token).await, StatusCode::OK);
+}
+
+async fn serve(db: &TestDb, staleness: &str) -> Server {
+    let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_CACHE__MAX_STALENESS", staleness);
+    Server::spawn(cmd).await
+}
+
+async fn revocations_on_a_reach_b(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    for user in ["alice", "bob", "carol"] {
+        ok(&admin(&db, &["user", "add", user, "--password", "pw"], None).await);
+    }
+    // why a long staleness: a refusal within the bound then comes from the notice, not from
+    // the safety net expiring the entry.
+    let a = serve(&db, "1h").await;
+    let b = serve(&db, "1h").await;
+    let http = client();
+
+    // Logout on A.
+    let t = login(&http, &a, "alice").await;
+    warm(&http, &b, &t).await;
+    assert_eq!(
+        http.post(a.url("/auth/logout/")).header("authorization", format!("Token {t}")).send().await.unwrap().status(),
+        200
+    );
+    let lag = refused_by(&http, &b, &t, "logout").await;
+    eprintln!("revocation lag (logout): {lag:?}");
+
+    // logoutall on A: both of bob's tokens.
+    let (t1, t2) = (login(&http, &a, "bob").await, login(&http, &a, "bob").await);
+    warm(&http, &b, &t1).await;
+    warm(&http, &b, &t2).await;
+    let resp = http.post(a.url("/auth/logoutall/")).header("authorization", format!("Token {t1}")).send().await;
+    assert_eq!(resp.unwrap().status(), 200);
+    refused_by(&http, &b, &t1, "logoutall").await;
+    refused_by(&http, &b, &t2, "logoutall").await;
+
+    // User disable, and a password change, from the CLI (a third process).
+    let t = login(&http, &a, "carol").await;
+    warm(&http, &b, &t).await;
+    ok(&admin(&db, &["user", "disable", "carol"], None).await);
+    refused_by(&http, &b, &t, "user disable").await;
+    ok(&admin(&db, &["user", "enable", "carol"], None).await);
+    let deadline = Instant::now() + BOUND;
+    while check(&http, &b, &t).await != StatusCode::OK {
+        assert!(Instant::now() < deadline, "enabling carol again did not bring her token back on B");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ok(&admin(&db, &["user", "passwd", "carol", "--password", "new-pw"], None).await);
+    refused_by(&http, &b, &t, "password change").await;
+
+    if let Backend::Postgres(admin_url) = &backend {
+        listener_reconnect_flushes(&db, admin_url, &a, &b, &http).await;
+    }
+}
+
+/// Kill B's listener connection and revoke a cached token with no notice at all (straight in
+/// the database, as if the NOTIFY were lost): B must refuse it once it has reconnected,
+/// because reconnecting flushes the cache (and while it is down, the cache is off).
+async fn listener_reconnect_flushes(db: &TestDb, admin_url: &str, a: &Server, b: &Server, http: &reqwest::Client) {
+    ok(&admin(db, &["user", "add", "dave", "--password", "pw"], None).await);
+    let (quiet, lost) = (login(http, a, "dave").await, login(http, a, "dave").await);
+    warm(http, b, &quiet).await;
+    warm(http, b, &lost).await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let revoke_silently = |token: String| async move {
+        let digest = tokenauth::token::secret::PlainToken::new(token).digest();
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let done = sqlx::query("UPDATE tokens SET revoked_at = now() WHERE digest = $1")
+            .bind(digest.as_bytes().as_slice())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    };
+    // The control: a silent revocation is NOT seen by B while its listener is fine (the cache
+    // answers, and max_staleness is an hour), so what follows is the reconnect's doing.
+    revoke_silently(quiet.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(check(http, b, &quiet).await, StatusCode::OK, "served from B's cache");
+
+    let name = format!("tokenauth-listener-{}", b.pid());
+    let mut admin_conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    let killed: Vec<(bool,)> =
+        sqlx::query_as("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_all(&mut admin_conn)
+            .await
+            .unwrap();
+    assert_eq!(killed, vec![(true,)], "B's listener connection ({name}) was found and killed");
+    revoke_silently(lost.clone()).await;
+    refused_by(http, b, &lost, "silent revocation while the listener was down").await;
+    refused_by(http, b, &quiet, "silent revocation before the listener went down").await;
+    // B reconnected (and counted it), and hears notices again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = http.get(b.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metrics.lines().any(|l| l.starts_with("tokenauth_invalidation_listener_reconnects_total 1")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B's listener did not reconnect:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = login(http, a, "dave").await;
+    warm(http, b, &t).await;
+    assert_eq!(
+        http.post(a.url("/auth/logout/")).header("authorization", format!("Token {t}")).send().await.unwrap().status(),
+        200
+    );
+    refused_by(http, b, &t, "logout after the reconnect").await;
+    let _ = conn.close().await;
+}
