@@ -112,7 +112,6 @@ async fn listener_reconnect_flushes(db: &TestDb, admin_url: &str, a: &Server, b:
     let (quiet, lost) = (login(http, a, "dave").await, login(http, a, "dave").await);
     warm(http, b, &quiet).await;
     warm(http, b, &lost).await;
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let revoke_silently = |token: String| async move {
         let digest = tokenauth::token::secret::PlainToken::new(token).digest();
         let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
@@ -158,5 +157,4 @@ async fn listener_reconnect_flushes(db: &TestDb, admin_url: &str, a: &Server, b:
         200
     );
     refused_by(http, b, &t, "logout after the reconnect").await;
-    let _ = conn.close().await;
 }
