@@ -3,11 +3,12 @@
 #
 #   bench/run.sh [SECONDS_PER_RUN]      (default 10)
 #
-# For each backend: /healthz as the baseline; login (usertoken Basic) at the default argon2
-# parameters; a token check that succeeds (/auth/bump: check + one write) and one that fails
-# (knox /auth/logout/ with an unknown token: shape check + one lookup); the forward-auth
-# check /verify with a usertoken UUID and with a webitel JWT (signature + lookup, no write),
-# at the same 32 connections as the baseline. Then the in-process
+# For each backend: /healthz as the baseline; the forward-auth check /verify from the cache
+# (a knox token and a webitel JWT) and with the cache off; login at the default argon2
+# parameters; /verify again while 16 connections flood logins; /auth/bump (check + write);
+# an unknown token's 401. Then (bench/scale.py) RSS idle and under load, the time from start
+# to ready on an existing database, and the revocation lag across two replicas over one
+# database (logout on A, time until B refuses). Then the in-process
 # bench of TokenService::authenticate (cargo bench --bench token_check). Prints one table.
 # Traffic goes to 127.0.0.1 only; every run is bounded by its duration.
 set -euo pipefail
@@ -37,6 +38,13 @@ measure() {
 }
 
 rows=()
+extras=()
+start_server() { # ENV... : start serve in the background and wait until it is ready
+  env "$@" RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" >>"$OUT/serve-$backend.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck --ready >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
 for backend in sqlite postgres; do
   if [ "$backend" = sqlite ]; then
     rm -f "$OUT"/bench.db*
@@ -47,29 +55,52 @@ for backend in sqlite postgres; do
   fi
   export TOKENAUTH_DATABASE_URL=$url
   echo "$PASSWORD" | "$BIN" user add bench --password-stdin >/dev/null
-  RUST_LOG=info "$BIN" serve --bind "127.0.0.1:$PORT" >"$OUT/serve-$backend.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 50); do TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck >/dev/null 2>&1 && break; sleep 0.2; done
-  TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck >/dev/null
+  start_server
+  sleep 1
+  rss_idle=$(python3 bench/scale.py rss "$server_pid")
 
   basic=$(printf 'bench:%s' "$PASSWORD" | base64)
   token=$(curl -s -X POST -u "bench:$PASSWORD" "http://127.0.0.1:$PORT/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  knox=$(curl -s -X POST -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" \
+    "http://127.0.0.1:$PORT/auth/login/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   jwt=$(curl -s -X POST -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" \
     "http://127.0.0.1:$PORT/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  verify_lua="wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Token $knox\""
+  login_lua="wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Basic $basic\""
 
   read -r base_rps base_p50 base_p99 < <(measure "$backend-healthz" 32 /healthz 'wrk.method = "GET"')
   rows+=("$backend|GET /healthz (baseline)|32|$base_rps|$base_p50|$base_p99|$base_rps")
-  read -r rps p50 p99 < <(measure "$backend-login" 4 /auth/login "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Basic $basic\"")
+  # /verify from the cache; RSS sampled half-way through the run.
+  ( sleep $((SECS / 2)); python3 bench/scale.py rss "$server_pid" > "$OUT/rss-load-$backend.txt" ) &
+  read -r v_rps v_p50 v_p99 < <(measure "$backend-verify" 32 /verify "$verify_lua")
+  wait
+  rss_load=$(cat "$OUT/rss-load-$backend.txt")
+  rows+=("$backend|GET /verify knox token, cached|32|$v_rps|$v_p50|$v_p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-verify-jwt" 32 /verify "wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Bearer $jwt\"")
+  rows+=("$backend|GET /verify webitel JWT, cached|32|$rps|$p50|$p99|$base_rps")
+  read -r rps p50 p99 < <(measure "$backend-login" 4 /auth/login "$login_lua")
   rows+=("$backend|POST /auth/login (argon2id m=19MiB t=2)|4|$rps|$p50|$p99|$base_rps")
+  # Token checks while 16 connections flood logins (the hashing pool saturated, its queue full).
+  wrk -t1 -c16 -d"$((SECS + 2))s" -s "$OUT/$backend-login.lua" "http://127.0.0.1:$PORT/auth/login" > "$OUT/$backend-flood.txt" &
+  flood=$!
+  sleep 1
+  read -r f_rps f_p50 f_p99 < <(measure "$backend-verify-flood" 32 /verify "$verify_lua")
+  wait "$flood"
+  rows+=("$backend|GET /verify cached, during a login flood|32|$f_rps|$f_p50|$f_p99|$base_rps")
   read -r rps p50 p99 < <(measure "$backend-bump" 32 /auth/bump "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Bearer $token\"")
   rows+=("$backend|POST /auth/bump (check + write)|32|$rps|$p50|$p99|$base_rps")
-  read -r rps p50 p99 < <(measure "$backend-verify" 32 /verify "wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Bearer $token\"")
-  rows+=("$backend|GET /verify (usertoken UUID)|32|$rps|$p50|$p99|$base_rps")
-  read -r rps p50 p99 < <(measure "$backend-verify-jwt" 32 /verify "wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Bearer $jwt\"")
-  rows+=("$backend|GET /verify (webitel JWT)|32|$rps|$p50|$p99|$base_rps")
   read -r rps p50 p99 < <(measure "$backend-unknown" 32 /auth/logout/ "wrk.method = \"POST\"; wrk.headers[\"Authorization\"] = \"Token $(printf '0%.0s' $(seq 1 64))\"")
   rows+=("$backend|POST /auth/logout/ unknown token (401)|32|$rps|$p50|$p99|$base_rps")
   stop_server
+  # The same check with the cache off: one indexed read per check.
+  start_server TOKENAUTH_CACHE__CAPACITY=0
+  read -r rps p50 p99 < <(measure "$backend-verify-uncached" 32 /verify "$verify_lua")
+  rows+=("$backend|GET /verify knox token, uncached|32|$rps|$p50|$p99|$base_rps")
+  stop_server
+
+  ready_ms=$(python3 bench/scale.py ready "$BIN" "$url" 5)
+  read -r lag_p50 lag_p99 < <(python3 bench/scale.py lag "$BIN" "$url" bench "$PASSWORD" 200)
+  extras+=("$backend|$rss_idle|$rss_load|$ready_ms|$lag_p50|$lag_p99|$v_p99|$f_p99")
 done
 
 echo
@@ -80,6 +111,14 @@ for row in "${rows[@]}"; do
   ratio=$(python3 -c "print(f'{float($rps)/float($base):.3f}')")
   printf '%-9s %-42s %5s %10s %9s %9s %8s\n' "$b" "$e" "$c" "$rps" "$p50" "$p99" "$ratio"
 done
+echo
+printf '%-9s %10s %10s %12s %14s %14s %12s %14s\n' backend 'RSS idle' 'RSS load' 'ready (ms)' 'revoke p50 ms' 'revoke p99 ms' 'check p99' 'p99 in flood'
+for row in "${extras[@]}"; do
+  IFS='|' read -r b ri rl rd l50 l99 vp fp <<<"$row"
+  printf '%-9s %8s M %8s M %12s %14s %14s %12s %14s\n' "$b" "$ri" "$rl" "$rd" "$l50" "$l99" "$vp" "$fp"
+done
+echo "(RSS in MiB; ready: start of an existing database to /readyz 200, median of 5; revoke: logout on A until"
+echo " replica B refuses, 200 tokens; check p99 idle vs during a 16-connection login flood)"
 echo
 echo "In-process TokenService::authenticate:"
 TOKENAUTH_BENCH_DATABASE_URL=$PG_ADMIN cargo bench --locked -q --bench token_check 2>/dev/null

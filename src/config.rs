@@ -149,7 +149,7 @@ pub struct PasswordConfig {
     pub iterations: u32,
     /// Lanes (OWASP: 1).
     pub parallelism: u32,
-    /// Hashes running at once; 0 means one per CPU.
+    /// Hashes running at once; 0 means one per CPU less one (at least one).
     pub workers: usize,
     /// Hashes waiting beyond those running; past this, logins get a 503 at once.
     pub queue: usize,
@@ -163,9 +163,14 @@ impl Default for PasswordConfig {
 }
 
 impl PasswordConfig {
-    /// `workers`, with 0 resolved to the number of CPUs.
+    /// `workers`, with 0 resolved to one less than the CPUs (at least one). why: a login
+    /// flood then saturates all but one core, which stays free for token checks.
     pub fn effective_workers(&self) -> usize {
-        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(1, usize::from) }
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| usize::from(n).saturating_sub(1).max(1))
+        }
     }
 }
 
