@@ -72,8 +72,9 @@ for backend in sqlite postgres; do
   rows+=("$backend|GET /healthz (baseline)|32|$base_rps|$base_p50|$base_p99|$base_rps")
   # /verify from the cache; RSS sampled half-way through the run.
   ( sleep $((SECS / 2)); python3 bench/scale.py rss "$server_pid" > "$OUT/rss-load-$backend.txt" ) &
+  sampler=$!
   read -r v_rps v_p50 v_p99 < <(measure "$backend-verify" 32 /verify "$verify_lua")
-  wait
+  wait "$sampler"
   rss_load=$(cat "$OUT/rss-load-$backend.txt")
   rows+=("$backend|GET /verify knox token, cached|32|$v_rps|$v_p50|$v_p99|$base_rps")
   read -r rps p50 p99 < <(measure "$backend-verify-jwt" 32 /verify "wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Bearer $jwt\"")

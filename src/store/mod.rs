@@ -499,8 +499,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn close(&self);
     /// The pool's `(size, idle, max)` now, for the metrics.
     fn pool_stats(&self) -> (u32, usize, u32);
-    /// Tell the other replicas sharing this database that cached token checks named by
-    /// `payload` are stale. A no-op where there are no other replicas (SQLite).
+    /// Tell the other processes sharing this database that cached token checks named by
+    /// `payload` are stale: a NOTIFY on Postgres, a row in `invalidations` on SQLite.
     async fn publish_invalidation(&self, payload: &str) -> StoreResult<()>;
     /// Listen for what `publish_invalidation` sends; `None` where there is nothing to hear.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>>;

@@ -14,9 +14,14 @@
 //!   if an invalidation happened meanwhile.
 //! - While the replica cannot hear the others (its listener is reconnecting), the cache is
 //!   off: nothing is served from it and nothing is put in it.
+//! - Invalidation by token id or principal goes through two small indexes to the digests
+//!   cached for them, never through moka's predicates: each live predicate is evaluated on
+//!   every read until a full scan retires it, which under steady logouts would make every
+//!   hit walk hundreds of closures.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -74,9 +79,21 @@ impl Expiry<TokenHash, Arc<Entry>> for EntryExpiry {
     }
 }
 
+/// Which digests may be cached for a token id and for a principal. May name digests no
+/// longer cached (evicted, expired): invalidating those is harmless.
+#[derive(Debug, Default)]
+struct Index {
+    by_token: HashMap<Uuid, TokenHash>,
+    by_principal: HashMap<i64, HashSet<TokenHash>>,
+}
+
 /// The cache. See the module doc.
 pub struct TokenCache {
     entries: Option<Cache<TokenHash, Arc<Entry>>>,
+    index: Mutex<Index>,
+    /// The index is reset past this many token ids (twice the capacity): it names digests
+    /// that were evicted meanwhile, and must stay bounded.
+    index_limit: usize,
     max_staleness: Duration,
     generation: AtomicU64,
     /// False while this replica cannot hear invalidations from the others.
@@ -101,11 +118,12 @@ pub(crate) struct Ticket(u64);
 impl TokenCache {
     /// A cache of up to `capacity` lookups (0: no cache), each trusted for `max_staleness`.
     pub fn new(capacity: u64, max_staleness: Duration) -> Self {
-        let entries = (capacity > 0 && !max_staleness.is_zero()).then(|| {
-            Cache::builder().max_capacity(capacity).expire_after(EntryExpiry).support_invalidation_closures().build()
-        });
+        let entries = (capacity > 0 && !max_staleness.is_zero())
+            .then(|| Cache::builder().max_capacity(capacity).expire_after(EntryExpiry).build());
         TokenCache {
             entries,
+            index: Mutex::new(Index::default()),
+            index_limit: usize::try_from(capacity.saturating_mul(2)).unwrap_or(usize::MAX),
             max_staleness,
             generation: AtomicU64::new(0),
             listening: AtomicBool::new(true),
@@ -138,8 +156,18 @@ impl TokenCache {
         if ttl.is_zero() {
             return;
         }
+        {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            if index.by_token.len() >= self.index_limit {
+                // why everything: the index can no longer say where every entry is.
+                *index = Index::default();
+                entries.invalidate_all();
+            }
+            index.by_token.insert(lookup.token.id, digest);
+            index.by_principal.entry(lookup.owner.id).or_default().insert(digest);
+        }
         entries.insert(digest, Arc::new(Entry { lookup, ttl }));
-        // why after the insert: an invalidation that began after our ticket either bumped the
+        // why the index first and this check after the insert: an invalidation that began after our ticket either bumped the
         // generation before this load (we undo our insert) or invalidates after it (and so
         // removes it). Either way a revoked token does not stay cached.
         if self.generation.load(Ordering::SeqCst) != ticket.0 {
@@ -159,21 +187,20 @@ impl TokenCache {
     pub fn invalidate(&self, what: Invalidation) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let Some(entries) = &self.entries else { return };
-        let registered = match what {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let digests: Vec<TokenHash> = match what {
             Invalidation::All => {
+                *index = Index::default();
                 entries.invalidate_all();
-                Ok(())
+                return;
             }
-            Invalidation::Token(id) => entries.invalidate_entries_if(move |_, e| e.lookup.token.id == id).map(|_| ()),
-            Invalidation::Principal(pid) => {
-                entries.invalidate_entries_if(move |_, e| e.lookup.owner.id == pid).map(|_| ())
-            }
+            Invalidation::Token(id) => index.by_token.remove(&id).into_iter().collect(),
+            Invalidation::Principal(pid) => index.by_principal.remove(&pid).into_iter().flatten().collect(),
         };
-        if let Err(e) = registered {
-            // why everything: a predicate that could not be registered must not leave a
-            // revoked token cached.
-            tracing::error!(error = %e, "cache invalidation predicate refused; flushing the token cache");
-            entries.invalidate_all();
+        // why under the lock: a `put` for one of these digests either indexed it before we
+        // took the lock (and its entry is removed here) or sees the new generation.
+        for digest in &digests {
+            entries.invalidate(digest);
         }
     }
 
@@ -193,6 +220,81 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::principal::PrincipalKind;
+    use crate::store::{Owner, TokenKind, TokenRecord};
+    use time::OffsetDateTime;
+
+    fn lookup(token: Uuid, owner: i64) -> TokenLookup {
+        TokenLookup {
+            token: TokenRecord {
+                id: token,
+                principal_id: owner,
+                dialect: "knox".into(),
+                kind: TokenKind::Session,
+                note: None,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                expires_at: None,
+                last_used_at: None,
+                enabled: true,
+                version: 0,
+                revoked_at: None,
+            },
+            owner: Owner { id: owner, kind: PrincipalKind::User, name: "u".into(), enabled: true, role: None },
+        }
+    }
+
+    fn cache() -> TokenCache {
+        TokenCache::new(100, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn invalidation_by_token_principal_and_all() {
+        let c = cache();
+        let (t1, t2, t3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (d1, d2, d3) = (TokenHash::of("1"), TokenHash::of("2"), TokenHash::of("3"));
+        c.put(c.ticket(), d1, lookup(t1, 7), None);
+        c.put(c.ticket(), d2, lookup(t2, 7), None);
+        c.put(c.ticket(), d3, lookup(t3, 8), None);
+        assert!(c.get(&d1).is_some() && c.get(&d2).is_some() && c.get(&d3).is_some());
+        c.invalidate(Invalidation::Token(t1));
+        assert!(c.get(&d1).is_none() && c.get(&d2).is_some());
+        c.invalidate(Invalidation::Principal(7));
+        assert!(c.get(&d2).is_none() && c.get(&d3).is_some());
+        c.invalidate(Invalidation::All);
+        assert!(c.get(&d3).is_none());
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_not_kept() {
+        let c = cache();
+        let (t, d) = (Uuid::new_v4(), TokenHash::of("x"));
+        // The row was read (ticket taken), then revoked and invalidated, then the read tries
+        // to cache what it saw: it must not stay.
+        let ticket = c.ticket();
+        c.invalidate(Invalidation::Token(t));
+        c.put(ticket, d, lookup(t, 1), None);
+        assert!(c.get(&d).is_none());
+        // A fill with a fresh ticket stays; forgetting its digest drops it.
+        c.put(c.ticket(), d, lookup(t, 1), None);
+        assert!(c.get(&d).is_some());
+        c.forget(&d);
+        assert!(c.get(&d).is_none());
+    }
+
+    #[test]
+    fn not_listening_means_no_cache_and_listening_again_starts_empty() {
+        let c = cache();
+        let (t, d) = (Uuid::new_v4(), TokenHash::of("x"));
+        c.put(c.ticket(), d, lookup(t, 1), None);
+        c.set_listening(false);
+        assert!(c.get(&d).is_none());
+        c.put(c.ticket(), d, lookup(t, 1), None);
+        c.set_listening(true);
+        assert!(c.get(&d).is_none(), "nothing cached while deaf survives");
+        // An entry lives no longer than the token: a token with no life left is not cached.
+        c.put(c.ticket(), d, lookup(t, 1), Some(Duration::ZERO));
+        assert!(c.get(&d).is_none());
+    }
 
     #[test]
     fn notices_round_trip_and_garbage_means_everything() {
