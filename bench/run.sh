@@ -56,7 +56,9 @@ for backend in sqlite postgres; do
   export TOKENAUTH_DATABASE_URL=$url
   echo "$PASSWORD" | "$BIN" user add bench --password-stdin >/dev/null
   start_server
-  sleep 1
+  # why 12 s: the dummy password hash made at start (19 MiB of argon2 memory) is given back
+  # to the OS by the allocator after its purge delay; idle means settled.
+  sleep 12
   rss_idle=$(python3 bench/scale.py rss "$server_pid")
 
   basic=$(printf 'bench:%s' "$PASSWORD" | base64)
@@ -118,7 +120,7 @@ for row in "${extras[@]}"; do
   IFS='|' read -r b ri rl rd l50 l99 vp fp <<<"$row"
   printf '%-9s %8s M %8s M %12s %14s %14s %12s %14s\n' "$b" "$ri" "$rl" "$rd" "$l50" "$l99" "$vp" "$fp"
 done
-echo "(RSS in MiB; ready: start of an existing database to /readyz 200, median of 5; revoke: logout on A until"
+echo "(RSS in MiB, idle 12 s after start; ready: start of an existing database to /readyz 200, median of 5; revoke: logout on A until"
 echo " replica B refuses, 200 tokens; check p99 idle vs during a 16-connection login flood)"
 echo
 echo "In-process TokenService::authenticate:"
