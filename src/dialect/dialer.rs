@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::{Dialect, DialectError, JsonObject, json_response, required_string, scheme_credentials};
+use super::{Dialect, DialectError, JsonObject, json_response, plain_message, required_string, scheme_credentials};
 use crate::app::AppState;
 use crate::config::DialerConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error, FieldError, FieldProblem};
@@ -450,21 +450,8 @@ fn render<S: Side>(err: &Error) -> Response {
         Error::Fields(fields) => {
             (StatusCode::BAD_REQUEST, fields.iter().map(field_message).collect::<Vec<_>>().join("; "))
         }
-        Error::MalformedJson(msg) => (StatusCode::BAD_REQUEST, format!("Invalid JSON: {msg}")),
-        Error::NotAnObject(_) => (StatusCode::BAD_REQUEST, "Request body must be a JSON object".into()),
-        Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
-        Error::UnsupportedMediaType(ct) => {
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Unsupported media type {ct:?}: send application/json"))
-        }
-        Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large".into()),
-        Error::TokenLimit => (StatusCode::FORBIDDEN, "Too many tokens".into()),
-        Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into()),
-        Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
-        Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
-            (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())
-        }
         // why no detail: the seed's 500 is `Server error`; the cause is logged, never sent.
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Server error".into()),
+        other => plain_message(other).unwrap_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, "Server error".into())),
     };
     let mut resp = json_response(status, json!({ "error": message }));
     if let Error::Unauthenticated(failure) = err {

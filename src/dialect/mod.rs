@@ -79,6 +79,28 @@ impl<D: Dialect> IntoResponse for DialectError<D> {
     }
 }
 
+/// The status and message of the errors that the dialects with a one-message error shape
+/// (webitel's `info`, the dialer's `error`) word alike: the request's shape, routing and
+/// capacity. `None` for the errors each dialect words its own way.
+pub(crate) fn plain_message(err: &Error) -> Option<(StatusCode, String)> {
+    Some(match err {
+        Error::MalformedJson(msg) => (StatusCode::BAD_REQUEST, format!("Invalid JSON: {msg}")),
+        Error::NotAnObject(_) => (StatusCode::BAD_REQUEST, "Request body must be a JSON object".into()),
+        Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
+        Error::UnsupportedMediaType(ct) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Unsupported media type {ct:?}: send application/json"))
+        }
+        Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large".into()),
+        Error::TokenLimit => (StatusCode::FORBIDDEN, "Too many tokens".into()),
+        Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into()),
+        Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
+        Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())
+        }
+        _ => return None,
+    })
+}
+
 /// A JSON response with an explicit status.
 pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()

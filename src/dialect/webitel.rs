@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::{Dialect, DialectError, JsonObject, json_response, required_string};
+use super::{Dialect, DialectError, JsonObject, json_response, plain_message, required_string};
 use crate::app::AppState;
 use crate::config::WebitelConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error};
@@ -335,20 +335,8 @@ impl Dialect for Webitel {
             Error::BadCredentials(_) | Error::Unauthenticated(_) => {
                 (StatusCode::UNAUTHORIZED, "Invalid credentials".into())
             }
-            Error::MalformedJson(msg) => (StatusCode::BAD_REQUEST, format!("Invalid JSON: {msg}")),
-            Error::NotAnObject(_) => (StatusCode::BAD_REQUEST, "Request body must be a JSON object".into()),
-            Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
-            Error::UnsupportedMediaType(ct) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Unsupported media type {ct:?}: send application/json"))
-            }
-            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large".into()),
-            Error::TokenLimit => (StatusCode::FORBIDDEN, "Too many tokens".into()),
-            Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into()),
-            Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
-            Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
-                (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".into()),
+            other => plain_message(other)
+                .unwrap_or_else(|| (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".into())),
         };
         json_response(status, json!({"status": "error", "info": info}))
     }
