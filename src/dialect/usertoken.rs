@@ -143,7 +143,7 @@ async fn login(
     Ok(Json(serde_json::to_value(shape).map_err(|e| Error::Internal(e.to_string()))?))
 }
 
-fn login_options(
+pub(crate) fn login_options(
     body: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> std::result::Result<LoginOptions, Error> {
     let fields = |e: FieldError| Error::Fields(vec![e]);
