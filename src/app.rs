@@ -33,6 +33,7 @@ use crate::token::TokenService;
 use crate::token::cache::TokenCache;
 use crate::token::clock::Clock;
 use crate::token::password::Passwords;
+use crate::token::throttle::Throttle;
 use crate::verify::{self, Verify};
 use crate::{health, openapi};
 
@@ -72,7 +73,8 @@ pub async fn token_service(
     let passwords = Passwords::new(&config.passwords, metrics.hashing.clone())?;
     let secret = config.jwt_secret.as_ref().map(|s| s.expose().clone());
     let cache = TokenCache::new(config.cache.capacity, config.cache.max_staleness);
-    Ok(Arc::new(TokenService::new(store, clock, passwords, &config.tokens, secret, metrics, cache).await?))
+    let service = TokenService::new(store, clock, passwords, &config.tokens, secret, metrics, cache).await?;
+    Ok(Arc::new(service.with_throttle(Throttle::new(config.throttle.clone()))))
 }
 
 /// The whole HTTP surface. Layers, outermost first:

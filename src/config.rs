@@ -44,6 +44,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// The token-check cache.
     pub cache: CacheConfig,
+    /// Login throttling: failed logins counted per client address and per account.
+    pub throttle: ThrottleConfig,
     /// Cross-origin requests (off unless origins are listed).
     pub cors: CorsConfig,
     /// The usertoken dialect (`/auth/login`, `/auth/bump`, `/auth/logout`).
@@ -75,6 +77,7 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             tokens: TokensConfig::default(),
             cache: CacheConfig::default(),
+            throttle: ThrottleConfig::default(),
             cors: CorsConfig::default(),
             usertoken: UsertokenConfig::default(),
             knox: KnoxConfig::default(),
@@ -217,6 +220,68 @@ impl Default for CacheConfig {
         // safety net, and a few seconds of database reads per token is cheap.
         CacheConfig { capacity: 100_000, max_staleness: Duration::from_secs(5) }
     }
+}
+
+/// Login throttling. Failed logins are counted in the database (so every replica sees the
+/// same counts) per client address and per account; past a limit, logins are refused with 429
+/// and `Retry-After` before any password is hashed, for a lockout that doubles each time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Off turns the counting and the 429s off.
+    pub enabled: bool,
+    /// Per client address (IPv6 by /64, since one host usually holds a whole /64).
+    pub ip: ThrottleRule,
+    /// Per account name (unknown names too, so a 429 does not tell which accounts exist).
+    pub account: ThrottleRule,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            enabled: true,
+            // why 10 a minute: a person mistyping a password stays far below it; a guesser
+            // gets 10 tries, then a lockout that doubles (1, 2, 4 ... 60 minutes).
+            ip: ThrottleRule {
+                max_failures: 10,
+                window: Duration::from_secs(60),
+                lockout: Duration::from_secs(60),
+                max_lockout: Duration::from_secs(3600),
+                forget_after: Duration::from_secs(3600),
+            },
+            // why 100 in 15 minutes: well above what one address can reach (so an attacker
+            // at one address cannot lock the owner out), low enough to slow a guesser who
+            // spreads over many addresses.
+            account: ThrottleRule {
+                max_failures: 100,
+                window: Duration::from_secs(900),
+                lockout: Duration::from_secs(300),
+                max_lockout: Duration::from_secs(3600),
+                forget_after: Duration::from_secs(3600),
+            },
+        }
+    }
+}
+
+/// One throttle: a sliding window of failures and a growing lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleRule {
+    /// Failures allowed within `window`; the next attempt is refused and starts a lockout.
+    pub max_failures: u32,
+    /// The sliding window the failures are counted over.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// The first lockout; each further one doubles, up to `max_lockout`.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+    /// The longest lockout.
+    #[serde(with = "humantime_serde")]
+    pub max_lockout: Duration,
+    /// A counter with no failures for this long (after its window and lockout) is forgotten,
+    /// lockout count included.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
 }
 
 /// CORS.
@@ -578,6 +643,17 @@ impl Config {
     /// Check what serde cannot: relations between keys and value ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        for (name, rule) in [("throttle.ip", &self.throttle.ip), ("throttle.account", &self.throttle.account)] {
+            if rule.max_failures == 0 {
+                problems.push(format!("{name}.max_failures must be at least 1"));
+            }
+            if rule.window < Duration::from_secs(1) || rule.lockout < Duration::from_secs(1) {
+                problems.push(format!("{name}.window and {name}.lockout must be at least 1s"));
+            }
+            if rule.max_lockout < rule.lockout {
+                problems.push(format!("{name}.max_lockout must not be shorter than {name}.lockout"));
+            }
+        }
         if self.database.acquire_timeout >= self.http.request_timeout {
             problems.push(format!(
                 "database.acquire_timeout ({}) must be shorter than http.request_timeout ({}), so an outage answers 503 instead of timing out",

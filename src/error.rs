@@ -145,6 +145,14 @@ pub enum Error {
     #[error("maximum number of tokens reached")]
     TokenLimit,
 
+    /// Too many failed logins from this client address or for this account: refused before
+    /// any password hash is computed (see `token::throttle`).
+    #[error("too many failed logins")]
+    Throttled {
+        /// When the lockout ends, in whole seconds (rounded up, at least one).
+        retry_after: Duration,
+    },
+
     // --- routing, outside handlers ---
     /// No route for this path.
     #[error("not found")]
@@ -244,7 +252,7 @@ impl Error {
     /// Seconds a client should wait before retrying, for the 503s that have a `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Overloaded { retry_after } => Some(*retry_after),
+            Error::Overloaded { retry_after } | Error::Throttled { retry_after } => Some(*retry_after),
             // why: an outage or a timeout is usually brief; a small hint avoids a retry storm.
             Error::Unavailable | Error::Timeout => Some(Duration::from_secs(5)),
             _ => None,

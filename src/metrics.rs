@@ -210,6 +210,7 @@ impl Metrics {
             Err(Error::BadCredentials(_)) => "bad_credentials",
             Err(Error::TokenLimit) => "token_limit",
             Err(Error::Overloaded { .. }) => "overloaded",
+            Err(Error::Throttled { .. }) => "throttled",
             Err(Error::Unavailable | Error::Timeout) => "unavailable",
             Err(Error::Invalid(_) | Error::Fields(_)) => "invalid",
             Err(_) => "error",

@@ -26,8 +26,10 @@ use crate::principal::PrincipalKind;
 use crate::server::{Server, shutdown_signal};
 use crate::store::Attributes;
 use crate::store::Store;
+use crate::store::ThrottleScope;
 use crate::telemetry;
 use crate::token::clock::SystemClock;
+use crate::token::throttle::{account_subject, ip_subject};
 use crate::token::{
     MintOptions, NewProfile, TokenService, check_allowed_regex, check_sms_from, parse_acl, parse_allowed_ip,
     parse_balance,
@@ -86,6 +88,9 @@ pub enum Command {
     /// Manage the JWT signing keys (webitel, dialer).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect and reset the login throttle's counters (failed logins per address and account).
+    #[command(subcommand)]
+    Throttle(ThrottleCommand),
     /// Exit 0 when the server at the configured bind address answers /healthz (for container
     /// HEALTHCHECKs; the image has no curl).
     Healthcheck {
@@ -218,6 +223,32 @@ pub enum ResellerCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `tokenauth throttle ...`
+#[derive(Debug, Subcommand)]
+pub enum ThrottleCommand {
+    /// List the counters in force: scope, address or account, failures in the window,
+    /// lockouts so far and when the current one ends.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset counters, ending their lockouts (e.g. after a user has been locked out by
+    /// someone else's guessing).
+    #[command(group(clap::ArgGroup::new("subject").required(true).multiple(false).args(["user", "reseller", "ip"])))]
+    Clear {
+        /// The counter of this user name.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// The counter of this reseller name.
+        #[arg(long, value_name = "NAME")]
+        reseller: Option<String>,
+        /// The counter of this client address (an IPv6 address clears its /64).
+        #[arg(long, value_name = "IP")]
+        ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -421,6 +452,7 @@ impl Cli {
             Command::User(cmd) => with_service(&config, |tokens| user(cmd, tokens)).await,
             Command::Reseller(cmd) => with_service(&config, |tokens| reseller(cmd, tokens)).await,
             Command::Group(cmd) => with_service(&config, |tokens| group(cmd, tokens)).await,
+            Command::Throttle(cmd) => with_service(&config, |tokens| throttle(cmd, tokens)).await,
             Command::Role(cmd) => with_service(&config, |tokens| role(cmd, tokens)).await,
             Command::Keys(cmd) => {
                 let configured = config.jwt_secret.is_some();
@@ -581,6 +613,39 @@ async fn group(cmd: GroupCommand, tokens: Arc<TokenService>) -> anyhow::Result<(
         GroupCommand::Remove { name } => {
             tokens.remove_group(&name).await?;
             println!("removed user group {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn throttle(cmd: ThrottleCommand, tokens: Arc<TokenService>) -> anyhow::Result<()> {
+    match cmd {
+        ThrottleCommand::List { json } => {
+            let counters = tokens.throttle_counters().await?;
+            let now = tokens.now();
+            let throttle = tokens.throttle();
+            print!(
+                "{}",
+                if json {
+                    output::throttle_json(&counters, throttle, now)?
+                } else {
+                    output::throttle_table(&counters, throttle, now)
+                }
+            );
+        }
+        ThrottleCommand::Clear { user, reseller, ip } => {
+            let (scope, subject) = match (user, reseller, ip) {
+                (Some(name), _, _) => (ThrottleScope::Account, account_subject(PrincipalKind::User, &name)),
+                (_, Some(name), _) => (ThrottleScope::Account, account_subject(PrincipalKind::Reseller, &name)),
+                (_, _, Some(ip)) => (ThrottleScope::Ip, Some(ip_subject(ip))),
+                _ => bail!("give --user, --reseller or --ip"),
+            };
+            let Some(subject) = subject else { bail!("that is not a valid account name, so it has no counter") };
+            if tokens.clear_throttle(scope, &subject).await? {
+                println!("cleared the throttle counter of {subject}");
+            } else {
+                println!("no throttle counter for {subject}");
+            }
         }
     }
     Ok(())

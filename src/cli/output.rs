@@ -4,7 +4,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::{GroupRecord, PrincipalRecord, RoleRecord, SigningKeyRecord, TokenRecord};
+use crate::store::{GroupRecord, PrincipalRecord, RoleRecord, SigningKeyRecord, ThrottleCounter, TokenRecord};
+use crate::token::throttle::Throttle;
 use crate::token::{Issued, TokenState};
 
 fn when(t: Option<OffsetDateTime>) -> String {
@@ -261,4 +262,47 @@ pub(super) fn keys_table(stored: &[SigningKeyRecord], signing: &str) -> String {
         rows.push(vec![signing.to_owned(), "(jwt_secret)".into(), "yes".into()]);
     }
     table(&["KID", "CREATED", "SIGNING"], rows)
+}
+
+fn locked_until(c: &ThrottleCounter, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    c.locked_until.filter(|&until| until > now)
+}
+
+/// `throttle list`
+pub(super) fn throttle_table(list: &[ThrottleCounter], throttle: &Throttle, now: OffsetDateTime) -> String {
+    let rows = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.scope.as_str().to_owned(),
+                c.subject.clone(),
+                throttle.failures(c, now).to_string(),
+                c.strikes.to_string(),
+                when(locked_until(c, now)),
+            ]
+        })
+        .collect();
+    table(&["SCOPE", "SUBJECT", "FAILURES", "LOCKOUTS", "LOCKED UNTIL"], rows)
+}
+
+/// `throttle list --json`
+pub(super) fn throttle_json(
+    list: &[ThrottleCounter],
+    throttle: &Throttle,
+    now: OffsetDateTime,
+) -> anyhow::Result<String> {
+    let items: Vec<_> = list
+        .iter()
+        .map(|c| {
+            json!({
+                "scope": c.scope.as_str(),
+                "subject": c.subject,
+                "failures": throttle.failures(c, now),
+                "lockouts": c.strikes,
+                "locked_until": when_json(locked_until(c, now)),
+                "expires": when_json(Some(c.expires_at)),
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&items)? + "\n")
 }

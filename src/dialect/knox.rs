@@ -75,6 +75,8 @@ type Result<T> = std::result::Result<T, DialectError<Knox>>;
         (status = 403, description = "The user already holds `knox.max_tokens_per_user` live tokens",
             body = TokenLimitBody),
         (status = 415, description = "A non-empty body that is not `application/json`", body = Detail),
+        (status = 429, description = "Too many failed logins from this address or for this account: \
+            `Request was throttled. Expected available in N seconds.`", body = Detail, headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
         OutsideErrors,
     )
 )]
@@ -357,6 +359,12 @@ impl Dialect for Knox {
             Error::MethodNotAllowed(m) => {
                 detail(StatusCode::METHOD_NOT_ALLOWED, &format!("Method \"{m}\" not allowed."))
             }
+            // why this wording: Django REST framework's own `Throttled` detail, which knox
+            // clients already know.
+            Error::Throttled { retry_after } => detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Request was throttled. Expected available in {} seconds.", retry_after.as_secs()),
+            ),
             Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
                 detail(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable, try again later.")
             }

@@ -94,6 +94,10 @@ pub(crate) fn plain_message(err: &Error) -> Option<(StatusCode, String)> {
         Error::TokenLimit => (StatusCode::FORBIDDEN, "Too many tokens".into()),
         Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into()),
         Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
+        Error::Throttled { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed logins, try again in {} seconds", retry_after.as_secs()),
+        ),
         Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
             (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())
         }

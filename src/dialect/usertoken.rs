@@ -127,6 +127,11 @@ impl<'a> UserToken<'a> {
         )),
         (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody,
             headers(("Vary" = String, description = "`Accept`"))),
+        (status = 429, description = "Too many failed logins from this address or for this account: \
+            refused before the password is checked (`TooManyRequestsError`)", body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "Seconds until the lockout ends"),
+            ("Vary" = String, description = "`Accept`"),
+        )),
         OutsideErrors,
     )
 )]
@@ -364,6 +369,11 @@ impl Dialect for Usertoken {
                 StatusCode::METHOD_NOT_ALLOWED,
                 ("MethodNotAllowedError", "Method not allowed"),
                 format!("Method {m} is not allowed here"),
+            ),
+            Error::Throttled { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                ("TooManyRequestsError", "Too many requests"),
+                format!("Too many failed logins; try again in {} seconds", retry_after.as_secs()),
             ),
             Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -187,6 +187,76 @@ pub struct RoleRecord {
     pub members: i64,
 }
 
+/// What a login throttle counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ThrottleScope {
+    /// One client address (an IPv6 /64).
+    Ip,
+    /// One account name, of one kind (`user:alice`).
+    Account,
+}
+
+impl ThrottleScope {
+    /// The name stored in the `scope` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThrottleScope::Ip => "ip",
+            ThrottleScope::Account => "account",
+        }
+    }
+
+    /// The scope stored as `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ip" => Some(ThrottleScope::Ip),
+            "account" => Some(ThrottleScope::Account),
+            _ => None,
+        }
+    }
+}
+
+/// A login throttle counter, as stored. Its meaning (sliding window, lockouts) belongs to
+/// `token::throttle`; the store only reads and writes it, under a row lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleCounter {
+    /// What is counted.
+    pub scope: ThrottleScope,
+    /// The address or account.
+    pub subject: String,
+    /// Start of the current fixed window.
+    pub window_start: OffsetDateTime,
+    /// Failures (and attempts in progress) in the current window.
+    pub failures: u32,
+    /// Failures in the window before it.
+    pub prev_failures: u32,
+    /// Lockouts so far.
+    pub strikes: u32,
+    /// Logins refused until then.
+    pub locked_until: Option<OffsetDateTime>,
+    /// After this the counter is empty (and the sweep deletes it).
+    pub expires_at: OffsetDateTime,
+}
+
+impl ThrottleCounter {
+    /// A counter with nothing counted, as a new row starts.
+    pub fn empty(scope: ThrottleScope, subject: String) -> Self {
+        ThrottleCounter {
+            scope,
+            subject,
+            window_start: OffsetDateTime::UNIX_EPOCH,
+            failures: 0,
+            prev_failures: 0,
+            strikes: 0,
+            locked_until: None,
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+/// A change to a set of throttle counters, applied by `Store::update_throttle` while it holds
+/// their rows locked, so concurrent logins (on any replica) never lose an update.
+pub type ThrottleStep<'a> = &'a (dyn Fn(&mut [ThrottleCounter]) + Send + Sync);
+
 /// An HMAC key for signing JWTs. Its secret is redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
@@ -574,6 +644,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()>;
     /// Delete tokens revoked or expired before `cutoff`; returns how many.
     async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
+
+    // --- login throttling ---
+    /// In one transaction: lock the counters for `keys` (creating empty ones, in key order so
+    /// two updates cannot deadlock), let `step` change them, write them back, and return them
+    /// in the order of `keys`. Concurrent updates of a counter are serialised by its row lock.
+    async fn update_throttle(
+        &self,
+        keys: &[(ThrottleScope, &str)],
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<Vec<ThrottleCounter>>;
+    /// The counters that have not expired at `now`, in scope then subject order.
+    async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>>;
+    /// Delete one counter; true if it existed.
+    async fn clear_throttle(&self, scope: ThrottleScope, subject: &str) -> StoreResult<bool>;
+    /// Delete the counters expired before `now`; returns how many.
+    async fn sweep_throttle(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }
 
 /// Open the store named by `url`, picking the backend from its scheme.

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{
     Acl, AttributeColumns, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken,
-    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, TokenKind,
-    TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
+    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, ThrottleCounter,
+    ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::principal::PrincipalKind;
@@ -206,6 +206,46 @@ impl TryFrom<RoleRow> for RoleRecord {
         })
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct ThrottleRow {
+    scope: String,
+    subject: String,
+    window_start: OffsetDateTime,
+    failures: i32,
+    prev_failures: i32,
+    strikes: i32,
+    locked_until: Option<OffsetDateTime>,
+    expires_at: OffsetDateTime,
+}
+
+impl TryFrom<ThrottleRow> for ThrottleCounter {
+    type Error = StoreError;
+    fn try_from(r: ThrottleRow) -> StoreResult<Self> {
+        let count = |n: i32| u32::try_from(n).map_err(|_| StoreError::Other(format!("negative throttle count {n}")));
+        Ok(ThrottleCounter {
+            scope: ThrottleScope::parse(&r.scope)
+                .ok_or_else(|| StoreError::Other(format!("unknown throttle scope {:?}", r.scope)))?,
+            subject: r.subject,
+            window_start: r.window_start,
+            failures: count(r.failures)?,
+            prev_failures: count(r.prev_failures)?,
+            strikes: count(r.strikes)?,
+            locked_until: r.locked_until,
+            expires_at: r.expires_at,
+        })
+    }
+}
+
+/// why a no-op upsert: it creates the row or locks the existing one, in one round trip, so
+/// the read-modify-write that follows cannot race another login's.
+const LOCK_THROTTLE: &str = "INSERT INTO login_throttle \
+    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at) \
+    VALUES ($1, $2, 'epoch', 0, 0, 0, NULL, 'epoch') \
+    ON CONFLICT (scope, subject) DO UPDATE SET scope = EXCLUDED.scope \
+    RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at";
+const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = $3, failures = $4, prev_failures = $5, \
+    strikes = $6, locked_until = $7, expires_at = $8 WHERE scope = $1 AND subject = $2";
 
 #[derive(sqlx::FromRow)]
 struct SigningKeyRow {
@@ -673,6 +713,67 @@ impl Store for PgStore {
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn update_throttle(
+        &self,
+        keys: &[(ThrottleScope, &str)],
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<Vec<ThrottleCounter>> {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut tx = self.pool.begin().await?;
+        let mut locked: Vec<Option<ThrottleCounter>> = vec![None; keys.len()];
+        for &i in &order {
+            let (scope, subject) = keys[i];
+            let row: ThrottleRow =
+                sqlx::query_as(LOCK_THROTTLE).bind(scope.as_str()).bind(subject).fetch_one(&mut *tx).await?;
+            locked[i] = Some(row.try_into()?);
+        }
+        let mut counters: Vec<ThrottleCounter> = locked.into_iter().flatten().collect();
+        step(&mut counters);
+        for c in &counters {
+            let n = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+            sqlx::query(WRITE_THROTTLE)
+                .bind(c.scope.as_str())
+                .bind(&c.subject)
+                .bind(c.window_start)
+                .bind(n(c.failures))
+                .bind(n(c.prev_failures))
+                .bind(n(c.strikes))
+                .bind(c.locked_until)
+                .bind(c.expires_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(counters)
+    }
+
+    async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
+        let rows: Vec<ThrottleRow> = sqlx::query_as(
+            "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at \
+             FROM login_throttle WHERE expires_at > $1 ORDER BY scope, subject COLLATE \"C\"",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn clear_throttle(&self, scope: ThrottleScope, subject: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM login_throttle WHERE scope = $1 AND subject = $2")
+            .bind(scope.as_str())
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn sweep_throttle(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM login_throttle WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 }

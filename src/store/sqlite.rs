@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{
     Acl, AttributeColumns, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken,
-    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, TokenKind,
-    TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
+    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, ThrottleCounter,
+    ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::principal::PrincipalKind;
@@ -278,6 +278,47 @@ impl TryFrom<GroupRow> for GroupRecord {
         Ok(r.columns.into_record(from_micros(r.created_at)?))
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct ThrottleRow {
+    scope: String,
+    subject: String,
+    window_start: i64,
+    failures: i64,
+    prev_failures: i64,
+    strikes: i64,
+    locked_until: Option<i64>,
+    expires_at: i64,
+}
+
+impl TryFrom<ThrottleRow> for ThrottleCounter {
+    type Error = StoreError;
+    fn try_from(r: ThrottleRow) -> StoreResult<Self> {
+        let count = |n: i64| u32::try_from(n).map_err(|_| StoreError::Other(format!("bad throttle count {n}")));
+        Ok(ThrottleCounter {
+            scope: ThrottleScope::parse(&r.scope)
+                .ok_or_else(|| StoreError::Other(format!("unknown throttle scope {:?}", r.scope)))?,
+            subject: r.subject,
+            window_start: from_micros(r.window_start)?,
+            failures: count(r.failures)?,
+            prev_failures: count(r.prev_failures)?,
+            strikes: count(r.strikes)?,
+            locked_until: opt_from_micros(r.locked_until)?,
+            expires_at: from_micros(r.expires_at)?,
+        })
+    }
+}
+
+/// why a no-op upsert first: a write as the transaction's first statement takes SQLite's
+/// write lock at once (a read first would be upgraded later and could fail with
+/// SQLITE_BUSY), and it creates the row or returns the existing one in one step.
+const LOCK_THROTTLE: &str = "INSERT INTO login_throttle \
+    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at) \
+    VALUES (?1, ?2, 0, 0, 0, 0, NULL, 0) \
+    ON CONFLICT (scope, subject) DO UPDATE SET scope = excluded.scope \
+    RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at";
+const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = ?3, failures = ?4, prev_failures = ?5, \
+    strikes = ?6, locked_until = ?7, expires_at = ?8 WHERE scope = ?1 AND subject = ?2";
 
 #[derive(sqlx::FromRow)]
 struct SigningKeyRow {
@@ -778,6 +819,68 @@ impl Store for SqliteStore {
     async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM tokens WHERE revoked_at < ?1 OR expires_at < ?1")
             .bind(micros(cutoff))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn update_throttle(
+        &self,
+        keys: &[(ThrottleScope, &str)],
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<Vec<ThrottleCounter>> {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| keys[i]);
+        let mut tx = self.pool.begin().await?;
+        let mut locked: Vec<Option<ThrottleCounter>> = vec![None; keys.len()];
+        for &i in &order {
+            let (scope, subject) = keys[i];
+            let row: ThrottleRow =
+                sqlx::query_as(LOCK_THROTTLE).bind(scope.as_str()).bind(subject).fetch_one(&mut *tx).await?;
+            locked[i] = Some(row.try_into()?);
+        }
+        let mut counters: Vec<ThrottleCounter> = locked.into_iter().flatten().collect();
+        step(&mut counters);
+        for c in &counters {
+            sqlx::query(WRITE_THROTTLE)
+                .bind(c.scope.as_str())
+                .bind(&c.subject)
+                .bind(micros(c.window_start))
+                .bind(i64::from(c.failures))
+                .bind(i64::from(c.prev_failures))
+                .bind(i64::from(c.strikes))
+                .bind(opt_micros(c.locked_until))
+                .bind(micros(c.expires_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(counters)
+    }
+
+    async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
+        let rows: Vec<ThrottleRow> = sqlx::query_as(
+            "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at \
+             FROM login_throttle WHERE expires_at > ?1 ORDER BY scope, subject",
+        )
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn clear_throttle(&self, scope: ThrottleScope, subject: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM login_throttle WHERE scope = ?1 AND subject = ?2")
+            .bind(scope.as_str())
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn sweep_throttle(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM login_throttle WHERE expires_at <= ?1")
+            .bind(micros(now))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

@@ -17,6 +17,7 @@ pub mod password;
 mod principals;
 mod roles;
 pub mod secret;
+pub mod throttle;
 mod touch;
 
 use std::net::IpAddr;
@@ -36,8 +37,9 @@ use self::password::Passwords;
 pub use self::principals::{NewProfile, check_sms_from, parse_allowed_ip, parse_balance};
 pub use self::roles::parse_acl;
 use self::secret::{PlainToken, TokenFormat, TokenHash};
+use self::throttle::Throttle;
 use self::touch::TouchQueue;
-use crate::config::TokensConfig;
+use crate::config::{ThrottleConfig, TokensConfig};
 use crate::error::{AuthFailure, CredentialFailure, Error, Malformation};
 use crate::metrics::Metrics;
 use crate::principal::{PrincipalKind, Username};
@@ -141,6 +143,7 @@ pub struct TokenService {
     jwt_secret: Option<SecretString>,
     metrics: Arc<Metrics>,
     cache: TokenCache,
+    throttle: Throttle,
 }
 
 impl TokenService {
@@ -166,7 +169,30 @@ impl TokenService {
             jwt_secret,
             metrics,
             cache,
+            throttle: Throttle::new(ThrottleConfig::default()),
         })
+    }
+
+    /// Throttle logins by these rules instead of the defaults.
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// The login throttle, for the operators' `throttle list` and `throttle clear`.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// The throttle counters in force now.
+    pub async fn throttle_counters(&self) -> Result<Vec<crate::store::ThrottleCounter>, Error> {
+        Ok(self.store.list_throttle(self.clock.now()).await?)
+    }
+
+    /// Reset one throttle counter; true if there was one.
+    pub async fn clear_throttle(&self, scope: crate::store::ThrottleScope, subject: &str) -> Result<bool, Error> {
+        Ok(self.store.clear_throttle(scope, subject).await?)
     }
 
     /// Re-read the JWT keys from the database, to pick up a rotation made elsewhere.
@@ -282,9 +308,27 @@ impl TokenService {
     }
 
     /// Verify a password, then the principal's IP rules against the client's address; an
-    /// unknown user costs one verification against a dummy hash.
+    /// unknown user costs one verification against a dummy hash. The login throttle counts
+    /// the attempt first, and refuses it before any hashing when a limit is reached.
     #[tracing::instrument(skip_all, fields(kind = %kind))]
     pub async fn check_password(
+        &self,
+        kind: PrincipalKind,
+        username: &str,
+        password: SecretString,
+        client_ip: IpAddr,
+    ) -> Result<PrincipalRecord, Error> {
+        let admission = self.throttle.admit(&*self.store, kind, username, client_ip, self.clock.now()).await?;
+        let record = self.check_password_unthrottled(kind, username, password, client_ip).await?;
+        if let Err(e) = self.throttle.succeeded(&*self.store, admission, self.clock.now()).await {
+            // why not fail the login: the password was right; the cost is one failure too many
+            // on the counters until they expire.
+            tracing::warn!(error = %e, "could not take a successful login off the throttle counters");
+        }
+        Ok(record)
+    }
+
+    async fn check_password_unthrottled(
         &self,
         kind: PrincipalKind,
         username: &str,
@@ -602,8 +646,11 @@ impl TokenService {
         if changed? { Ok(()) } else { Err(Error::NoSuchToken(id.to_string())) }
     }
 
-    /// Delete revoked and expired rows older than the retention period; returns how many.
+    /// Delete revoked and expired token rows older than the retention period (returns how
+    /// many) and the expired throttle counters.
     pub async fn sweep(&self) -> Result<u64, Error> {
+        let forgotten = self.store.sweep_throttle(self.clock.now()).await?;
+        tracing::debug!(forgotten, "expired throttle counters deleted");
         let retention = time::Duration::try_from(self.retention).unwrap_or(time::Duration::MAX);
         match self.clock.now().checked_sub(retention) {
             Some(cutoff) => Ok(self.store.sweep(cutoff).await?),

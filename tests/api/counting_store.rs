@@ -198,4 +198,27 @@ impl Store for CountingStore {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.sweep(cutoff).await
     }
+
+    async fn update_throttle(
+        &self,
+        keys: &[(ThrottleScope, &str)],
+        step: ThrottleStep<'_>,
+    ) -> StoreResult<Vec<ThrottleCounter>> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.update_throttle(keys, step).await
+    }
+
+    async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
+        self.inner.list_throttle(now).await
+    }
+
+    async fn clear_throttle(&self, scope: ThrottleScope, subject: &str) -> StoreResult<bool> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.clear_throttle(scope, subject).await
+    }
+
+    async fn sweep_throttle(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.sweep_throttle(now).await
+    }
 }

@@ -154,8 +154,9 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: Arc<FixedClock>,
     pub config: Config,
-    /// Kept so the database outlives the app (dropped, and for Postgres deleted, with it).
-    _db: TestDb,
+    /// Kept so the database outlives the app (dropped, and for Postgres deleted, with it);
+    /// `None` for a replica, which borrows the database of the app it was made from.
+    _db: Option<TestDb>,
 }
 
 impl TestApp {
@@ -182,7 +183,16 @@ impl TestApp {
         let clock = Arc::new(FixedClock::new(T0));
         let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).await.unwrap();
         let router = app::router(AppState::new(config.clone(), Arc::clone(&tokens))).unwrap();
-        TestApp { router, tokens, store, clock, config, _db: db }
+        TestApp { router, tokens, store, clock, config, _db: Some(db) }
+    }
+
+    /// Another replica over the same database, config and clock: its own store pool, token
+    /// service (and cache) and router, as a second process would have. Drop it first.
+    pub async fn replica(&self) -> TestApp {
+        let store = app::open_store(&self.config).await.unwrap();
+        let tokens = app::token_service(&self.config, Arc::clone(&store), self.clock.clone()).await.unwrap();
+        let router = app::router(AppState::new(self.config.clone(), Arc::clone(&tokens))).unwrap();
+        TestApp { router, tokens, store, clock: self.clock.clone(), config: self.config.clone(), _db: None }
     }
 
     pub async fn add_user(&self, name: &str, password: &str) -> PrincipalRecord {

@@ -196,7 +196,9 @@ async fn json_content_type_with_parameters_is_accepted(backend: Backend) {
 backend_tests!(bad_credentials_are_one_400_and_write_nothing, username_is_trimmed_but_password_is_not);
 
 async fn bad_credentials_are_one_400_and_write_nothing(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // why a higher limit: ten refusals from one address would otherwise lock it out (the
+    // throttle's own tests are in tests/api/throttle.rs).
+    let app = TestApp::with_config(backend, |c| c.throttle.ip.max_failures = 100).await;
     app.add_user("alice", PW).await;
     app.add_user("carol", PW).await;
 

@@ -20,6 +20,7 @@ mod replicas;
 mod scale;
 mod service;
 mod store_contract;
+mod throttle;
 mod usertoken;
 mod verify;
 mod webitel;
