@@ -26,6 +26,11 @@ pub mod middleware;
 pub mod openapi;
 /// Principal kinds and names.
 pub mod principal;
+/// Property tests (proptest) of every parser of untrusted input: `Authorization` headers,
+/// token shapes, JWTs, RFC 3339 times, forwarding headers and allowed-IP networks; they must
+/// never panic and must accept exactly what they document.
+#[cfg(test)]
+mod proptests;
 /// Binding, serving and graceful shutdown.
 pub mod server;
 /// The storage seam and its Postgres and SQLite implementations.

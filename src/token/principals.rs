@@ -102,20 +102,21 @@ fn check_profile(kind: PrincipalKind, profile: &NewProfile) -> Result<(), Error>
 /// client addresses are compared in that form.
 pub fn parse_allowed_ip(s: &str) -> Result<IpNet, Error> {
     let bad = |why: &str| Error::InvalidAttribute(format!("allowed IP {s:?} {why}"));
+    // why the host bits are cleared last: clearing them first would hide the mapped address of
+    // `::ffff:192.0.2.0/64` (it becomes `::/64`) from the check below.
     let net = s
         .parse::<IpNet>()
-        .map(|net| net.trunc())
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| bad("is not an address or a CIDR like 10.0.0.0/8"))?;
     match net {
         IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
-            Some(v4) if v6.prefix_len() >= 96 => {
-                ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map(IpNet::V4).map_err(|_| bad("is not a valid network"))
-            }
+            Some(v4) if v6.prefix_len() >= 96 => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(|v4| IpNet::V4(v4.trunc()))
+                .map_err(|_| bad("is not a valid network")),
             Some(_) => Err(bad("mixes IPv4-mapped and other IPv6 addresses: give the IPv4 network instead")),
-            None => Ok(net),
+            None => Ok(net.trunc()),
         },
-        v4 => Ok(v4),
+        v4 => Ok(v4.trunc()),
     }
 }
 
@@ -219,4 +220,24 @@ fn check_password_text(password: &SecretString) -> Result<(), Error> {
         return Err(Error::InvalidPassword("the password is empty"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression, found by `proptests::allowed_ips::mapped_addresses_with_short_prefixes_are_refused`:
+    /// the network was truncated before the IPv4-mapped check, which so never saw a mapped
+    /// address with a short prefix: `::ffff:192.0.2.0/64` was accepted as `::/64` and
+    /// `::ffff:0:0/95` as `::fffe:0:0/95`, instead of being refused as documented.
+    #[test]
+    fn mapped_addresses_with_short_prefixes_were_accepted() {
+        for s in ["::ffff:192.0.2.0/64", "::ffff:0:0/95", "::ffff:10.0.0.0/80", "0:0:0:0:0:ffff:c000:0200/0"] {
+            let got = parse_allowed_ip(s);
+            assert!(matches!(got, Err(Error::InvalidAttribute(_))), "{s}: {got:?}");
+        }
+        assert_eq!(parse_allowed_ip("::ffff:192.0.2.7/96").unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(parse_allowed_ip("::ffff:192.0.2.7/120").unwrap().to_string(), "192.0.2.0/24");
+        assert_eq!(parse_allowed_ip("::/64").unwrap().to_string(), "::/64");
+    }
 }
