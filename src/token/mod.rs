@@ -319,13 +319,18 @@ impl TokenService {
         client_ip: IpAddr,
     ) -> Result<PrincipalRecord, Error> {
         let admission = self.throttle.admit(&*self.store, kind, username, client_ip, self.clock.now()).await?;
-        let record = self.check_password_unthrottled(kind, username, password, client_ip).await?;
-        if let Err(e) = self.throttle.succeeded(&*self.store, admission, self.clock.now()).await {
-            // why not fail the login: the password was right; the cost is one failure too many
-            // on the counters until they expire.
-            tracing::warn!(error = %e, "could not take a successful login off the throttle counters");
+        let result = self.check_password_unthrottled(kind, username, password, client_ip).await;
+        // why only refused credentials stay counted: a login that failed for the server's
+        // sake (a full hashing queue, a database error) says nothing about guessing, and
+        // counting it would lock out a busy office behind one address during a flood.
+        if !matches!(result, Err(Error::BadCredentials(_))) {
+            if let Err(e) = self.throttle.give_back(&*self.store, admission, self.clock.now()).await {
+                // why not fail the login: the password was right; the cost is one failure
+                // too many on the counters until they expire.
+                tracing::warn!(error = %e, "could not take an attempt back off the throttle counters");
+            }
         }
-        Ok(record)
+        result
     }
 
     async fn check_password_unthrottled(

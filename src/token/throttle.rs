@@ -5,8 +5,9 @@
 //! - An attempt is counted *before* its password is checked, under the counters' row locks,
 //!   and refused (429 with `Retry-After`) if it would exceed a limit. Counting first is what
 //!   keeps parallel guesses from slipping past the limit: each one holds a place in the
-//!   count while its password is hashed. A successful login takes its place back, so only
-//!   failures remain counted.
+//!   count while its password is hashed. A successful login takes its place back (as does
+//!   one that failed for the server's sake, such as a full hashing queue), so only refused
+//!   credentials remain counted.
 //! - The window slides: the count is the current fixed window's plus the previous one's
 //!   weighted by how much of it still overlaps (the usual two-bucket approximation).
 //! - Going over a limit starts a lockout of `lockout`, doubled for each earlier lockout of the
@@ -36,7 +37,7 @@ pub struct Throttle {
 
 /// An admitted attempt: the counters it holds a place in, to give back on success.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "a successful login must give its place back with `Throttle::succeeded`"]
+#[must_use = "an attempt that was not refused must give its place back with `Throttle::give_back`"]
 pub struct Admission {
     keys: Vec<(ThrottleScope, String)>,
 }
@@ -80,8 +81,9 @@ impl Throttle {
         }
     }
 
-    /// Give back the place a successful login held in its counters.
-    pub async fn succeeded(&self, store: &dyn Store, admission: Admission, now: OffsetDateTime) -> Result<(), Error> {
+    /// Give back the place an attempt held in its counters: a successful login, or one that
+    /// failed for the server's sake rather than for its credentials.
+    pub async fn give_back(&self, store: &dyn Store, admission: Admission, now: OffsetDateTime) -> Result<(), Error> {
         if admission.keys.is_empty() {
             return Ok(());
         }
