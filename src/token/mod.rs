@@ -323,12 +323,11 @@ impl TokenService {
         // why only refused credentials stay counted: a login that failed for the server's
         // sake (a full hashing queue, a database error) says nothing about guessing, and
         // counting it would lock out a busy office behind one address during a flood.
-        if !matches!(result, Err(Error::BadCredentials(_))) {
-            if let Err(e) = self.throttle.give_back(&*self.store, admission, self.clock.now()).await {
-                // why not fail the login: the password was right; the cost is one failure
-                // too many on the counters until they expire.
-                tracing::warn!(error = %e, "could not take an attempt back off the throttle counters");
-            }
+        let refused = matches!(result, Err(Error::BadCredentials(_)));
+        if !refused && let Err(e) = self.throttle.give_back(&*self.store, admission, self.clock.now()).await {
+            // why not fail the login: the password was right; the cost is one failure too
+            // many on the counters until they expire.
+            tracing::warn!(error = %e, "could not take an attempt back off the throttle counters");
         }
         result
     }
