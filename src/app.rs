@@ -34,6 +34,7 @@ use crate::token::cache::TokenCache;
 use crate::token::clock::Clock;
 use crate::token::password::Passwords;
 use crate::token::throttle::Throttle;
+use crate::ui::{self, Ui};
 use crate::verify::{self, Verify};
 use crate::{health, openapi};
 
@@ -115,6 +116,15 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     }
     if config.verify.enabled {
         mounts.push(Mount::new::<Verify>("/", verify::PATHS, verify::router(), &config.http));
+    }
+    if config.ui.enabled {
+        let prefix = &config.ui.prefix;
+        mounts.push(Mount::new::<Ui>(prefix, ui::PATHS, ui::router(prefix), &config.http));
+        if let Some(home) = ui::home_router(prefix) {
+            // why no paths for the overlap check: `PREFIX/` is the web page's alone (no
+            // dialect serves a bare `/` under a prefix).
+            mounts.push(Mount::new::<Ui>("/", &[], home, &config.http));
+        }
     }
     check_overlaps(&mounts)?;
 

@@ -58,6 +58,8 @@ pub struct Config {
     pub dialer: DialerConfig,
     /// The forward-auth endpoint `/verify`, for reverse proxies.
     pub verify: VerifyConfig,
+    /// The web page at `/ui/` where people manage their static tokens.
+    pub ui: UiConfig,
     /// HMAC secret for the JWT dialects (at least 32 bytes). Absent: a key is generated once
     /// and kept in the database, shared by every replica. Read raw from TOKENAUTH_JWT_SECRET.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +86,7 @@ impl Default for Config {
             webitel: WebitelConfig::default(),
             dialer: DialerConfig::default(),
             verify: VerifyConfig::default(),
+            ui: UiConfig::default(),
             jwt_secret: None,
         }
     }
@@ -404,6 +407,44 @@ impl Default for DialerConfig {
     }
 }
 
+/// The static-token web page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Serve the page.
+    pub enabled: bool,
+    /// Where it is mounted (`/ui` serves `/ui/`).
+    pub prefix: String,
+    /// How long a sign-in lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// When the session cookie is marked `Secure`.
+    pub secure_cookie: SecureCookie,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        // why 8 h: a working day; the page is for occasional administration, not for staying
+        // signed in for weeks.
+        UiConfig {
+            enabled: true,
+            prefix: "/ui".into(),
+            session_ttl: Duration::from_secs(8 * 3600),
+            secure_cookie: SecureCookie::Auto,
+        }
+    }
+}
+
+/// When the web page's cookies are marked `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookie {
+    /// When the request came over HTTPS, as a trusted proxy's `X-Forwarded-Proto` says.
+    Auto,
+    /// Always (tokenauth is only ever reached over HTTPS).
+    Always,
+}
+
 /// The forward-auth endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -680,6 +721,7 @@ impl Config {
             ("knox.prefix", &self.knox.prefix),
             ("webitel.prefix", &self.webitel.prefix),
             ("dialer.prefix", &self.dialer.prefix),
+            ("ui.prefix", &self.ui.prefix),
         ] {
             if let Err(e) = check_path_prefix(prefix) {
                 problems.push(format!("{name}: {e}"));

@@ -39,5 +39,7 @@ pub mod store;
 pub mod telemetry;
 /// The token service: issue, authenticate, bump, revoke, list; passwords; the clock.
 pub mod token;
+/// The static-token web page at `/ui/`: sign-in, my tokens, administrators' pages.
+pub mod ui;
 /// `/verify`, the forward-auth endpoint for reverse proxies.
 pub mod verify;

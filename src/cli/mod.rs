@@ -88,6 +88,16 @@ pub enum Command {
     /// Manage the JWT signing keys (webitel, dialer).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the audit log: what administrators did on the web page (who, what, when, from
+    /// which address), oldest first.
+    Audit {
+        /// Only the newest N entries.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and reset the login throttle's counters (failed logins per address and account).
     #[command(subcommand)]
     Throttle(ThrottleCommand),
@@ -453,6 +463,14 @@ impl Cli {
             Command::Reseller(cmd) => with_service(&config, |tokens| reseller(cmd, tokens)).await,
             Command::Group(cmd) => with_service(&config, |tokens| group(cmd, tokens)).await,
             Command::Throttle(cmd) => with_service(&config, |tokens| throttle(cmd, tokens)).await,
+            Command::Audit { limit, json } => {
+                with_service(&config, |tokens| async move {
+                    let entries = tokens.audit_log(limit).await?;
+                    print!("{}", if json { output::audit_json(&entries)? } else { output::audit_table(&entries) });
+                    Ok(())
+                })
+                .await
+            }
             Command::Role(cmd) => with_service(&config, |tokens| role(cmd, tokens)).await,
             Command::Keys(cmd) => {
                 let configured = config.jwt_secret.is_some();

@@ -4,7 +4,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::{GroupRecord, PrincipalRecord, RoleRecord, SigningKeyRecord, ThrottleCounter, TokenRecord};
+use crate::store::{
+    AuditEntry, GroupRecord, PrincipalRecord, RoleRecord, SigningKeyRecord, ThrottleCounter, TokenRecord,
+};
 use crate::token::throttle::Throttle;
 use crate::token::{Issued, TokenState};
 
@@ -301,6 +303,41 @@ pub(super) fn throttle_json(
                 "lockouts": c.strikes,
                 "locked_until": when_json(locked_until(c, now)),
                 "expires": when_json(Some(c.expires_at)),
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&items)? + "\n")
+}
+
+/// `audit`
+pub(super) fn audit_table(list: &[AuditEntry]) -> String {
+    let rows = list
+        .iter()
+        .map(|e| {
+            vec![
+                when(Some(e.at)),
+                format!("{}:{}", e.actor_kind, e.actor_name),
+                e.action.clone(),
+                e.client_ip.clone(),
+                e.target.clone(),
+            ]
+        })
+        .collect();
+    table(&["AT", "BY", "ACTION", "CLIENT IP", "TARGET"], rows)
+}
+
+/// `audit --json`
+pub(super) fn audit_json(list: &[AuditEntry]) -> anyhow::Result<String> {
+    let items: Vec<_> = list
+        .iter()
+        .map(|e| {
+            json!({
+                "at": when_json(Some(e.at)),
+                "actor_kind": e.actor_kind.as_str(),
+                "actor_name": e.actor_name,
+                "action": e.action,
+                "target": e.target,
+                "client_ip": e.client_ip,
             })
         })
         .collect();

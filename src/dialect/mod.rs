@@ -126,6 +126,8 @@ pub struct Policies {
     pub webitel: TokenPolicy,
     /// dialer: HS256 JWTs, for users and resellers.
     pub dialer: TokenPolicy,
+    /// The web page's sign-ins (not a dialect: not in `all` nor `by_name`).
+    pub ui: TokenPolicy,
 }
 
 impl Policies {
@@ -136,6 +138,7 @@ impl Policies {
             knox: knox::policy(&config.knox),
             webitel: webitel::policy(&config.webitel),
             dialer: dialer::policy(&config.dialer),
+            ui: crate::ui::policy(&config.ui),
         }
     }
 

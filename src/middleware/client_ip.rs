@@ -39,13 +39,28 @@ impl TrustedProxies {
     }
 }
 
-/// Layer: put `ClientIp` in the request extensions.
+/// Whether the client reached the trusted proxy in front of tokenauth over HTTPS, as the
+/// proxy's `X-Forwarded-Proto` says; always false from an untrusted peer. In the request
+/// extensions, for the web page's `Secure` cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardedHttps(pub bool);
+
+/// Layer: put `ClientIp` and `ForwardedHttps` in the request extensions.
 pub async fn resolve_client_ip(State(trusted): State<TrustedProxies>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
     // why: without connect info (a misassembled server) the address is unknown, not trusted.
     let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| resolve(p, req.headers(), &trusted));
+    let https = peer.is_some_and(|p| trusted.contains(canonical(p))) && forwarded_https(req.headers());
     req.extensions_mut().insert(ClientIp(ip));
+    req.extensions_mut().insert(ForwardedHttps(https));
     next.run(req).await
+}
+
+/// The nearest proxy's `X-Forwarded-Proto` (the last value, as proxies append) is `https`.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    joined(headers, &HeaderName::from_static("x-forwarded-proto"))
+        .and_then(|v| v.rsplit(',').next().map(|p| p.trim().eq_ignore_ascii_case("https")))
+        .unwrap_or(false)
 }
 
 /// Resolve the client address for a request from `peer` with `headers`.

@@ -257,6 +257,23 @@ impl ThrottleCounter {
 /// their rows locked, so concurrent logins (on any replica) never lose an update.
 pub type ThrottleStep<'a> = &'a (dyn Fn(&mut [ThrottleCounter]) + Send + Sync);
 
+/// One administrator action, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// The administrator's kind.
+    pub actor_kind: PrincipalKind,
+    /// The administrator's name.
+    pub actor_name: String,
+    /// What was done (`user.disable`, `token.revoke`, ...).
+    pub action: String,
+    /// What it was done to (a user name, a token id).
+    pub target: String,
+    /// The client address it came from.
+    pub client_ip: String,
+}
+
 /// An HMAC key for signing JWTs. Its secret is redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
@@ -644,6 +661,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()>;
     /// Delete tokens revoked or expired before `cutoff`; returns how many.
     async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
+
+    // --- audit log ---
+    /// Append one entry.
+    async fn insert_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// The newest `limit` entries, oldest first.
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     // --- login throttling ---
     /// In one transaction: lock the counters for `keys` (creating empty ones, in key order so

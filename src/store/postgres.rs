@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Acl, AttributeColumns, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken,
-    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, ThrottleCounter,
-    ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
+    Acl, AttributeColumns, AuditEntry, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal,
+    NewRole, NewToken, Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError,
+    StoreResult, ThrottleCounter, ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch,
+    acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::principal::PrincipalKind;
@@ -203,6 +204,30 @@ impl TryFrom<RoleRow> for RoleRecord {
             role: super::Role { name: r.name, code: r.code, acl },
             created_at: r.created_at,
             members: r.members,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    at: OffsetDateTime,
+    actor_kind: String,
+    actor_name: String,
+    action: String,
+    target: String,
+    client_ip: String,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+    fn try_from(r: AuditRow) -> StoreResult<Self> {
+        Ok(AuditEntry {
+            at: r.at,
+            actor_kind: kind(&r.actor_kind)?,
+            actor_name: r.actor_name,
+            action: r.action,
+            target: r.target,
+            client_ip: r.client_ip,
         })
     }
 }
@@ -714,6 +739,33 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn insert_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_kind, actor_name, action, target, client_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(entry.at)
+        .bind(entry.actor_kind.as_str())
+        .bind(&entry.actor_name)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.client_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT at, actor_kind, actor_name, action, target, client_ip FROM \
+             (SELECT * FROM audit_log ORDER BY id DESC LIMIT $1) AS newest ORDER BY id",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn update_throttle(

@@ -16,9 +16,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Acl, AttributeColumns, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken,
-    Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError, StoreResult, ThrottleCounter,
-    ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch, acl_json, allowed_ips_json,
+    Acl, AttributeColumns, AuditEntry, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal,
+    NewRole, NewToken, Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError,
+    StoreResult, ThrottleCounter, ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch,
+    acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::principal::PrincipalKind;
@@ -276,6 +277,30 @@ impl TryFrom<GroupRow> for GroupRecord {
     type Error = StoreError;
     fn try_from(r: GroupRow) -> StoreResult<Self> {
         Ok(r.columns.into_record(from_micros(r.created_at)?))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    at: i64,
+    actor_kind: String,
+    actor_name: String,
+    action: String,
+    target: String,
+    client_ip: String,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+    fn try_from(r: AuditRow) -> StoreResult<Self> {
+        Ok(AuditEntry {
+            at: from_micros(r.at)?,
+            actor_kind: kind(&r.actor_kind)?,
+            actor_name: r.actor_name,
+            action: r.action,
+            target: r.target,
+            client_ip: r.client_ip,
+        })
     }
 }
 
@@ -822,6 +847,33 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn insert_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_kind, actor_name, action, target, client_ip) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(micros(entry.at))
+        .bind(entry.actor_kind.as_str())
+        .bind(&entry.actor_name)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.client_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT at, actor_kind, actor_name, action, target, client_ip FROM \
+             (SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1) AS newest ORDER BY id",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn update_throttle(

@@ -51,6 +51,11 @@ use crate::store::{
 /// writing them more often would turn every token check into a write.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The name the web page's sign-ins are issued under: tokens of their own kind, accepted by
+/// the web page only (no dialect and not `/verify` knows the name) and never listed among a
+/// principal's tokens.
+pub const WEB_SESSIONS: &str = "ui";
+
 /// A token note's limit, for every dialect and the CLI. why 128: the usertoken contract's
 /// limit, and plenty for a human label.
 pub const NOTE_MAX_CHARS: usize = 128;
@@ -629,7 +634,33 @@ impl TokenService {
     /// All token rows of a principal, tombstones included, newest first.
     pub async fn list(&self, kind: PrincipalKind, name: &str) -> Result<Vec<TokenRecord>, Error> {
         let principal = self.principal(kind, name).await?;
-        Ok(self.store.list_tokens(principal.id).await?)
+        let mut tokens = self.store.list_tokens(principal.id).await?;
+        tokens.retain(|t| t.dialect != WEB_SESSIONS);
+        Ok(tokens)
+    }
+
+    /// Record an administrator's action in the audit log.
+    pub async fn audit(
+        &self,
+        actor: &PrincipalRecord,
+        action: &str,
+        target: &str,
+        client_ip: IpAddr,
+    ) -> Result<(), Error> {
+        let entry = crate::store::AuditEntry {
+            at: self.clock.now(),
+            actor_kind: actor.kind,
+            actor_name: actor.name.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            client_ip: client_ip.to_string(),
+        };
+        Ok(self.store.insert_audit(&entry).await?)
+    }
+
+    /// The newest `limit` audit log entries, oldest first.
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<crate::store::AuditEntry>, Error> {
+        Ok(self.store.list_audit(limit).await?)
     }
 
     /// Revoke a token by id (administrators). Revoking a revoked token is a no-op.

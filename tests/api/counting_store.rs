@@ -199,6 +199,15 @@ impl Store for CountingStore {
         self.inner.sweep(cutoff).await
     }
 
+    async fn insert_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.insert_audit(entry).await
+    }
+
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        self.inner.list_audit(limit).await
+    }
+
     async fn update_throttle(
         &self,
         keys: &[(ThrottleScope, &str)],

@@ -1,0 +1,725 @@
+//! The static-token web page at `/ui/`: people sign in and manage their long-lived tokens;
+//! administrators also enable and disable users and revoke anyone's tokens.
+//!
+//! Policy:
+//! - Server-rendered HTML (maud, compiled in), plain forms that work without JavaScript; one
+//!   small stylesheet and an optional copy-to-clipboard script, both served from the binary.
+//! - A sign-in is a token of its own kind: a row issued under the `ui` name (never accepted
+//!   by a dialect or `/verify`, never listed as a user's token), sent back as an `HttpOnly`,
+//!   `SameSite=Strict` cookie, `Secure` over HTTPS (a trusted proxy's `X-Forwarded-Proto`) or
+//!   always by config. Signing in goes through `TokenService::login`, so the login throttle
+//!   and the IP rules of the API apply.
+//! - Every form carries a CSRF token: before sign-in, a random value that must match a
+//!   cookie of the same name (double submit); after, a digest of the session token, which only
+//!   a page served to this browser can know. Compared in constant time.
+//! - Every POST answers with a redirect (so a reload repeats nothing), except creating a
+//!   token, whose page shows the new token exactly once and is never cached.
+//! - Administrators (users with `admin`) get the user list and anyone's tokens; each of their
+//!   actions is recorded in the audit log (`tokenauth audit`).
+//! - Handlers only translate: the token service decides.
+
+mod pages;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Path, RawForm, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, extract::Query};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::config::SecureCookie;
+use crate::dialect::{Dialect, Rendered};
+use crate::error::Error;
+use crate::middleware::client_ip::{ClientIp, ForwardedHttps};
+use crate::principal::PrincipalKind;
+use crate::store::{PrincipalRecord, TokenRecord};
+use crate::token::secret::TokenFormat;
+use crate::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy, WEB_SESSIONS};
+
+pub use self::pages::STYLESHEET;
+
+/// The web page's paths, relative to its prefix (for the overlap check).
+pub const PATHS: &[&str] = &[
+    "/",
+    "/signin",
+    "/signout",
+    "/signout-everywhere",
+    "/tokens",
+    "/tokens/{id}/revoke",
+    "/admin/users",
+    "/admin/users/{id}/enable",
+    "/admin/users/{id}/disable",
+    "/admin/users/{id}/tokens",
+    "/admin/users/{id}/tokens/{token}/revoke",
+    "/style.css",
+    "/copy.js",
+];
+
+/// The session cookie (the web session's token).
+pub const SESSION_COOKIE: &str = "tokenauth_session";
+/// The sign-in form's double-submit CSRF cookie.
+pub const CSRF_COOKIE: &str = "tokenauth_csrf";
+
+/// why 36,500 days: a hundred years is "no expiry" in practice; an empty field is the real one.
+const MAX_EXPIRY_DAYS: u64 = 36_500;
+
+/// The web page as a "dialect": its errors are HTML pages.
+#[derive(Debug)]
+pub struct Ui;
+
+impl Dialect for Ui {
+    const NAME: &'static str = WEB_SESSIONS;
+
+    fn error_response(err: &Error) -> Response {
+        let (status, message) = match err {
+            Error::NotFound | Error::NoSuchToken(_) | Error::NoSuchPrincipal { .. } => {
+                (StatusCode::NOT_FOUND, "There is no such page.".to_owned())
+            }
+            Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} is not allowed here.")),
+            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.".to_owned()),
+            Error::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the form as a web browser does.".to_owned())
+            }
+            Error::Forbidden => (StatusCode::FORBIDDEN, "This page is for administrators.".to_owned()),
+            Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
+            Error::Throttled { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many failed sign-ins. Try again in {} seconds.", retry_after.as_secs()),
+            ),
+            Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
+                (StatusCode::SERVICE_UNAVAILABLE, "The service is unavailable. Try again shortly.".to_owned())
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.".to_owned()),
+        };
+        html(status, pages::error(status, &message))
+    }
+}
+
+type UiError = crate::dialect::DialectError<Ui>;
+type Result<T> = std::result::Result<T, UiError>;
+
+/// The web page's token policy: sessions as long as `ui.session_ttl`, random hex tokens.
+pub fn policy(config: &crate::config::UiConfig) -> TokenPolicy {
+    TokenPolicy {
+        dialect: WEB_SESSIONS,
+        format: TokenFormat::PrefixedHex { prefix: "tui_".into() },
+        session_ttl: Some(config.session_ttl),
+        refresh: None,
+        max_live_tokens: None,
+    }
+}
+
+/// The routes, relative to the prefix. `prefix` itself redirects to `prefix/`, which
+/// `home_router` serves (a nested router cannot: axum nests `/ui` and `/ui/...`, not `/ui/`).
+pub fn router(prefix: &str) -> Router<AppState> {
+    let root = if prefix.trim_end_matches('/').is_empty() {
+        get(home)
+    } else {
+        get(|State(app): State<AppState>| async move { see_other(&app, "/") })
+    };
+    Router::new()
+        .route("/", root)
+        .route("/signin", get(signin_form).post(signin))
+        .route("/signout", post(signout))
+        .route("/signout-everywhere", post(signout_everywhere))
+        .route("/tokens", post(create_token))
+        .route("/tokens/{id}/revoke", post(revoke_own))
+        .route("/admin/users", get(users))
+        .route("/admin/users/{id}/enable", post(enable_user))
+        .route("/admin/users/{id}/disable", post(disable_user))
+        .route("/admin/users/{id}/tokens", get(user_tokens))
+        .route("/admin/users/{id}/tokens/{token}/revoke", post(admin_revoke))
+        .route("/style.css", get(stylesheet))
+        .route("/copy.js", get(script))
+}
+
+/// The home page at `prefix/`, mounted at the root; `None` when the page is at the root
+/// itself (then `router` serves `/`).
+pub fn home_router(prefix: &str) -> Option<Router<AppState>> {
+    let base = prefix.trim_end_matches('/');
+    (!base.is_empty()).then(|| Router::new().route(&format!("{base}/"), get(home)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------
+
+/// An HTML page with the headers every page of ours carries.
+fn html(status: StatusCode, body: maud::Markup) -> Response {
+    let mut resp = (status, body).into_response();
+    protect(resp.headers_mut());
+    resp.extensions_mut().insert(Rendered);
+    resp
+}
+
+/// why each: pages show tokens, so nothing is cached or framed; scripts and forms only from
+/// here; no referrer leaks our URLs.
+fn protect(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+}
+
+fn see_other(app: &AppState, path: &str) -> Response {
+    let mut resp = Redirect::to(&format!("{}{path}", base(app))).into_response();
+    protect(resp.headers_mut());
+    resp
+}
+
+/// The prefix the page is mounted at, without a trailing slash (`/ui`, or `` at the root).
+fn base(app: &AppState) -> &str {
+    app.config.ui.prefix.trim_end_matches('/')
+}
+
+async fn stylesheet() -> Response {
+    static_file("text/css; charset=utf-8", STYLESHEET)
+}
+
+async fn script() -> Response {
+    static_file("text/javascript; charset=utf-8", pages::COPY_SCRIPT)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    let mut resp = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookies, sessions and CSRF
+// ---------------------------------------------------------------------------------------------
+
+fn cookie(app: &AppState, https: bool, name: &'static str, value: String, max_age: time::Duration) -> Cookie<'static> {
+    let secure = match app.config.ui.secure_cookie {
+        SecureCookie::Always => true,
+        SecureCookie::Auto => https,
+    };
+    let path = if base(app).is_empty() { "/".to_owned() } else { base(app).to_owned() };
+    Cookie::build((name, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .path(path)
+        .max_age(max_age)
+        .build()
+}
+
+fn expired(app: &AppState, name: &'static str) -> Cookie<'static> {
+    cookie(app, false, name, String::new(), time::Duration::ZERO)
+}
+
+/// The CSRF token of a signed-in page: a digest of the session token, so only a page served
+/// to the browser holding the cookie can know it.
+fn session_csrf(session_token: &str) -> String {
+    hex::encode(Sha256::digest(format!("tokenauth ui csrf\0{session_token}")))
+}
+
+/// Compare two secrets without an early exit on the first difference.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A signed-in visitor.
+struct Session {
+    auth: Authenticated,
+    principal: PrincipalRecord,
+    csrf: String,
+}
+
+/// Why a page cannot be shown to this visitor.
+enum Refusal {
+    /// No session, or it expired or was revoked: sign in (again).
+    SignIn { expired: bool },
+    /// Anything else, rendered as an error page.
+    Error(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Error(e)
+    }
+}
+
+impl Refusal {
+    fn into_response(self, app: &AppState, jar: CookieJar) -> Response {
+        match self {
+            Refusal::SignIn { expired } => {
+                let jar = jar.add(self::expired(app, SESSION_COOKIE));
+                let path = if expired { "/signin?expired=1" } else { "/signin" };
+                (jar, see_other(app, path)).into_response()
+            }
+            Refusal::Error(e) => UiError::from(e).into_response(),
+        }
+    }
+}
+
+async fn session(app: &AppState, jar: &CookieJar) -> std::result::Result<Session, Refusal> {
+    let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return Err(Refusal::SignIn { expired: false });
+    };
+    let auth = match app.tokens.authenticate(&app.policies.ui, &token).await {
+        Ok(auth) => auth,
+        Err(Error::Unauthenticated(_)) => return Err(Refusal::SignIn { expired: true }),
+        Err(e) => return Err(e.into()),
+    };
+    let principal = app.tokens.principal(auth.owner.kind, &auth.owner.name).await?;
+    Ok(Session { auth, principal, csrf: session_csrf(&token) })
+}
+
+/// A session whose form carried its CSRF token.
+async fn checked(app: &AppState, jar: &CookieJar, form: &Fields) -> std::result::Result<Session, Refusal> {
+    let session = session(app, jar).await?;
+    if !same_secret(form.get("csrf"), &session.csrf) {
+        return Err(Refusal::Error(Error::Invalid(
+            "The form has expired or did not come from this site. Reload the page and try again.".into(),
+        )));
+    }
+    Ok(session)
+}
+
+/// An administrator's session.
+async fn admin(app: &AppState, jar: &CookieJar) -> std::result::Result<Session, Refusal> {
+    let session = session(app, jar).await?;
+    if !is_admin(&session.principal) {
+        return Err(Refusal::Error(Error::Forbidden));
+    }
+    Ok(session)
+}
+
+fn is_admin(p: &PrincipalRecord) -> bool {
+    p.kind == PrincipalKind::User && p.attributes.admin
+}
+
+/// A urlencoded form's fields (the last of repeated ones).
+struct Fields(HashMap<String, String>);
+
+impl Fields {
+    fn parse(headers: &HeaderMap, body: &[u8]) -> std::result::Result<Self, Error> {
+        let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        });
+        if !form && !body.is_empty() {
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            return Err(Error::UnsupportedMediaType(ct.to_owned()));
+        }
+        Ok(Fields(url::form_urlencoded::parse(body).into_owned().collect()))
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map_or("", String::as_str)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign in and out
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, serde::Deserialize)]
+struct SignInQuery {
+    expired: Option<String>,
+    signed_out: Option<String>,
+}
+
+async fn signin_form(
+    State(app): State<AppState>,
+    Extension(ForwardedHttps(https)): Extension<ForwardedHttps>,
+    Query(q): Query<SignInQuery>,
+    jar: CookieJar,
+) -> Response {
+    if session(&app, &jar).await.is_ok() {
+        return see_other(&app, "/");
+    }
+    let notice = if q.expired.is_some() {
+        Some("Your session has ended. Sign in again.")
+    } else if q.signed_out.is_some() {
+        Some("You have signed out.")
+    } else {
+        None
+    };
+    signin_page(&app, https, jar, StatusCode::OK, notice, None, ("", PrincipalKind::User))
+}
+
+fn signin_page(
+    app: &AppState,
+    https: bool,
+    jar: CookieJar,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+    (name, kind): (&str, PrincipalKind),
+) -> Response {
+    let csrf = hex::encode(rand_bytes());
+    let jar = jar.add(cookie(app, https, CSRF_COOKIE, csrf.clone(), time::Duration::hours(1)));
+    let page = pages::signin(base(app), &csrf, notice, error, name, kind, app.config.dialer.enabled);
+    (jar, html(status, page)).into_response()
+}
+
+fn rand_bytes() -> [u8; 32] {
+    use argon2::password_hash::rand_core::{OsRng, RngCore as _};
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+async fn signin(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Extension(ForwardedHttps(https)): Extension<ForwardedHttps>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Result<Response> {
+    let form = Fields::parse(&headers, &body)?;
+    let kind = if form.get("kind") == "reseller" { PrincipalKind::Reseller } else { PrincipalKind::User };
+    let name = form.get("name").trim().to_owned();
+    let expected = jar.get(CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    if expected.is_empty() || !same_secret(form.get("csrf"), &expected) {
+        let msg = "The form has expired or did not come from this site. Try again.";
+        return Ok(signin_page(&app, https, jar, StatusCode::FORBIDDEN, None, Some(msg), (&name, kind)));
+    }
+    if name.is_empty() || form.get("password").is_empty() {
+        let msg = "Enter your name and password.";
+        return Ok(signin_page(&app, https, jar, StatusCode::BAD_REQUEST, None, Some(msg), (&name, kind)));
+    }
+    let password = SecretString::from(form.get("password").to_owned());
+    let options = LoginOptions { note: Some("web sign-in".into()), expires_at: None };
+    match app.tokens.login(&app.policies.ui, kind, &name, password, ip, options).await {
+        Ok(issued) => {
+            let ttl = time::Duration::try_from(app.config.ui.session_ttl).unwrap_or(time::Duration::hours(8));
+            let jar = jar
+                .add(cookie(&app, https, SESSION_COOKIE, issued.token.expose().to_owned(), ttl))
+                .add(expired(&app, CSRF_COOKIE));
+            Ok((jar, see_other(&app, "/")).into_response())
+        }
+        Err(Error::BadCredentials(_)) => {
+            // why one message: which of name, password, state or address was wrong is not
+            // told to someone who may be guessing.
+            let msg = "Wrong name or password, or this account may not sign in from here.";
+            Ok(signin_page(&app, https, jar, StatusCode::UNAUTHORIZED, None, Some(msg), (&name, kind)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn signout(State(app): State<AppState>, jar: CookieJar, headers: HeaderMap, RawForm(body): RawForm) -> Response {
+    let form = match Fields::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    match checked(&app, &jar, &form).await {
+        Ok(s) => match app.tokens.revoke(&s.auth).await {
+            Ok(()) => (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response(),
+            Err(e) => UiError::from(e).into_response(),
+        },
+        Err(r) => r.into_response(&app, jar),
+    }
+}
+
+async fn signout_everywhere(
+    State(app): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let form = match Fields::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    match checked(&app, &jar, &form).await {
+        // why SameDialect: the session's "dialect" is the web page's, so this ends every web
+        // session of the principal and leaves its API tokens alone (they have their own list).
+        Ok(s) => match app.tokens.revoke_all(&s.auth, RevokeScope::SameDialect).await {
+            Ok(_) => (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response(),
+            Err(e) => UiError::from(e).into_response(),
+        },
+        Err(r) => r.into_response(&app, jar),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// My tokens
+// ---------------------------------------------------------------------------------------------
+
+/// The dialects a principal can have static tokens for: the enabled ones, and only the
+/// dialer's for resellers (they log in nowhere else).
+fn dialects_for(app: &AppState, kind: PrincipalKind) -> Vec<&'static str> {
+    let c = &app.config;
+    let mut out = Vec::new();
+    if kind == PrincipalKind::User {
+        for (enabled, name) in [
+            (c.usertoken.enabled, app.policies.usertoken.dialect),
+            (c.knox.enabled, app.policies.knox.dialect),
+            (c.webitel.enabled, app.policies.webitel.dialect),
+        ] {
+            if enabled {
+                out.push(name);
+            }
+        }
+    }
+    if c.dialer.enabled {
+        out.push(app.policies.dialer.dialect);
+    }
+    out
+}
+
+async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
+    match session(&app, &jar).await {
+        Ok(s) => match tokens_page(&app, &s, StatusCode::OK, None, None).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        },
+        Err(r) => r.into_response(&app, jar),
+    }
+}
+
+/// A token just created, shown once.
+struct Created<'a> {
+    dialect: &'a str,
+    token: &'a str,
+    /// Webitel's logout needs the token's id too (`X-Key`).
+    key: Option<String>,
+}
+
+async fn tokens_page(
+    app: &AppState,
+    s: &Session,
+    status: StatusCode,
+    created: Option<Created<'_>>,
+    error: Option<&str>,
+) -> Result<Response> {
+    let tokens = app.tokens.list(s.principal.kind, &s.principal.name).await?;
+    let now = app.tokens.now();
+    let page = pages::tokens(
+        base(app),
+        &pages::Viewer { principal: &s.principal, admin: is_admin(&s.principal), csrf: &s.csrf },
+        &tokens,
+        now,
+        &dialects_for(app, s.principal.kind),
+        created.as_ref().map(|c| (c.dialect, c.token, c.key.as_deref())),
+        error,
+    );
+    Ok(html(status, page))
+}
+
+async fn create_token(
+    State(app): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let form = match Fields::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    let s = match checked(&app, &jar, &form).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(&app, jar),
+    };
+    let result = async {
+        let dialect = form.get("dialect");
+        let allowed = dialects_for(&app, s.principal.kind);
+        let Some(policy) = allowed.contains(&dialect).then(|| app.policies.by_name(dialect)).flatten() else {
+            return tokens_page(&app, &s, StatusCode::BAD_REQUEST, None, Some("Choose one of the listed dialects."))
+                .await;
+        };
+        let ttl = match form.get("expires_days").trim() {
+            "" => None,
+            days => match days.parse::<u64>() {
+                Ok(d) if (1..=MAX_EXPIRY_DAYS).contains(&d) => Some(std::time::Duration::from_secs(d * 86_400)),
+                _ => {
+                    let msg =
+                        format!("The expiry must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, or empty.");
+                    return tokens_page(&app, &s, StatusCode::BAD_REQUEST, None, Some(&msg)).await;
+                }
+            },
+        };
+        let note = Some(form.get("note").trim().to_owned()).filter(|n| !n.is_empty());
+        let options = MintOptions { static_token: true, ttl, note };
+        match app.tokens.mint(policy, s.principal.kind, &s.principal.name, options).await {
+            Ok(issued) => {
+                let key = (dialect == app.policies.webitel.dialect).then(|| issued.record.id.to_string());
+                let created = Created { dialect, token: issued.token.expose(), key };
+                tokens_page(&app, &s, StatusCode::OK, Some(created), None).await
+            }
+            Err(Error::Invalid(msg)) => tokens_page(&app, &s, StatusCode::BAD_REQUEST, None, Some(&msg)).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The principal's own token `id`, or a 404 (so ids of other people's tokens reveal nothing).
+fn own(tokens: &[TokenRecord], id: &str) -> std::result::Result<Uuid, Error> {
+    Uuid::parse_str(id)
+        .ok()
+        .filter(|id| tokens.iter().any(|t| t.id == *id))
+        .ok_or_else(|| Error::NoSuchToken(id.to_owned()))
+}
+
+async fn revoke_own(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let form = match Fields::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    let s = match checked(&app, &jar, &form).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(&app, jar),
+    };
+    let result = async {
+        let tokens = app.tokens.list(s.principal.kind, &s.principal.name).await?;
+        app.tokens.revoke_by_id(own(&tokens, &id)?).await?;
+        Ok::<_, Error>(see_other(&app, "/"))
+    }
+    .await;
+    result.unwrap_or_else(|e| UiError::from(e).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administrators
+// ---------------------------------------------------------------------------------------------
+
+async fn users(State(app): State<AppState>, jar: CookieJar) -> Response {
+    let s = match admin(&app, &jar).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(&app, jar),
+    };
+    match app.tokens.list_principals(PrincipalKind::User).await {
+        Ok(list) => {
+            let viewer = pages::Viewer { principal: &s.principal, admin: true, csrf: &s.csrf };
+            html(StatusCode::OK, pages::users(base(&app), &viewer, &list))
+        }
+        Err(e) => UiError::from(e).into_response(),
+    }
+}
+
+async fn user_by_id(app: &AppState, id: &str) -> std::result::Result<PrincipalRecord, Error> {
+    let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
+    let users = app.tokens.list_principals(PrincipalKind::User).await?;
+    users.into_iter().find(|u| u.id == id).ok_or(Error::NotFound)
+}
+
+/// Enable or disable a user (administrators), and record it.
+async fn set_enabled(
+    (app, ip): (AppState, std::net::IpAddr),
+    id: String,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: &[u8],
+    enabled: bool,
+) -> Response {
+    let form = match Fields::parse(&headers, body) {
+        Ok(f) => f,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    let s = match checked(&app, &jar, &form)
+        .await
+        .and_then(|s| if is_admin(&s.principal) { Ok(s) } else { Err(Refusal::Error(Error::Forbidden)) })
+    {
+        Ok(s) => s,
+        Err(r) => return r.into_response(&app, jar),
+    };
+    let result = async {
+        let user = user_by_id(&app, &id).await?;
+        if user.id == s.principal.id && !enabled {
+            return Err(Error::Invalid("You cannot disable yourself: ask another administrator.".into()));
+        }
+        app.tokens.set_principal_enabled(PrincipalKind::User, &user.name, enabled).await?;
+        let action = if enabled { "user.enable" } else { "user.disable" };
+        app.tokens.audit(&s.principal, action, &user.name, ip).await?;
+        Ok(see_other(&app, "/admin/users"))
+    }
+    .await;
+    result.unwrap_or_else(|e| UiError::from(e).into_response())
+}
+
+async fn enable_user(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Path(id): Path<String>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    set_enabled((app, ip), id, jar, headers, &body, true).await
+}
+
+async fn disable_user(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Path(id): Path<String>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    set_enabled((app, ip), id, jar, headers, &body, false).await
+}
+
+async fn user_tokens(State(app): State<AppState>, Path(id): Path<String>, jar: CookieJar) -> Response {
+    let s = match admin(&app, &jar).await {
+        Ok(s) => s,
+        Err(r) => return r.into_response(&app, jar),
+    };
+    let result = async {
+        let user = user_by_id(&app, &id).await?;
+        let tokens = app.tokens.list(PrincipalKind::User, &user.name).await?;
+        let viewer = pages::Viewer { principal: &s.principal, admin: true, csrf: &s.csrf };
+        Ok::<_, Error>(html(StatusCode::OK, pages::user_tokens(base(&app), &viewer, &user, &tokens, app.tokens.now())))
+    }
+    .await;
+    result.unwrap_or_else(|e| UiError::from(e).into_response())
+}
+
+async fn admin_revoke(
+    State(app): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Path((id, token)): Path<(String, String)>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let form = match Fields::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return UiError::from(e).into_response(),
+    };
+    let s = match checked(&app, &jar, &form)
+        .await
+        .and_then(|s| if is_admin(&s.principal) { Ok(s) } else { Err(Refusal::Error(Error::Forbidden)) })
+    {
+        Ok(s) => s,
+        Err(r) => return r.into_response(&app, jar),
+    };
+    let result = async {
+        let user = user_by_id(&app, &id).await?;
+        let tokens = app.tokens.list(PrincipalKind::User, &user.name).await?;
+        let token_id = own(&tokens, &token)?;
+        app.tokens.revoke_by_id(token_id).await?;
+        app.tokens.audit(&s.principal, "token.revoke", &format!("{} {token_id}", user.name), ip).await?;
+        Ok::<_, Error>(see_other(&app, &format!("/admin/users/{}/tokens", user.id)))
+    }
+    .await;
+    result.unwrap_or_else(|e| UiError::from(e).into_response())
+}
