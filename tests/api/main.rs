@@ -21,6 +21,7 @@ mod scale;
 mod service;
 mod store_contract;
 mod throttle;
+mod ui;
 mod usertoken;
 mod verify;
 mod webitel;
