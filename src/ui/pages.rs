@@ -22,7 +22,7 @@ pub(super) struct Viewer<'a> {
     pub(super) csrf: &'a str,
 }
 
-fn layout(base: &str, title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
+fn layout(base: &str, title: &str, viewer: Option<&Viewer<'_>>, body: &Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -54,7 +54,7 @@ fn layout(base: &str, title: &str, viewer: Option<&Viewer<'_>>, body: Markup) ->
                         p.who { "Signed in as " strong { (v.principal.name) } " (" (v.principal.kind) ")" }
                     }
                 }
-                main { (body) }
+                main { (*body) }
             }
         }
     }
@@ -81,7 +81,7 @@ pub(super) fn signin(
         base,
         "Sign in",
         None,
-        html! {
+        &html! {
             h1 { "Sign in" }
             p { "Manage your long-lived API tokens." }
             @if let Some(n) = notice { p.notice role="status" { (n) } }
@@ -176,7 +176,7 @@ pub(super) fn tokens(
         base,
         "My tokens",
         Some(viewer),
-        html! {
+        &html! {
             h1 { "My tokens" }
             @if let Some((dialect, token, key)) = created {
                 section.created aria-labelledby="created-title" {
@@ -235,7 +235,7 @@ pub(super) fn users(base: &str, viewer: &Viewer<'_>, users: &[PrincipalRecord]) 
         base,
         "Users",
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Users" }
             div.scroll {
                 table {
@@ -284,7 +284,7 @@ pub(super) fn user_tokens(
         base,
         &format!("Tokens of {}", user.name),
         Some(viewer),
-        html! {
+        &html! {
             p { a href={ (base) "/admin/users" } { "← Users" } }
             h1 { "Tokens of " (user.name) }
             (token_table(base, viewer.csrf, tokens, now, &|t| format!("/admin/users/{}/tokens/{}/revoke", user.id, t.id)))

@@ -6,6 +6,7 @@
 #[macro_use]
 mod helpers;
 
+mod browser;
 mod cli;
 mod config_file;
 mod counting_store;
