@@ -716,6 +716,14 @@ impl Config {
         {
             problems.push(format!("passwords: invalid argon2 parameters: {e}"));
         }
+        if self.ui.prefix.trim_end_matches('/').is_empty() || !self.ui.prefix.is_ascii() {
+            // why: the session cookie's Path is the prefix; at the root it would reach every
+            // application behind the same host.
+            problems.push("ui.prefix: the web page needs an ASCII prefix of its own, such as \"/ui\"".into());
+        }
+        if self.ui.session_ttl < Duration::from_secs(60) || self.ui.session_ttl > Duration::from_secs(366 * 86_400) {
+            problems.push("ui.session_ttl must be between 1m and 366d".into());
+        }
         for (name, prefix) in [
             ("usertoken.prefix", &self.usertoken.prefix),
             ("knox.prefix", &self.knox.prefix),

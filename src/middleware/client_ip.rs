@@ -56,10 +56,21 @@ pub async fn resolve_client_ip(State(trusted): State<TrustedProxies>, mut req: R
     next.run(req).await
 }
 
-/// The nearest proxy's `X-Forwarded-Proto` (the last value, as proxies append) is `https`.
+/// The nearest proxy says the client came over HTTPS: the last value of `X-Forwarded-Proto`
+/// (proxies append), or else the `proto=` of the last element of RFC 7239 `Forwarded`.
 fn forwarded_https(headers: &HeaderMap) -> bool {
-    joined(headers, &HeaderName::from_static("x-forwarded-proto"))
-        .and_then(|v| v.rsplit(',').next().map(|p| p.trim().eq_ignore_ascii_case("https")))
+    let https = |v: &str| v.trim().trim_matches('"').eq_ignore_ascii_case("https");
+    if let Some(xfp) = joined(headers, &HeaderName::from_static("x-forwarded-proto")).filter(|v| !v.is_empty()) {
+        return xfp.rsplit(',').next().is_some_and(https);
+    }
+    joined(headers, &header::FORWARDED)
+        .and_then(|v| {
+            let last = v.rsplit(',').next()?.to_owned();
+            last.split(';').find_map(|pair| {
+                let (k, val) = pair.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("proto").then(|| https(val))
+            })
+        })
         .unwrap_or(false)
 }
 
@@ -225,5 +236,24 @@ mod tests {
             let h = headers(&[(name, value)]);
             assert_eq!(resolve(ip("10.0.0.2"), &h, &t), ip("10.0.0.2"), "{name}: {value}");
         }
+    }
+
+    #[test]
+    fn forwarded_https_reads_the_nearest_proxy() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            }
+            m
+        };
+        assert!(forwarded_https(&h(&[("x-forwarded-proto", "HTTPS")])));
+        assert!(forwarded_https(&h(&[("x-forwarded-proto", "http, https")])));
+        assert!(!forwarded_https(&h(&[("x-forwarded-proto", "https, http")])));
+        assert!(forwarded_https(&h(&[("x-forwarded-proto", "http"), ("x-forwarded-proto", "https")])));
+        assert!(forwarded_https(&h(&[("forwarded", "for=192.0.2.1;proto=https")])));
+        assert!(!forwarded_https(&h(&[("forwarded", "proto=https, for=192.0.2.1;proto=http")])));
+        assert!(!forwarded_https(&h(&[("x-forwarded-proto", "http"), ("forwarded", "proto=https")])));
+        assert!(!forwarded_https(&HeaderMap::new()));
     }
 }

@@ -396,7 +396,9 @@ impl TokenService {
             (TokenKind::Session, options.ttl.or(policy.session_ttl))
         };
         let expires_at = ttl.map(|ttl| after(now, ttl)).transpose()?;
-        self.insert(policy, &principal, token_kind, note, (now, expires_at), InsertRules::default()).await
+        // why the limit here too: "a token limit refuses, it never evicts", whoever mints.
+        let rules = InsertRules { max_live_tokens: policy.max_live_tokens, ..InsertRules::default() };
+        self.insert(policy, &principal, token_kind, note, (now, expires_at), rules).await
     }
 
     async fn insert(
@@ -628,6 +630,15 @@ impl TokenService {
         };
         let revoked = self.store.revoke_all(auth.owner.id, dialect, self.clock.now()).await;
         self.announce(Invalidation::Principal(auth.owner.id)).await;
+        Ok(revoked?)
+    }
+
+    /// End every web-page sign-in of a principal (an administrator disabling it: enabling
+    /// it again must not bring a stolen session back); returns how many.
+    pub async fn end_web_sessions(&self, kind: PrincipalKind, name: &str) -> Result<u64, Error> {
+        let principal = self.principal(kind, name).await?;
+        let revoked = self.store.revoke_all(principal.id, Some(WEB_SESSIONS), self.clock.now()).await;
+        self.announce(Invalidation::Principal(principal.id)).await;
         Ok(revoked?)
     }
 

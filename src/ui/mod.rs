@@ -22,12 +22,13 @@ mod pages;
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::Router;
-use axum::extract::{Path, RawForm, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawForm, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, extract::Query};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use secrecy::SecretString;
@@ -89,6 +90,9 @@ impl Dialect for Ui {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the form as a web browser does.".to_owned())
             }
             Error::Forbidden => (StatusCode::FORBIDDEN, "This page is for administrators.".to_owned()),
+            Error::TokenLimit => {
+                (StatusCode::FORBIDDEN, "You already hold as many live tokens of this dialect as allowed.".to_owned())
+            }
             Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
             Error::Throttled { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -261,7 +265,8 @@ impl Refusal {
     fn into_response(self, app: &AppState, jar: CookieJar) -> Response {
         match self {
             Refusal::SignIn { expired } => {
-                let jar = jar.add(self::expired(app, SESSION_COOKIE));
+                let jar =
+                    if jar.get(SESSION_COOKIE).is_some() { jar.add(self::expired(app, SESSION_COOKIE)) } else { jar };
                 let path = if expired { "/signin?expired=1" } else { "/signin" };
                 (jar, see_other(app, path)).into_response()
             }
@@ -331,24 +336,21 @@ impl Fields {
 // Sign in and out
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, serde::Deserialize)]
-struct SignInQuery {
-    expired: Option<String>,
-    signed_out: Option<String>,
-}
-
 async fn signin_form(
     State(app): State<AppState>,
     Extension(ForwardedHttps(https)): Extension<ForwardedHttps>,
-    Query(q): Query<SignInQuery>,
+    RawQuery(query): RawQuery,
     jar: CookieJar,
 ) -> Response {
     if session(&app, &jar).await.is_ok() {
         return see_other(&app, "/");
     }
-    let notice = if q.expired.is_some() {
+    // why by hand: the notices are flags; odd query strings must not become a plain-text 400.
+    let flags: Vec<String> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).map(|(k, _)| k.into_owned()).collect();
+    let notice = if flags.iter().any(|k| k == "expired") {
         Some("Your session has ended. Sign in again.")
-    } else if q.signed_out.is_some() {
+    } else if flags.iter().any(|k| k == "signed_out") {
         Some("You have signed out.")
     } else {
         None
@@ -365,7 +367,12 @@ fn signin_page(
     error: Option<&str>,
     (name, kind): (&str, PrincipalKind),
 ) -> Response {
-    let csrf = hex::encode(rand_bytes());
+    // why reuse: a second tab must not invalidate the form of the first.
+    let csrf = jar
+        .get(CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| hex::encode(rand_bytes()));
     let jar = jar.add(cookie(app, https, CSRF_COOKIE, csrf.clone(), time::Duration::hours(1)));
     let page = pages::signin(base(app), &csrf, notice, error, name, kind, app.config.dialer.enabled);
     (jar, html(status, page)).into_response()
@@ -387,7 +394,12 @@ async fn signin(
     RawForm(body): RawForm,
 ) -> Result<Response> {
     let form = Fields::parse(&headers, &body)?;
-    let kind = if form.get("kind") == "reseller" { PrincipalKind::Reseller } else { PrincipalKind::User };
+    // why: resellers exist for the dialer; with it off they have nothing to manage here.
+    let kind = if form.get("kind") == "reseller" && app.config.dialer.enabled {
+        PrincipalKind::Reseller
+    } else {
+        PrincipalKind::User
+    };
     let name = form.get("name").trim().to_owned();
     let expected = jar.get(CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if expected.is_empty() || !same_secret(form.get("csrf"), &expected) {
@@ -402,6 +414,12 @@ async fn signin(
     let options = LoginOptions { note: Some("web sign-in".into()), expires_at: None };
     match app.tokens.login(&app.policies.ui, kind, &name, password, ip, options).await {
         Ok(issued) => {
+            // why: a new sign-in replaces the one this browser held, so sessions do not pile up.
+            if let Ok(old) = session(&app, &jar).await
+                && let Err(e) = app.tokens.revoke(&old.auth).await
+            {
+                tracing::warn!(error = %e, "could not end the replaced web session");
+            }
             let ttl = time::Duration::try_from(app.config.ui.session_ttl).unwrap_or(time::Duration::hours(8));
             let jar = jar
                 .add(cookie(&app, https, SESSION_COOKIE, issued.token.expose().to_owned(), ttl))
@@ -425,7 +443,10 @@ async fn signout(State(app): State<AppState>, jar: CookieJar, headers: HeaderMap
     };
     match checked(&app, &jar, &form).await {
         Ok(s) => match app.tokens.revoke(&s.auth).await {
-            Ok(()) => (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response(),
+            // why Unauthenticated too: signed out meanwhile (another tab): the same outcome.
+            Ok(()) | Err(Error::Unauthenticated(_)) => {
+                (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response()
+            }
             Err(e) => UiError::from(e).into_response(),
         },
         Err(r) => r.into_response(&app, jar),
@@ -566,17 +587,23 @@ async fn create_token(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The principal's own token `id`, or a 404 (so ids of other people's tokens reveal nothing).
+/// The principal's own live token `id`, or a 404 (so ids of other people's tokens reveal
+/// nothing, and revoking twice records nothing twice).
 fn own(tokens: &[TokenRecord], id: &str) -> std::result::Result<Uuid, Error> {
     Uuid::parse_str(id)
         .ok()
-        .filter(|id| tokens.iter().any(|t| t.id == *id))
+        .filter(|id| tokens.iter().any(|t| t.id == *id && t.revoked_at.is_none()))
         .ok_or_else(|| Error::NoSuchToken(id.to_owned()))
+}
+
+/// A path parameter, or a 404 for one that cannot be (invalid UTF-8, say).
+fn param<T>(path: std::result::Result<Path<T>, PathRejection>) -> std::result::Result<T, Error> {
+    path.map(|Path(p)| p).map_err(|_| Error::NotFound)
 }
 
 async fn revoke_own(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: std::result::Result<Path<String>, PathRejection>,
     jar: CookieJar,
     headers: HeaderMap,
     RawForm(body): RawForm,
@@ -590,6 +617,7 @@ async fn revoke_own(
         Err(r) => return r.into_response(&app, jar),
     };
     let result = async {
+        let id = param(id)?;
         let tokens = app.tokens.list(s.principal.kind, &s.principal.name).await?;
         app.tokens.revoke_by_id(own(&tokens, &id)?).await?;
         Ok::<_, Error>(see_other(&app, "/"))
@@ -625,7 +653,7 @@ async fn user_by_id(app: &AppState, id: &str) -> std::result::Result<PrincipalRe
 /// Enable or disable a user (administrators), and record it.
 async fn set_enabled(
     (app, ip): (AppState, std::net::IpAddr),
-    id: String,
+    id: std::result::Result<Path<String>, PathRejection>,
     jar: CookieJar,
     headers: HeaderMap,
     body: &[u8],
@@ -643,13 +671,21 @@ async fn set_enabled(
         Err(r) => return r.into_response(&app, jar),
     };
     let result = async {
-        let user = user_by_id(&app, &id).await?;
+        let user = user_by_id(&app, &param(id)?).await?;
         if user.id == s.principal.id && !enabled {
             return Err(Error::Invalid("You cannot disable yourself: ask another administrator.".into()));
         }
-        app.tokens.set_principal_enabled(PrincipalKind::User, &user.name, enabled).await?;
-        let action = if enabled { "user.enable" } else { "user.disable" };
-        app.tokens.audit(&s.principal, action, &user.name, ip).await?;
+        if user.enabled != enabled {
+            // why the record first: an action that cannot be recorded is not taken.
+            let action = if enabled { "user.enable" } else { "user.disable" };
+            app.tokens.audit(&s.principal, action, &user.name, ip).await?;
+            app.tokens.set_principal_enabled(PrincipalKind::User, &user.name, enabled).await?;
+            if !enabled {
+                // why: enabling the user again brings its tokens back (design.md), which must
+                // not include a web session someone may have stolen.
+                app.tokens.end_web_sessions(PrincipalKind::User, &user.name).await?;
+            }
+        }
         Ok(see_other(&app, "/admin/users"))
     }
     .await;
@@ -659,7 +695,7 @@ async fn set_enabled(
 async fn enable_user(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    Path(id): Path<String>,
+    id: std::result::Result<Path<String>, PathRejection>,
     jar: CookieJar,
     headers: HeaderMap,
     RawForm(body): RawForm,
@@ -670,7 +706,7 @@ async fn enable_user(
 async fn disable_user(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    Path(id): Path<String>,
+    id: std::result::Result<Path<String>, PathRejection>,
     jar: CookieJar,
     headers: HeaderMap,
     RawForm(body): RawForm,
@@ -678,13 +714,17 @@ async fn disable_user(
     set_enabled((app, ip), id, jar, headers, &body, false).await
 }
 
-async fn user_tokens(State(app): State<AppState>, Path(id): Path<String>, jar: CookieJar) -> Response {
+async fn user_tokens(
+    State(app): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    jar: CookieJar,
+) -> Response {
     let s = match admin(&app, &jar).await {
         Ok(s) => s,
         Err(r) => return r.into_response(&app, jar),
     };
     let result = async {
-        let user = user_by_id(&app, &id).await?;
+        let user = user_by_id(&app, &param(id)?).await?;
         let tokens = app.tokens.list(PrincipalKind::User, &user.name).await?;
         let viewer = pages::Viewer { principal: &s.principal, admin: true, csrf: &s.csrf };
         Ok::<_, Error>(html(StatusCode::OK, pages::user_tokens(base(&app), &viewer, &user, &tokens, app.tokens.now())))
@@ -696,7 +736,7 @@ async fn user_tokens(State(app): State<AppState>, Path(id): Path<String>, jar: C
 async fn admin_revoke(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    Path((id, token)): Path<(String, String)>,
+    ids: std::result::Result<Path<(String, String)>, PathRejection>,
     jar: CookieJar,
     headers: HeaderMap,
     RawForm(body): RawForm,
@@ -713,11 +753,14 @@ async fn admin_revoke(
         Err(r) => return r.into_response(&app, jar),
     };
     let result = async {
+        let (id, token) = param(ids)?;
         let user = user_by_id(&app, &id).await?;
         let tokens = app.tokens.list(PrincipalKind::User, &user.name).await?;
         let token_id = own(&tokens, &token)?;
+        let dialect = tokens.iter().find(|t| t.id == token_id).map_or("", |t| t.dialect.as_str());
+        // why the record first: an action that cannot be recorded is not taken.
+        app.tokens.audit(&s.principal, "token.revoke", &format!("{} {dialect} {token_id}", user.name), ip).await?;
         app.tokens.revoke_by_id(token_id).await?;
-        app.tokens.audit(&s.principal, "token.revoke", &format!("{} {token_id}", user.name), ip).await?;
         Ok::<_, Error>(see_other(&app, &format!("/admin/users/{}/tokens", user.id)))
     }
     .await;

@@ -61,10 +61,19 @@ fn layout(base: &str, title: &str, viewer: Option<&Viewer<'_>>, body: &Markup) -
 }
 
 fn when(t: Option<OffsetDateTime>) -> Markup {
-    match t.and_then(|t| t.replace_nanosecond(0).ok()).and_then(|t| t.format(&Rfc3339).ok()) {
-        Some(s) => html! { time datetime=(s) { (s.replace('T', " ").trim_end_matches('Z')) " UTC" } },
+    match rfc3339(t) {
+        Some(s) => html! { time datetime=(s) { (when_text(t)) } },
         None => html! { "never" },
     }
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| t.replace_nanosecond(0).ok()).and_then(|t| t.format(&Rfc3339).ok())
+}
+
+/// `2030-01-02 03:04:05 UTC`, for people.
+fn when_text(t: Option<OffsetDateTime>) -> String {
+    rfc3339(t).map_or_else(|| "never".into(), |s| format!("{} UTC", s.replace('T', " ").trim_end_matches('Z')))
 }
 
 /// The sign-in page.
@@ -150,7 +159,7 @@ fn token_table(
                                 td {
                                     form method="post" action={ (base) (revoke(t)) } {
                                         input type="hidden" name="csrf" value=(csrf);
-                                        button.danger type="submit" aria-label={ "Revoke the " (t.dialect) " token created " (t.created_at.date()) } { "Revoke" }
+                                        button.danger type="submit" aria-label={ "Revoke the " (t.dialect) " token " (t.note.as_deref().unwrap_or("")) " created " (when_text(Some(t.created_at))) } { "Revoke" }
                                     }
                                 }
                             }
@@ -184,14 +193,14 @@ pub(super) fn tokens(
                     p { "Copy it now: it is shown only once and cannot be shown again." }
                     label for="new-token" { "Token" }
                     div.copy {
-                        input #new-token type="text" readonly value=(token) data-token;
-                        button type="button" data-copy="new-token" hidden { "Copy" }
+                        input #new-token type="text" readonly value=(token);
+                        button type="button" data-copy="new-token" aria-live="polite" hidden { "Copy" }
                     }
                     @if let Some(key) = key {
                         label for="new-key" { "Key (X-Key, for logout)" }
                         div.copy {
                             input #new-key type="text" readonly value=(key);
-                            button type="button" data-copy="new-key" hidden { "Copy" }
+                            button type="button" data-copy="new-key" aria-live="polite" hidden { "Copy" }
                         }
                     }
                 }
@@ -306,7 +315,6 @@ pub(super) fn error(status: StatusCode, message: &str) -> Markup {
                 main {
                     h1 { (status.canonical_reason().unwrap_or("Error")) }
                     p role="alert" { (message) }
-                    p { a href="./" { "Back" } }
                 }
             }
         }

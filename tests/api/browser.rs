@@ -40,8 +40,8 @@ fn find(names: &[&str]) -> Option<PathBuf> {
     names.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-async fn driver() -> Option<Driver> {
-    let (Some(chromedriver), Some(_)) = (
+async fn driver() -> Option<(Driver, PathBuf)> {
+    let (Some(chromedriver), Some(chromium)) = (
         find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]),
         find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"]),
     ) else {
@@ -67,7 +67,7 @@ async fn driver() -> Option<Driver> {
         assert!(Instant::now() < deadline, "chromedriver did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Some(driver)
+    Some((driver, chromium))
 }
 
 fn screenshots() -> PathBuf {
@@ -78,7 +78,7 @@ fn screenshots() -> PathBuf {
 
 #[tokio::test]
 async fn a_person_manages_tokens_in_a_real_browser() {
-    let Some(driver) = driver().await else { return };
+    let Some((driver, chromium)) = driver().await else { return };
     let db = TestDb::new(&Backend::Sqlite).await;
     ok(&admin(&db, &["user", "add", "alice@example.com", "--password-stdin"], Some(&format!("{PASSWORD}\n"))).await);
     let server = Server::serve(&db).await;
@@ -88,7 +88,7 @@ async fn a_person_manages_tokens_in_a_real_browser() {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": "/usr/bin/chromium",
+            "binary": chromium,
             // why --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"],
         }),

@@ -28,6 +28,8 @@ backend_tests!(
     administrators_manage_users_and_tokens_and_are_audited,
     signing_out_everywhere_ends_every_web_session_only,
     cookies_are_secure_over_https_from_a_trusted_proxy,
+    administrators_forms_need_their_csrf_token_too,
+    token_limits_hold_on_the_web_page,
 );
 
 const PW: &str = "correct horse";
@@ -141,7 +143,7 @@ async fn the_sign_in_page_sets_a_csrf_cookie(backend: Backend) {
     assert!(page.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
     let cookie = set_cookie(&page, "tokenauth_csrf");
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/ui"),
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("; Path=/ui;"),
         "{cookie}"
     );
     assert!(!cookie.contains("Secure"), "plain HTTP from an untrusted peer: {cookie}");
@@ -167,14 +169,31 @@ async fn signing_in_sets_a_strict_http_only_session_cookie_and_hides_the_session
     let resp = b.sign_in("user", "alice", PW).await;
     assert_eq!(resp.status, StatusCode::SEE_OTHER);
     let cookie = set_cookie(&resp, "tokenauth_session");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "; Path=/ui;", "Max-Age=28800"] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
     let home = b.get("/ui/").await;
     let html = text(&home);
     assert!(html.contains("Signed in as <strong>alice</strong>") && html.contains("No live tokens."), "{html}");
-    // The sign-in is a token of its own: never listed, never accepted by /verify.
+    // The sign-in is a token of its own: stored, never listed, never accepted by /verify.
+    let alice = app.tokens.principal(PrincipalKind::User, "alice").await.unwrap();
+    let stored = app.store.list_tokens(alice.id).await.unwrap();
+    assert_eq!(stored.iter().map(|t| t.dialect.as_str()).collect::<Vec<_>>(), ["ui"]);
     assert!(app.tokens.list(PrincipalKind::User, "alice").await.unwrap().is_empty());
+    // Odd query strings are no error; a second visit to the form keeps the first's token.
+    assert_eq!(b.cookies.get("tokenauth_csrf"), None, "signing in cleared the form's cookie");
+    let mut tabs = Browser::new(&app);
+    let first = csrf_of(&tabs.get("/ui/signin?expired=1&expired=2").await);
+    assert_eq!(csrf_of(&tabs.get("/ui/signin").await), first, "a second tab does not invalidate the first");
+    let bad_path = tabs.post("/ui/tokens/%FF/revoke", &[]).await;
+    assert_eq!(bad_path.status, StatusCode::SEE_OTHER, "no session: sign in first");
+    // Signing in again in a browser that holds a session (the form posted from an old tab)
+    // replaces the session.
+    b.cookies.insert("tokenauth_csrf".into(), first.clone());
+    let again = b.post("/ui/signin", &[("csrf", &first), ("name", "alice"), ("password", PW)]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let stored = app.store.list_tokens(alice.id).await.unwrap();
+    assert_eq!(stored.iter().filter(|t| t.revoked_at.is_none()).count(), 1, "the old session ended");
     let session = b.cookies["tokenauth_session"].clone();
     assert_eq!(verify(&app, &session).await, StatusCode::UNAUTHORIZED);
     assert_eq!(app.post("/auth/logout/").token(&session).send().await.status, StatusCode::UNAUTHORIZED);
@@ -247,6 +266,17 @@ async fn wrong_passwords_throttling_and_ip_rules_apply_to_sign_in(backend: Backe
     assert_eq!(r.sign_in("reseller", "acme", PW).await.status, StatusCode::UNAUTHORIZED);
     r.peer = SocketAddr::from(([203, 0, 113, 9], 50000));
     r.signed_in("reseller", "acme").await;
+    drop(app);
+
+    // With the dialer off, resellers have nothing here and cannot sign in.
+    let app = TestApp::with_config(Backend::Sqlite, |c| c.dialer.enabled = false).await;
+    app.tokens
+        .create_principal(PrincipalKind::Reseller, "acme", PW.to_owned().into(), &NewProfile::default())
+        .await
+        .unwrap();
+    let mut r = Browser::new(&app);
+    assert!(!text(&r.get("/ui/signin").await).contains("reseller"), "no reseller choice");
+    assert_eq!(r.sign_in("reseller", "acme", PW).await.status, StatusCode::UNAUTHORIZED);
 }
 
 async fn expired_and_revoked_sessions_go_back_to_sign_in(backend: Backend) {
@@ -267,7 +297,15 @@ async fn expired_and_revoked_sessions_go_back_to_sign_in(backend: Backend) {
     let late = again.post("/ui/tokens", &[("csrf", &csrf2), ("dialect", "knox")]).await;
     assert_eq!(late.status, StatusCode::SEE_OTHER);
     assert!(app.tokens.list(PrincipalKind::User, "alice").await.unwrap().is_empty());
-    let _ = csrf;
+    // Revoked elsewhere (signed out in another tab): back to sign-in, nothing done.
+    let mut tab = Browser::new(&app);
+    let tab_csrf = tab.signed_in("user", "alice").await;
+    let mut other = Browser { app: &app, cookies: tab.cookies.clone(), peer: tab.peer };
+    other.post("/ui/signout", &[("csrf", &tab_csrf)]).await;
+    let resp = tab.post("/ui/tokens", &[("csrf", &tab_csrf), ("dialect", "knox")]).await;
+    assert_eq!((resp.status, resp.header("location")), (StatusCode::SEE_OTHER, Some("/ui/signin?expired=1")));
+    assert!(app.tokens.list(PrincipalKind::User, "alice").await.unwrap().is_empty());
+    drop(csrf);
 }
 
 async fn static_tokens_are_created_shown_once_and_work(backend: Backend) {
@@ -411,6 +449,8 @@ async fn administrators_manage_users_and_tokens_and_are_audited(backend: Backend
     assert!(text(&b.get("/ui/admin/users").await).contains("<strong>disabled</strong>"));
     b.post(&format!("/ui/admin/users/{}/enable", bob.id), &[("csrf", &csrf)]).await;
     assert_eq!(verify(&app, &bob_token).await, StatusCode::OK, "enabled again, the token works again");
+    // Enabling an enabled user changes nothing and records nothing.
+    b.post(&format!("/ui/admin/users/{}/enable", bob.id), &[("csrf", &csrf)]).await;
     let myself = b.post(&format!("/ui/admin/users/{}/disable", root.id), &[("csrf", &csrf)]).await;
     assert_eq!(myself.status, StatusCode::BAD_REQUEST, "an administrator cannot disable themself");
 
@@ -441,7 +481,7 @@ async fn administrators_manage_users_and_tokens_and_are_audited(backend: Backend
         [
             ("root".into(), "user.disable".into(), "bob".into(), "198.51.100.20".into(), now),
             ("root".into(), "user.enable".into(), "bob".into(), "198.51.100.20".into(), now),
-            ("root".into(), "token.revoke".into(), format!("bob {token_id}"), "198.51.100.20".into(), now),
+            ("root".into(), "token.revoke".into(), format!("bob usertoken {token_id}"), "198.51.100.20".into(), now),
         ]
     );
 }
@@ -476,6 +516,19 @@ async fn cookies_are_secure_over_https_from_a_trusted_proxy(backend: Backend) {
         .send()
         .await;
     assert!(set_cookie(&proxied, "tokenauth_csrf").contains("Secure"));
+    add_user(&app, "alice", false).await;
+    let peer = SocketAddr::from(([10, 0, 0, 1], 4000));
+    let csrf = csrf_of(&proxied);
+    let signin = app
+        .post("/ui/signin")
+        .peer(peer)
+        .header("x-forwarded-proto", "https")
+        .header("cookie", format!("tokenauth_csrf={csrf}"))
+        .body(format!("csrf={csrf}&name=alice&password=correct+horse"), "application/x-www-form-urlencoded")
+        .send()
+        .await;
+    assert_eq!(signin.status, StatusCode::SEE_OTHER);
+    assert!(set_cookie(&signin, "tokenauth_session").contains("; Secure"), "{:?}", signin.headers);
     let spoofed = app.get("/ui/signin").header("x-forwarded-proto", "https").send().await;
     assert!(!set_cookie(&spoofed, "tokenauth_csrf").contains("Secure"), "an untrusted peer's header is ignored");
     drop(app);
@@ -505,4 +558,61 @@ async fn tokenauth_audit_prints_the_log() {
     let json: serde_json::Value = serde_json::from_str(&ok(&admin(&db, &["audit", "--json"], None).await)).unwrap();
     assert_eq!(json[0]["client_ip"], "192.0.2.1");
     assert_eq!(json[0]["actor_name"], "root");
+}
+
+async fn administrators_forms_need_their_csrf_token_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    add_user(&app, "root", true).await;
+    add_user(&app, "bob", false).await;
+    let bob = app.tokens.principal(PrincipalKind::User, "bob").await.unwrap();
+    let bob_token = app.post("/auth/login").basic("bob", PW).send().await.json()["token"].as_str().unwrap().to_owned();
+    let token_id = app.tokens.list(PrincipalKind::User, "bob").await.unwrap()[0].id;
+    let mut b = Browser::new(&app);
+    let csrf = b.signed_in("user", "root").await;
+    for path in [
+        format!("/ui/admin/users/{}/disable", bob.id),
+        format!("/ui/admin/users/{}/tokens/{token_id}/revoke", bob.id),
+        "/ui/signout-everywhere".to_owned(),
+    ] {
+        for bad in ["", "0123", &csrf[..63]] {
+            assert_eq!(b.post(&path, &[("csrf", bad)]).await.status, StatusCode::BAD_REQUEST, "{path} {bad:?}");
+        }
+    }
+    assert!(app.tokens.principal(PrincipalKind::User, "bob").await.unwrap().enabled);
+    assert_eq!(verify(&app, &bob_token).await, StatusCode::OK);
+    assert!(app.tokens.audit_log(10).await.unwrap().is_empty());
+    assert_eq!(b.get("/ui/").await.status, StatusCode::OK, "still signed in");
+
+    // Disabling a user ends its web sessions for good: enabling it again does not revive them.
+    let mut bobs = Browser::new(&app);
+    bobs.peer = SocketAddr::from(([198, 51, 100, 99], 50000));
+    bobs.signed_in("user", "bob").await;
+    b.post(&format!("/ui/admin/users/{}/disable", bob.id), &[("csrf", &csrf)]).await;
+    b.post(&format!("/ui/admin/users/{}/enable", bob.id), &[("csrf", &csrf)]).await;
+    assert_eq!(bobs.get("/ui/").await.header("location"), Some("/ui/signin?expired=1"));
+    assert_eq!(verify(&app, &bob_token).await, StatusCode::OK, "its API tokens came back");
+}
+
+async fn token_limits_hold_on_the_web_page(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.knox.max_tokens_per_user = Some(1)).await;
+    add_user(&app, "alice", false).await;
+    let mut b = Browser::new(&app);
+    let csrf = b.signed_in("user", "alice").await;
+    assert_eq!(b.post("/ui/tokens", &[("csrf", &csrf), ("dialect", "knox")]).await.status, StatusCode::OK);
+    let second = b.post("/ui/tokens", &[("csrf", &csrf), ("dialect", "knox")]).await;
+    assert_eq!(second.status, StatusCode::FORBIDDEN);
+    assert!(text(&second).contains("as many live tokens of this dialect as allowed"));
+    assert_eq!(app.tokens.list(PrincipalKind::User, "alice").await.unwrap().len(), 1);
+    // Other dialects have their own (no) limit.
+    assert_eq!(b.post("/ui/tokens", &[("csrf", &csrf), ("dialect", "usertoken")]).await.status, StatusCode::OK);
+}
+
+#[test]
+fn the_web_page_needs_a_prefix_and_a_sane_session_length() {
+    for (prefix, ttl) in [("/", "8h"), ("", "8h"), ("/ü", "8h"), ("/ui", "0s"), ("/ui", "400d")] {
+        let mut config = tokenauth::config::Config::default();
+        config.ui.prefix = prefix.into();
+        config.ui.session_ttl = humantime::parse_duration(ttl).unwrap();
+        assert!(config.validate().is_err(), "{prefix:?} {ttl}");
+    }
 }
