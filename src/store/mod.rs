@@ -49,10 +49,15 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
+            // why Protocol: a connection closed by the far end as soon as it is opened (a proxy,
+            // Docker's port forwarder, before a stopped Postgres) reaches sqlx's SSLRequest
+            // read as "unexpected response from SSLRequest: 0x00", not as an I/O error; a
+            // garbled or cut conversation is a broken connection, not a bug: 503, not 500.
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
             // why 1811: SQLite reports an ON DELETE RESTRICT refusal as SQLITE_CONSTRAINT_TRIGGER,
             // not as the foreign-key code sqlx recognises.
