@@ -19,6 +19,7 @@ mod openapi;
 mod replicas;
 mod scale;
 mod service;
+mod shutdown;
 mod store_contract;
 mod usertoken;
 mod verify;
