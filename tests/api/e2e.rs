@@ -35,6 +35,8 @@ pub(crate) struct Server {
     /// Where to connect: the logged address, with 127.0.0.1 for an unspecified IP.
     pub(crate) addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Lines written to stdout (logs go to stderr; this should stay empty).
+    out: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
 }
 
@@ -49,18 +51,20 @@ impl Server {
         Server::spawn_logging(cmd, "trace").await
     }
 
-    /// Start a prepared `serve` command with `RUST_LOG=filter`, keeping its stderr line by
-    /// line, and wait until it listens.
+    /// Start a prepared `serve` command with `RUST_LOG=filter`, keeping its stderr and its
+    /// stdout line by line, and wait until it listens.
     pub(crate) async fn spawn_logging(mut cmd: std::process::Command, filter: &str) -> Server {
-        cmd.env("RUST_LOG", filter).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env("RUST_LOG", filter).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let (logs, stderr_reader) = read_lines(child.stderr.take().unwrap());
+        let (out, stdout_reader) = read_lines(child.stdout.take().unwrap());
         let mut server = Server {
             child,
             logged: SocketAddr::from(([0, 0, 0, 0], 0)),
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             logs,
-            readers: vec![stderr_reader],
+            out,
+            readers: vec![stderr_reader, stdout_reader],
         };
         let line = server.wait_for_log("listening on http://").await;
         // The address ends where address characters end (text logs: a space; JSON logs: a quote).
@@ -88,6 +92,11 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// What the server wrote to stdout.
+    pub(crate) fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
     /// Wait for a stderr line containing `needle` and return it; fail if the server exits first.
     pub(crate) async fn wait_for_log(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
@@ -110,7 +119,7 @@ impl Server {
         assert!(status.unwrap().success(), "kill -{name} failed");
     }
 
-    /// Wait for the process to exit, then for its stderr to be read to the end.
+    /// Wait for the process to exit, then for its stderr and stdout to be read to the end.
     pub(crate) async fn wait_for_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         let status = loop {

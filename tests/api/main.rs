@@ -18,6 +18,7 @@ mod nginx;
 mod openapi;
 mod replicas;
 mod scale;
+mod secrets;
 mod service;
 mod shutdown;
 mod store_contract;
