@@ -23,12 +23,19 @@ use crate::principal::PrincipalKind;
 use crate::token::secret::TokenHash;
 
 /// The Postgres store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     /// Where the invalidation listener connects from: the same database, its own
     /// application name (so an operator, or a test, can tell its connection apart).
     listen_options: PgConnectOptions,
+}
+
+// why by hand: sqlx's `PgConnectOptions` derives `Debug`, password included.
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("pool", &self.pool).finish_non_exhaustive()
+    }
 }
 
 /// The NOTIFY channel of invalidations between replicas.
