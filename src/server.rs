@@ -181,13 +181,21 @@ impl Server {
 
         // why not abort: a flush or sweep in progress finishes its write instead of losing it.
         let _ = stop_housekeeping.send(true);
-        for task in housekeeping {
-            let _ = task.await;
+        // why bounded: a database connection stranded by a network fault (no reset, no
+        // answer) would otherwise hold the exit forever; last-used times are only a courtesy.
+        let housekeeping_grace = state.config.database.acquire_timeout.max(Duration::from_secs(1)) * 2;
+        let finish = async {
+            for task in housekeeping {
+                let _ = task.await;
+            }
+            if let Err(e) = state.tokens.flush_touches().await {
+                tracing::warn!(error = %e, "could not flush last-used times at shutdown");
+            }
+            store.close().await;
+        };
+        if tokio::time::timeout(housekeeping_grace, finish).await.is_err() {
+            tracing::warn!("the database did not answer at shutdown; last-used times not flushed");
         }
-        if let Err(e) = state.tokens.flush_touches().await {
-            tracing::warn!(error = %e, "could not flush last-used times at shutdown");
-        }
-        store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -60,7 +60,11 @@ impl PgStore {
     pub async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<Self> {
         let opts = PgConnectOptions::from_str(url.expose())
             .map_err(|e| StoreError::Config(format!("invalid Postgres URL {url}: {e}")))?
-            .application_name("tokenauth");
+            .application_name("tokenauth")
+            // why: a connection stranded mid-transaction by a network fault (no reset ever
+            // arrives) would hold its row locks, a principal's for instance, until Postgres's
+            // own keepalives give up; our transactions last milliseconds.
+            .options([("idle_in_transaction_session_timeout", "30s")]);
         // why: the pool retries until its acquire timeout and then reports only "pool timed
         // out"; one direct attempt first keeps the cause ("connection refused", "password
         // authentication failed") in the one-line error an operator sees.
