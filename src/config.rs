@@ -581,8 +581,8 @@ impl Serialize for DatabaseUrl {
     }
 }
 
-/// Values given on the command line, the last layer.
-#[derive(Debug, Clone, Default)]
+/// Values given on the command line, the last layer. Its `Debug` masks the URL's password.
+#[derive(Clone, Default)]
 pub struct Overrides {
     /// `--bind`
     pub bind: Option<SocketAddr>,
@@ -590,6 +590,16 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--log-format`
     pub log_format: Option<LogFormat>,
+}
+
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field("bind", &self.bind)
+            .field("database_url", &self.database_url.as_deref().map(DatabaseUrl::new))
+            .field("log_format", &self.log_format)
+            .finish()
+    }
 }
 
 /// A configuration that could not be loaded or is inconsistent.

@@ -61,11 +61,15 @@ async fn healthz() -> Response {
     )
 )]
 async fn readyz(State(app): State<AppState>) -> Response {
-    match app.tokens.ping().await {
-        Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "unavailable" }))).into_response()
-        }
-    }
+    // why a deadline: health has no request timeout, and a pooled connection to a database
+    // that stopped answering (dropped packets, no RST) waits on `SELECT 1` until the network
+    // heals. A probe must answer, and within the acquire timeout a healthy database has.
+    let deadline = app.config.database.acquire_timeout;
+    let failed = match tokio::time::timeout(deadline, app.tokens.ping()).await {
+        Ok(Ok(())) => return axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {}", humantime::format_duration(deadline)),
+    };
+    tracing::warn!(error = %failed, "readiness check failed");
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "unavailable" }))).into_response()
 }

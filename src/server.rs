@@ -3,16 +3,31 @@
 //! `Server::bind` is separate from `run` so tests bind port 0 and read the address; `run`
 //! takes the shutdown future as a parameter. On shutdown, in-flight requests may finish for
 //! up to `http.shutdown_grace`; then queued touches are flushed and the pool is closed.
+//!
+//! Policy: a client whose connect succeeded gets its answer. On shutdown the listener first
+//! takes every connection already in the kernel's accept queue (closing a listener resets
+//! those, and their clients have sent their requests), then closes, so later clients are
+//! refused; connections that have not sent their first bytes yet get a moment to do so
+//! (hyper-util drops a connection told to shut down while it still reads its first bytes to
+//! tell HTTP/1 from HTTP/2, which resets a request arriving just then); then every connection
+//! is shut down gracefully: idle keep-alive ones are closed, busy ones finish their request
+//! and close.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use axum::serve::ListenerExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -127,11 +142,32 @@ impl Server {
         tracing::info!(backend = store.backend(), "tokenauth listening on http://{addr}");
 
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let unstarted = Arc::new(watch::Sender::new(0));
+        let mut silent = unstarted.subscribe();
+        let listener = Draining {
+            listener: Some(listener),
+            queued: VecDeque::new(),
+            stop: stopping_tx.subscribe(),
+            closed: Some(closed_tx),
+            unstarted,
+        };
+        // why tap_io: axum provides `ConnectInfo<SocketAddr>` for `TcpListener` and for a
+        // `TapIo` over any listener, not for a listener of ours; the tap itself does nothing.
+        let listener = listener.tap_io(|_| {});
         let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing in-flight requests");
                 let _ = stopping_tx.send(true);
+                // The listener takes its queued connections and closes; then connections that
+                // have sent nothing yet get FIRST_BYTES_WAIT to do so before the graceful
+                // shutdown of every connection begins.
+                let _ = closed_rx.await;
+                if tokio::time::timeout(FIRST_BYTES_WAIT, silent.wait_for(|n| *n == 0)).await.is_err() {
+                    let silent = *silent.borrow();
+                    tracing::debug!(silent, "closing connections that sent nothing");
+                }
             });
         let grace = state.config.http.shutdown_grace;
         let grace_expired = async move {
@@ -145,15 +181,192 @@ impl Server {
 
         // why not abort: a flush or sweep in progress finishes its write instead of losing it.
         let _ = stop_housekeeping.send(true);
-        for task in housekeeping {
-            let _ = task.await;
+        // why bounded: a database connection stranded by a network fault (no reset, no
+        // answer) would otherwise hold the exit forever; last-used times are only a courtesy.
+        let housekeeping_grace = state.config.database.acquire_timeout.max(Duration::from_secs(1)) * 2;
+        let finish = async {
+            for task in housekeeping {
+                let _ = task.await;
+            }
+            if let Err(e) = state.tokens.flush_touches().await {
+                tracing::warn!(error = %e, "could not flush last-used times at shutdown");
+            }
+            store.close().await;
+        };
+        if tokio::time::timeout(housekeeping_grace, finish).await.is_err() {
+            tracing::warn!("the database did not answer at shutdown; last-used times not flushed");
         }
-        if let Err(e) = state.tokens.flush_touches().await {
-            tracing::warn!(error = %e, "could not flush last-used times at shutdown");
-        }
-        store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// why 1 s: a client sends its request right after its connect returns, so the first bytes
+/// of a connection follow its acceptance within a round trip; a second covers a slow network
+/// or a busy client, and a connection silent for longer (a browser's preconnect) is not a
+/// request in flight. Shutdown waits this long only when such a connection exists.
+const FIRST_BYTES_WAIT: Duration = Duration::from_secs(1);
+
+/// The listener axum serves from. Until `stop`, it accepts. On `stop`, it takes every
+/// connection already waiting in the kernel's accept queue (non-blocking accepts until none is
+/// left), closes the socket so that later connects are refused, hands the taken connections to
+/// axum one by one, then tells `closed` and accepts nothing more. A connection that arrives
+/// between the last accept and the close (microseconds) is still reset: no portable socket call
+/// stops a listening socket from completing handshakes without discarding its queue.
+struct Draining {
+    listener: Option<TcpListener>,
+    queued: VecDeque<(TcpStream, SocketAddr)>,
+    stop: watch::Receiver<bool>,
+    closed: Option<oneshot::Sender<()>>,
+    /// How many connections handed to axum have not yet read anything.
+    unstarted: Arc<watch::Sender<usize>>,
+}
+
+impl Draining {
+    fn hand_over(&self, stream: TcpStream) -> Tracked {
+        self.unstarted.send_modify(|n| *n += 1);
+        Tracked { stream, unstarted: Some(Arc::clone(&self.unstarted)) }
+    }
+
+    /// Take the accept queue, then close the listening socket.
+    fn close(&mut self) {
+        let Some(listener) = self.listener.take() else { return };
+        // why into_std: a real accept(2) per call, answering WouldBlock once the queue is
+        // empty; the reactor's readiness may not have seen the latest connections yet.
+        let listener = match listener.into_std() {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the queued connections; closing the listener");
+                return;
+            }
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, addr)) => match stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+                    Ok(stream) => self.queued.push_back((stream, addr)),
+                    Err(e) => tracing::warn!(error = %e, "cannot serve a queued connection"),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the queued connections");
+                    break;
+                }
+            }
+        }
+        // why at once: every moment between the last accept and the close lets another
+        // connection into the queue, to be reset.
+        drop(listener);
+        tracing::info!(queued = self.queued.len(), "listener closed");
+    }
+}
+
+impl axum::serve::Listener for Draining {
+    type Io = Tracked;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Tracked, SocketAddr) {
+        loop {
+            if let Some((stream, addr)) = self.queued.pop_front() {
+                return (self.hand_over(stream), addr);
+            }
+            let Some(listener) = &self.listener else {
+                if let Some(closed) = self.closed.take() {
+                    let _ = closed.send(());
+                }
+                // why pending: axum stops calling once the graceful shutdown signal resolves.
+                return std::future::pending().await;
+            };
+            let accepted = tokio::select! {
+                biased;
+                // why: a dropped sender means stop too.
+                _ = self.stop.wait_for(|stop| *stop) => None,
+                accepted = listener.accept() => Some(accepted),
+            };
+            match accepted {
+                None => self.close(),
+                Some(Ok((stream, addr))) => return (self.hand_over(stream), addr),
+                Some(Err(e)) if is_connection_error(&e) => {}
+                Some(Err(e)) => {
+                    // As axum's own TcpListener does: e.g. EMFILE, which may pass once some
+                    // connections close.
+                    tracing::error!(error = %e, "accept error");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.listener {
+            Some(listener) => listener.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "the listener is closed")),
+        }
+    }
+}
+
+/// Errors of one connection, not of the listener (as axum's own TcpListener treats them).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// A served connection that counts itself out of `unstarted` at its first completed read (or
+/// when dropped without one).
+struct Tracked {
+    stream: TcpStream,
+    unstarted: Option<Arc<watch::Sender<usize>>>,
+}
+
+impl Tracked {
+    fn started(&mut self) {
+        if let Some(unstarted) = self.unstarted.take() {
+            unstarted.send_modify(|n| *n = n.saturating_sub(1));
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.started();
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if polled.is_ready() {
+            self.started();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

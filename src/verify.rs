@@ -55,10 +55,17 @@ static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-met
 static X_AUTH_REASON: HeaderName = HeaderName::from_static("x-auth-reason");
 
 /// A token found in a request, and the key that must name it (webitel's `X-Key`), if any.
-#[derive(Debug, PartialEq, Eq)]
+/// The token is redacted in `Debug`.
+#[derive(PartialEq, Eq)]
 struct Presented {
     token: String,
     key: Option<String>,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented").field("token", &"[REDACTED]").field("key", &self.key).finish()
+    }
 }
 
 /// The first header value that is non-empty visible text.
@@ -372,6 +379,12 @@ mod tests {
 
     fn found(token: &str, key: Option<&str>) -> Result<Presented, AuthFailure> {
         Ok(Presented { token: token.into(), key: key.map(Into::into) })
+    }
+
+    #[test]
+    fn a_presented_token_is_redacted_in_debug() {
+        let shown = format!("{:?}", found("tok-3n-secret", Some("the-key")).unwrap());
+        assert_eq!(shown, r#"Presented { token: "[REDACTED]", key: Some("the-key") }"#);
     }
 
     #[test]

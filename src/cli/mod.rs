@@ -36,7 +36,7 @@ use crate::token::{
 };
 
 /// tokenauth: a token-authentication server that speaks four existing login/logout APIs.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "tokenauth", version, propagate_version = true)]
 pub struct Cli {
     /// Configuration file (TOML); see config/tokenauth.toml for every key. Also
@@ -55,6 +55,18 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+// why by hand: `--database-url` may carry a password; its `Debug` masks it.
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("config", &self.config)
+            .field("database_url", &self.database_url.as_deref().map(config::DatabaseUrl::new))
+            .field("log_format", &self.log_format)
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 /// Subcommands.
@@ -330,8 +342,8 @@ pub enum KeysCommand {
     List,
 }
 
-/// Where a password comes from.
-#[derive(Debug, Args)]
+/// Where a password comes from. `--password` is redacted in `Debug`.
+#[derive(Args)]
 #[group(required = true, multiple = false)]
 pub struct PasswordSource {
     /// Read the password from the first line of standard input.
@@ -340,6 +352,15 @@ pub struct PasswordSource {
     /// The password (visible to other local users in the process list: prefer --password-stdin).
     #[arg(long, value_name = "PASSWORD")]
     password: Option<String>,
+}
+
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordSource")
+            .field("password_stdin", &self.password_stdin)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 /// `tokenauth token ...`

@@ -175,8 +175,14 @@ pub(crate) fn set_logout_status(api: &mut utoipa::openapi::OpenApi, status: u16)
 #[schema(as = KnoxLoginRequest)]
 #[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
 struct LoginRequest {
-    /// The username (surrounding whitespace is removed).
-    #[schema(min_length = 1)]
+    /// The username (surrounding whitespace is removed, so it must hold something else).
+    // why this pattern: some character that is not whitespace as `str::trim` counts it
+    // (Unicode White_Space), spelled out so every regex dialect reads it alike; a blank name
+    // is a 400 field error, so the schema must not admit `" "`.
+    #[schema(
+        min_length = 1,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     username: String,
     /// The password.
     #[schema(min_length = 1)]

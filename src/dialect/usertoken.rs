@@ -21,6 +21,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use super::{
@@ -117,9 +118,10 @@ impl<'a> UserToken<'a> {
     responses(
         (status = 200, description = "The new token", body = UserToken<'_>,
             headers(("Vary" = String, description = "`Accept`"))),
-        (status = 400, description = "An `expirationTime` that is not RFC 3339 or is in the past, a note over \
-            128 characters or with control characters, a field that is not a string, malformed JSON, a body \
-            that is not an object", body = ErrorBody, headers(("Vary" = String, description = "`Accept`"))),
+        (status = 400, description = "An `expirationTime` that is not RFC 3339, is in the past or falls outside \
+            the years 1 to 9999 in UTC (as every time is answered), a note over 128 characters or with control \
+            characters, a field that is not a string, malformed JSON, a body that is not an object",
+            body = ErrorBody, headers(("Vary" = String, description = "`Accept`"))),
         (status = 401, description = "A missing or malformed Basic header, an unknown user, a wrong password \
             or a disabled user: one answer for all", body = ErrorBody, headers(
             ("WWW-Authenticate" = String, description = "`Basic realm=\"tokenauth\"`"),
@@ -271,12 +273,48 @@ struct ErrorBody {
 #[allow(dead_code)] // why: a schema only; the handler reads the fields one by one.
 struct LoginRequest {
     /// A one-line label for the token.
-    #[schema(max_length = 128)]
+    #[schema(schema_with = nullable_note)]
     note: Option<String>,
     /// An absolute expiry (RFC 3339), in the future; absent: the configured default lifetime
     /// (none by default).
-    #[schema(format = DateTime)]
+    #[schema(schema_with = nullable_date_time)]
     expiration_time: Option<String>,
+}
+
+// why `oneOf` for the two fields rather than utoipa's `type: ["string", "null"]`: both say
+// the same, but schemathesis (4.x) drops a type list's `format` and `pattern`, and then takes
+// `""` for a valid date-time and a control character for a valid note, which the handler
+// rightly refuses.
+
+/// `note`'s schema: at most 128 characters (as the service counts them: Unicode scalar
+/// values), none a control character (Unicode `Cc`, as `char::is_control`), or `null`.
+fn nullable_note() -> Schema {
+    let note = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(crate::token::NOTE_MAX_CHARS))
+        .pattern(Some(r"^[^\u0000-\u001F\u007F-\u009F]*$"));
+    nullable(note, "A one-line label for the token: at most 128 characters, no control characters.")
+}
+
+/// `expirationTime`'s schema: an RFC 3339 date-time, or `null`.
+fn nullable_date_time() -> Schema {
+    let date_time =
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    nullable(
+        date_time,
+        "An absolute expiry (RFC 3339), in the future; absent or `null`: the configured default lifetime \
+         (none by default).",
+    )
+}
+
+/// `schema` or `null`, as `oneOf`.
+fn nullable(schema: ObjectBuilder, description: &str) -> Schema {
+    OneOfBuilder::new()
+        .item(schema)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(description))
+        .build()
+        .into()
 }
 
 /// The answer to a bump.

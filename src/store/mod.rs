@@ -49,10 +49,15 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
+            // why Protocol: a connection closed by the far end as soon as it is opened (a proxy,
+            // Docker's port forwarder, before a stopped Postgres) reaches sqlx's SSLRequest
+            // read as "unexpected response from SSLRequest: 0x00", not as an I/O error; a
+            // garbled or cut conversation is a broken connection, not a bug: 503, not 500.
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
             // why 1811: SQLite reports an ON DELETE RESTRICT refusal as SQLITE_CONSTRAINT_TRIGGER,
             // not as the foreign-key code sqlx recognises.
@@ -396,8 +401,7 @@ impl fmt::Debug for PrincipalRecord {
     }
 }
 
-/// A principal to insert.
-#[derive(Debug)]
+/// A principal to insert. Its password hash is redacted in `Debug`.
 pub struct NewPrincipal<'a> {
     /// User or reseller.
     pub kind: PrincipalKind,
@@ -413,6 +417,20 @@ pub struct NewPrincipal<'a> {
     pub group_id: Option<i64>,
     /// Its attributes.
     pub attributes: &'a Attributes,
+}
+
+impl fmt::Debug for NewPrincipal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPrincipal")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("password_hash", &"[REDACTED]")
+            .field("created_at", &self.created_at)
+            .field("role_id", &self.role_id)
+            .field("group_id", &self.group_id)
+            .field("attributes", &self.attributes)
+            .finish()
+    }
 }
 
 /// A role to insert.
@@ -529,8 +547,9 @@ pub struct NewToken<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// Extra conditions for `insert_token`, checked in the same transaction as the insert.
-#[derive(Debug, Clone, Copy, Default)]
+/// Extra conditions for `insert_token`, checked in the same transaction as the insert. The
+/// verified hash is redacted in `Debug`.
+#[derive(Clone, Copy, Default)]
 pub struct InsertRules<'a> {
     /// Refuse when the owner already has this many live tokens of the same dialect.
     pub max_live_tokens: Option<u32>,
@@ -540,6 +559,16 @@ pub struct InsertRules<'a> {
     /// (`CredentialsChanged`) unless the owner still has exactly this hash and is enabled, so
     /// a password change or a disable that commits during the (slow) verification wins.
     pub verified_hash: Option<&'a str>,
+}
+
+impl fmt::Debug for InsertRules<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InsertRules")
+            .field("max_live_tokens", &self.max_live_tokens)
+            .field("login_at", &self.login_at)
+            .field("verified_hash", &self.verified_hash.map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 /// The result of `insert_token`.

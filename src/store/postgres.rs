@@ -24,12 +24,19 @@ use crate::principal::PrincipalKind;
 use crate::token::secret::TokenHash;
 
 /// The Postgres store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     /// Where the invalidation listener connects from: the same database, its own
     /// application name (so an operator, or a test, can tell its connection apart).
     listen_options: PgConnectOptions,
+}
+
+// why by hand: sqlx's `PgConnectOptions` derives `Debug`, password included.
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("pool", &self.pool).finish_non_exhaustive()
+    }
 }
 
 /// The NOTIFY channel of invalidations between replicas.
@@ -54,7 +61,11 @@ impl PgStore {
     pub async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<Self> {
         let opts = PgConnectOptions::from_str(url.expose())
             .map_err(|e| StoreError::Config(format!("invalid Postgres URL {url}: {e}")))?
-            .application_name("tokenauth");
+            .application_name("tokenauth")
+            // why: a connection stranded mid-transaction by a network fault (no reset ever
+            // arrives) would hold its row locks, a principal's for instance, until Postgres's
+            // own keepalives give up; our transactions last milliseconds.
+            .options([("idle_in_transaction_session_timeout", "30s")]);
         // why: the pool retries until its acquire timeout and then reports only "pool timed
         // out"; one direct attempt first keeps the cause ("connection refused", "password
         // authentication failed") in the one-line error an operator sees.

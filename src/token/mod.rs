@@ -324,15 +324,18 @@ impl TokenService {
         client_ip: IpAddr,
     ) -> Result<PrincipalRecord, Error> {
         let admission = self.throttle.admit(&*self.store, kind, username, client_ip, self.clock.now()).await?;
+        // why a guard: a request cancelled here (its timeout, a client gone) must give its
+        // place back too, or an outage would leave every interrupted login counted as a
+        // failure and lock out the addresses that were logging in.
+        let mut pending = throttle::Pending::new(&self.throttle, &self.store, &self.clock, admission);
         let result = self.check_password_unthrottled(kind, username, password, client_ip).await;
         // why only refused credentials stay counted: a login that failed for the server's
         // sake (a full hashing queue, a database error) says nothing about guessing, and
         // counting it would lock out a busy office behind one address during a flood.
-        let refused = matches!(result, Err(Error::BadCredentials(_)));
-        if !refused && let Err(e) = self.throttle.give_back(&*self.store, admission, self.clock.now()).await {
-            // why not fail the login: the password was right; the cost is one failure too
-            // many on the counters until they expire.
-            tracing::warn!(error = %e, "could not take an attempt back off the throttle counters");
+        if matches!(result, Err(Error::BadCredentials(_))) {
+            pending.keep();
+        } else {
+            pending.give_back().await;
         }
         result
     }

@@ -20,6 +20,7 @@
 //!   accounts exist. Names that cannot be account names at all are counted per address only.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -28,6 +29,7 @@ use crate::config::{ThrottleConfig, ThrottleRule};
 use crate::error::Error;
 use crate::principal::{PrincipalKind, Username};
 use crate::store::{Store, ThrottleCounter, ThrottleScope};
+use crate::token::clock::Clock;
 
 /// The throttle: the rules, over the store's counters.
 #[derive(Debug, Clone)]
@@ -141,6 +143,63 @@ impl Throttle {
         let mut c = c.clone();
         roll(&mut c, &rule, now);
         count(&c, &rule, now)
+    }
+}
+
+/// An admitted attempt on its way: on drop, unless kept (refused credentials) or already
+/// given back, its place is given back in the background, retried while the database is
+/// unreachable.
+pub struct Pending {
+    throttle: Throttle,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    admission: Option<Admission>,
+}
+
+/// why 5 tries a second apart: long enough to ride out a brief outage (the case that leaves
+/// places behind), short enough that a task does not linger.
+const GIVE_BACK_TRIES: u32 = 5;
+
+impl Pending {
+    /// Watch `admission` until the attempt's outcome is known.
+    pub fn new(throttle: &Throttle, store: &Arc<dyn Store>, clock: &Arc<dyn Clock>, admission: Admission) -> Self {
+        Pending {
+            throttle: throttle.clone(),
+            store: Arc::clone(store),
+            clock: Arc::clone(clock),
+            admission: Some(admission),
+        }
+    }
+
+    /// The attempt failed on its credentials: it stays counted.
+    pub fn keep(&mut self) {
+        self.admission = None;
+    }
+
+    /// Give the place back now (and in the background if the database does not answer).
+    pub async fn give_back(&mut self) {
+        let Some(admission) = self.admission.take() else { return };
+        if let Err(e) = self.throttle.give_back(&*self.store, admission.clone(), self.clock.now()).await {
+            tracing::warn!(error = %e, "could not take an attempt back off the throttle counters; retrying");
+            self.admission = Some(admission);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(admission) = self.admission.take() else { return };
+        let (throttle, store, clock) = (self.throttle.clone(), Arc::clone(&self.store), Arc::clone(&self.clock));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            for _ in 0..GIVE_BACK_TRIES {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if throttle.give_back(&*store, admission.clone(), clock.now()).await.is_ok() {
+                    return;
+                }
+            }
+            tracing::warn!("gave up taking an interrupted attempt back off the throttle counters");
+        });
     }
 }
 

@@ -35,7 +35,9 @@ pub(crate) struct Server {
     /// Where to connect: the logged address, with 127.0.0.1 for an unspecified IP.
     pub(crate) addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
+    /// Lines written to stdout (logs go to stderr; this should stay empty).
+    out: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -44,25 +46,25 @@ impl Server {
         Server::spawn(command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url])).await
     }
 
-    /// Start a prepared `serve` command with debug logging and wait until it listens.
-    pub(crate) async fn spawn(mut cmd: std::process::Command) -> Server {
-        cmd.env("RUST_LOG", "trace").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    /// Start a prepared `serve` command with trace logging and wait until it listens.
+    pub(crate) async fn spawn(cmd: std::process::Command) -> Server {
+        Server::spawn_logging(cmd, "trace").await
+    }
+
+    /// Start a prepared `serve` command with `RUST_LOG=filter`, keeping its stderr and its
+    /// stdout line by line, and wait until it listens.
+    pub(crate) async fn spawn_logging(mut cmd: std::process::Command, filter: &str) -> Server {
+        cmd.env("RUST_LOG", filter).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (logs, stderr_reader) = read_lines(child.stderr.take().unwrap());
+        let (out, stdout_reader) = read_lines(child.stdout.take().unwrap());
         let mut server = Server {
             child,
             logged: SocketAddr::from(([0, 0, 0, 0], 0)),
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             logs,
-            reader: Some(reader),
+            out,
+            readers: vec![stderr_reader, stdout_reader],
         };
         let line = server.wait_for_log("listening on http://").await;
         // The address ends where address characters end (text logs: a space; JSON logs: a quote).
@@ -90,8 +92,13 @@ impl Server {
         self.logs.lock().unwrap().clone()
     }
 
+    /// What the server wrote to stdout.
+    pub(crate) fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
     /// Wait for a stderr line containing `needle` and return it; fail if the server exits first.
-    async fn wait_for_log(&mut self, needle: &str) -> String {
+    pub(crate) async fn wait_for_log(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(line) = self.logs().into_iter().find(|l| l.contains(needle)) {
@@ -106,14 +113,14 @@ impl Server {
     }
 
     /// Send a signal (`TERM`, `INT`) with the `kill` command.
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status =
             std::process::Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
         assert!(status.unwrap().success(), "kill -{name} failed");
     }
 
-    /// Wait for the process to exit, then for its stderr to be read to the end.
-    async fn wait_for_exit(&mut self) -> ExitStatus {
+    /// Wait for the process to exit, then for its stderr and stdout to be read to the end.
+    pub(crate) async fn wait_for_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -122,10 +129,15 @@ impl Server {
             assert!(Instant::now() < deadline, "tokenauth did not exit; stderr:\n{}", self.logs().join("\n"));
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             reader.join().unwrap();
         }
         status
+    }
+
+    /// Whether the process has exited, without waiting.
+    pub(crate) fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// Stop with `signal` and assert a clean exit (status 0) within `WAIT`.
@@ -141,6 +153,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Collect `pipe`'s lines on a thread of their own, until it closes.
+fn read_lines(pipe: impl std::io::Read + Send + 'static) -> (Arc<Mutex<Vec<String>>>, JoinHandle<()>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (lines, reader)
 }
 
 pub(crate) fn client() -> reqwest::Client {

@@ -138,7 +138,7 @@ pub fn test_config(db_url: &str) -> Config {
     }
 }
 
-fn init_test_log() {
+pub fn init_test_log() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {

@@ -33,6 +33,7 @@ backend_tests!(
     operators_list_and_clear_counters,
     the_throttle_commands_list_and_clear,
     unknown_names_and_wrong_passwords_do_the_same_work,
+    an_interrupted_login_gives_its_attempt_back,
 );
 
 const PW: &str = "correct horse";
@@ -353,5 +354,31 @@ async fn unknown_names_and_wrong_passwords_do_the_same_work(backend: Backend) {
         // configured parameters: src/token/password.rs tests that), and the same writes
         // (the throttle counters of the address and the name).
         assert_eq!(work, [(1, 1); 4], "{dialect:?}: (verifications, store writes) per attempt");
+    }
+}
+
+async fn an_interrupted_login_gives_its_attempt_back(backend: Backend) {
+    // A slow hash, so the login is still hashing when its caller gives up.
+    let app = TestApp::with_config(backend, |c| c.passwords.iterations = 200).await;
+    add(&app, PrincipalKind::User, "alice").await;
+    let attacker = std::net::IpAddr::from(ATTACKER);
+    for _ in 0..8 {
+        let login = app.tokens.check_password(PrincipalKind::User, "alice", PW.to_owned().into(), attacker);
+        let outcome = tokio::time::timeout(Duration::from_millis(20), login).await;
+        assert!(outcome.is_err(), "the login was not interrupted: {outcome:?}");
+    }
+    let failures = || async {
+        let counters = app.tokens.throttle_counters().await.unwrap();
+        counters.iter().map(|c| app.tokens.throttle().failures(c, app.tokens.now())).sum::<u64>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while failures().await > 0 {
+        assert!(std::time::Instant::now() < deadline, "interrupted attempts stayed counted: {}", failures().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // All eight given back: ten wrong guesses are allowed again before the lockout.
+    for _ in 0..10 {
+        let wrong = app.tokens.check_password(PrincipalKind::User, "alice", "wrong".to_owned().into(), attacker).await;
+        assert!(matches!(wrong, Err(tokenauth::error::Error::BadCredentials(_))), "{wrong:?}");
     }
 }
