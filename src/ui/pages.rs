@@ -151,7 +151,10 @@ fn token_table(
                         @for t in &live {
                             tr {
                                 td { (t.dialect) }
-                                td { @if t.kind == TokenKind::Static { "static" } @else { "session" } }
+                                td {
+                                    @if t.kind == TokenKind::Static { "static" } @else { "session" }
+                                    @if !t.enabled { " " strong { "(disabled)" } }
+                                }
                                 td { (t.note.as_deref().unwrap_or("")) }
                                 td { (when(Some(t.created_at))) }
                                 td { (when(t.last_used_at)) }
@@ -267,9 +270,11 @@ pub(super) fn users(base: &str, viewer: &Viewer<'_>, users: &[PrincipalRecord]) 
                                 td { (when(u.last_login_at)) }
                                 td {
                                     @let (action, label) = if u.enabled { ("disable", "Disable") } else { ("enable", "Enable") };
+                                    @if u.id != viewer.principal.id {
                                     form method="post" action={ (base) "/admin/users/" (u.id) "/" (action) } {
                                         input type="hidden" name="csrf" value=(viewer.csrf);
                                         button.danger[u.enabled] type="submit" aria-label={ (label) " " (u.name) } { (label) }
+                                    }
                                     }
                                 }
                             }

@@ -98,6 +98,13 @@ impl Scenario<'_> {
         self.request(reqwest::Method::POST, path)
     }
 
+    /// A POST whose redirect is returned, not followed (the web page answers forms with 303).
+    fn post_form(&self, path: &str) -> reqwest::RequestBuilder {
+        self.paths.borrow_mut().insert(path.to_owned());
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        http.post(self.server.url(path)).header("content-type", "application/x-www-form-urlencoded")
+    }
+
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::GET, path)
     }
@@ -120,6 +127,23 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 fn token_of(answer: &(StatusCode, Value)) -> &str {
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
     answer.1["token"].as_str().unwrap_or_else(|| panic!("a token: {}", answer.1))
+}
+
+/// The value of cookie `name` set by `resp`.
+fn cookie_value(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")).and_then(|rest| rest.split(';').next()))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+/// The text between `start` and the next `end` in `html`.
+fn between(html: &str, start: &str, end: &str) -> String {
+    let from = html.find(start).unwrap_or_else(|| panic!("no {start:?} in {html}")) + start.len();
+    html[from..].split(end).next().unwrap().to_owned()
 }
 
 /// `/verify` must let `request` through.
@@ -263,6 +287,35 @@ async fn scenario(db: &TestDb) -> (Server, Used) {
         send(s.get("/v1/resellers/user/logout.json").header("authorization", &r2_bearer)).await.0,
         StatusCode::OK
     );
+
+    // The web page: sign in (the session cookie is a token), create a static token (shown
+    // in the page), revoke it, sign out. Cookies are sent by hand, as a browser would.
+    let signin = s.get("/ui/signin").send().await.unwrap();
+    let csrf = cookie_value(&signin, "tokenauth_csrf");
+    let form = format!("csrf={csrf}&name={ALICE}&password={ALICE_PASSWORD}");
+    let signed_in =
+        s.post_form("/ui/signin").header("cookie", format!("tokenauth_csrf={csrf}")).body(form).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let session = used.token(&cookie_value(&signed_in, "tokenauth_session"));
+    used.secrets.push(format!("tokenauth_session={session}"));
+    let cookie = format!("tokenauth_session={session}");
+    let home = s.get("/ui/").header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let page_csrf = between(&home, r#"name="csrf" value=""#, "\"");
+    let created = s
+        .post_form("/ui/tokens")
+        .header("cookie", &cookie)
+        .body(format!("csrf={page_csrf}&dialect=webitel&note=secrets"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let web_token = used.token(&between(&created, r#"id="new-token" type="text" readonly value=""#, "\""));
+    verified(s.get("/verify").header("authorization", used.authorization("Bearer", &web_token))).await;
+    let out =
+        s.post_form("/ui/signout").header("cookie", &cookie).body(format!("csrf={page_csrf}")).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
 
     // The canary: the access log shows paths, so it must show this one.
     used.canary = format!("/canary-{}", uuid::Uuid::new_v4().simple());
