@@ -636,15 +636,6 @@ impl TokenService {
         Ok(revoked?)
     }
 
-    /// End every web-page sign-in of a principal (an administrator disabling it: enabling
-    /// it again must not bring a stolen session back); returns how many.
-    pub async fn end_web_sessions(&self, kind: PrincipalKind, name: &str) -> Result<u64, Error> {
-        let principal = self.principal(kind, name).await?;
-        let revoked = self.store.revoke_all(principal.id, Some(WEB_SESSIONS), self.clock.now()).await;
-        self.announce(Invalidation::Principal(principal.id)).await;
-        Ok(revoked?)
-    }
-
     /// All token rows of a principal, tombstones included, newest first.
     pub async fn list(&self, kind: PrincipalKind, name: &str) -> Result<Vec<TokenRecord>, Error> {
         let principal = self.principal(kind, name).await?;

@@ -185,12 +185,20 @@ impl TokenService {
         changed.map_err(|e| gone(e, kind, name))
     }
 
-    /// Enable or disable a principal.
+    /// Enable or disable a principal. Disabling also ends its web-page sign-ins for good:
+    /// its API tokens come back when it is enabled again, a possibly stolen browser session
+    /// must not.
     pub async fn set_principal_enabled(&self, kind: PrincipalKind, name: &str, enabled: bool) -> Result<(), Error> {
         let principal = self.principal(kind, name).await?;
         let changed = self.store.set_principal_enabled(principal.id, enabled).await;
+        let ended = if enabled || changed.is_err() {
+            Ok(0)
+        } else {
+            self.store.revoke_all(principal.id, Some(super::WEB_SESSIONS), self.clock.now()).await
+        };
         self.announce(Invalidation::Principal(principal.id)).await;
-        changed.map_err(|e| gone(e, kind, name))
+        changed.map_err(|e| gone(e, kind, name))?;
+        ended.map(|_| ()).map_err(Error::from)
     }
 
     /// Remove a principal and its tokens.

@@ -679,12 +679,8 @@ async fn set_enabled(
             // why the record first: an action that cannot be recorded is not taken.
             let action = if enabled { "user.enable" } else { "user.disable" };
             app.tokens.audit(&s.principal, action, &user.name, ip).await?;
+            // Disabling also ends the user's web sessions (see `set_principal_enabled`).
             app.tokens.set_principal_enabled(PrincipalKind::User, &user.name, enabled).await?;
-            if !enabled {
-                // why: enabling the user again brings its tokens back (design.md), which must
-                // not include a web session someone may have stolen.
-                app.tokens.end_web_sessions(PrincipalKind::User, &user.name).await?;
-            }
         }
         Ok(see_other(&app, "/admin/users"))
     }

@@ -305,6 +305,13 @@ async fn expired_and_revoked_sessions_go_back_to_sign_in(backend: Backend) {
     let resp = tab.post("/ui/tokens", &[("csrf", &tab_csrf), ("dialect", "knox")]).await;
     assert_eq!((resp.status, resp.header("location")), (StatusCode::SEE_OTHER, Some("/ui/signin?expired=1")));
     assert!(app.tokens.list(PrincipalKind::User, "alice").await.unwrap().is_empty());
+    // Disabled and enabled again (as `tokenauth user disable` / `enable` do): the web session
+    // stays ended.
+    let mut kept = Browser::new(&app);
+    kept.signed_in("user", "alice").await;
+    app.tokens.set_principal_enabled(PrincipalKind::User, "alice", false).await.unwrap();
+    app.tokens.set_principal_enabled(PrincipalKind::User, "alice", true).await.unwrap();
+    assert_eq!(kept.get("/ui/").await.header("location"), Some("/ui/signin?expired=1"));
     drop(csrf);
 }
 
