@@ -317,6 +317,16 @@ struct Fields(HashMap<String, String>);
 
 impl Fields {
     fn parse(headers: &HeaderMap, body: &[u8]) -> std::result::Result<Self, Error> {
+        // why: browsers say where a form comes from (Fetch Metadata). A form posted from
+        // another site, or from a sibling subdomain (which could have planted the sign-in
+        // CSRF cookie), is refused before anything else; clients that send no such header
+        // (curl, older browsers) rely on the CSRF tokens alone.
+        if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+            && !site.eq_ignore_ascii_case("same-origin")
+            && !site.eq_ignore_ascii_case("none")
+        {
+            return Err(Error::Invalid("The form did not come from this site.".into()));
+        }
         let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
             ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
         });

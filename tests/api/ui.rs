@@ -39,15 +39,19 @@ struct Browser<'a> {
     app: &'a TestApp,
     cookies: BTreeMap<String, String>,
     peer: SocketAddr,
+    fetch_site: Option<String>,
 }
 
 impl<'a> Browser<'a> {
     fn new(app: &'a TestApp) -> Self {
-        Browser { app, cookies: BTreeMap::new(), peer: SocketAddr::from(([198, 51, 100, 20], 50000)) }
+        Browser { app, cookies: BTreeMap::new(), peer: SocketAddr::from(([198, 51, 100, 20], 50000)), fetch_site: None }
     }
 
     async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> TestResponse {
         let mut req = self.app.request(method, path).peer(self.peer);
+        if let Some(site) = &self.fetch_site {
+            req = req.header("sec-fetch-site", site);
+        }
         if !self.cookies.is_empty() {
             let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
             req = req.header("cookie", cookie);
@@ -67,6 +71,14 @@ impl<'a> Browser<'a> {
                 self.cookies.insert(name.to_owned(), value.to_owned());
             }
         }
+        resp
+    }
+
+    /// A form post carrying the `Sec-Fetch-Site` a browser would send.
+    async fn send_with(&mut self, method: Method, path: &str, form: &[(&str, &str)], site: &str) -> TestResponse {
+        self.fetch_site = Some(site.to_owned());
+        let resp = self.send(method, path, Some(form)).await;
+        self.fetch_site = None;
         resp
     }
 
@@ -230,6 +242,21 @@ async fn forms_without_the_right_csrf_token_do_nothing(backend: Backend) {
     assert_eq!(verify(&app, &token).await, StatusCode::OK, "still live");
     assert_eq!(b.post("/ui/signout", &[("csrf", "nope")]).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(b.get("/ui/").await.status, StatusCode::OK, "still signed in");
+    // A form a browser says came from another site, or a sibling subdomain, is refused
+    // whatever its tokens; from this origin it goes through.
+    for site in ["cross-site", "same-site"] {
+        let resp = b.send_with(Method::POST, "/ui/tokens", &[("csrf", &csrf), ("dialect", "knox")], site).await;
+        assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{site}");
+        assert!(text(&resp).contains("did not come from this site"), "{site}");
+    }
+    let mut planted = Browser::new(&app);
+    let form_csrf = csrf_of(&planted.get("/ui/signin").await);
+    let fields = [("csrf", form_csrf.as_str()), ("name", "alice"), ("password", PW)];
+    let login_csrf = planted.send_with(Method::POST, "/ui/signin", &fields, "same-site").await;
+    assert_eq!(login_csrf.status, StatusCode::BAD_REQUEST, "a sign-in posted from a sibling site");
+    assert!(!planted.cookies.contains_key("tokenauth_session"));
+    let same = b.send_with(Method::POST, "/ui/tokens", &[("csrf", &csrf), ("dialect", "knox")], "same-origin").await;
+    assert_eq!(same.status, StatusCode::OK);
     // A JSON body is not a form.
     let json = app.post("/ui/tokens").json(serde_json::json!({"csrf": csrf})).send().await;
     assert_eq!(json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -300,7 +327,7 @@ async fn expired_and_revoked_sessions_go_back_to_sign_in(backend: Backend) {
     // Revoked elsewhere (signed out in another tab): back to sign-in, nothing done.
     let mut tab = Browser::new(&app);
     let tab_csrf = tab.signed_in("user", "alice").await;
-    let mut other = Browser { app: &app, cookies: tab.cookies.clone(), peer: tab.peer };
+    let mut other = Browser { app: &app, cookies: tab.cookies.clone(), peer: tab.peer, fetch_site: None };
     other.post("/ui/signout", &[("csrf", &tab_csrf)]).await;
     let resp = tab.post("/ui/tokens", &[("csrf", &tab_csrf), ("dialect", "knox")]).await;
     assert_eq!((resp.status, resp.header("location")), (StatusCode::SEE_OTHER, Some("/ui/signin?expired=1")));
