@@ -312,6 +312,34 @@ fn is_admin(p: &PrincipalRecord) -> bool {
     p.kind == PrincipalKind::User && p.attributes.admin
 }
 
+/// Who may post a form.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Anyone signed in.
+    Session,
+    /// An administrator.
+    Admin,
+}
+
+/// A form posted by a signed-in visitor (an administrator, for `Needs::Admin`) with its CSRF
+/// token; or the response refusing it (a bad form, a sign-in page, 400 or 403).
+async fn signed_form(
+    app: &AppState,
+    jar: &CookieJar,
+    headers: &HeaderMap,
+    body: &[u8],
+    needs: Needs,
+) -> std::result::Result<(Fields, Session), Response> {
+    let form = Fields::parse(headers, body).map_err(|e| UiError::from(e).into_response())?;
+    let session = checked(app, jar, &form)
+        .await
+        .and_then(|s| {
+            if needs == Needs::Admin && !is_admin(&s.principal) { Err(Refusal::Error(Error::Forbidden)) } else { Ok(s) }
+        })
+        .map_err(|r| r.into_response(app, jar.clone()))?;
+    Ok((form, session))
+}
+
 /// A urlencoded form's fields (the last of repeated ones).
 struct Fields(HashMap<String, String>);
 
@@ -447,19 +475,16 @@ async fn signin(
 }
 
 async fn signout(State(app): State<AppState>, jar: CookieJar, headers: HeaderMap, RawForm(body): RawForm) -> Response {
-    let form = match Fields::parse(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return UiError::from(e).into_response(),
+    let s = match signed_form(&app, &jar, &headers, &body, Needs::Session).await {
+        Ok((_, s)) => s,
+        Err(refused) => return refused,
     };
-    match checked(&app, &jar, &form).await {
-        Ok(s) => match app.tokens.revoke(&s.auth).await {
-            // why Unauthenticated too: signed out meanwhile (another tab): the same outcome.
-            Ok(()) | Err(Error::Unauthenticated(_)) => {
-                (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response()
-            }
-            Err(e) => UiError::from(e).into_response(),
-        },
-        Err(r) => r.into_response(&app, jar),
+    match app.tokens.revoke(&s.auth).await {
+        // why Unauthenticated too: signed out meanwhile (another tab): the same outcome.
+        Ok(()) | Err(Error::Unauthenticated(_)) => {
+            (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response()
+        }
+        Err(e) => UiError::from(e).into_response(),
     }
 }
 
@@ -469,18 +494,15 @@ async fn signout_everywhere(
     headers: HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    let form = match Fields::parse(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return UiError::from(e).into_response(),
+    let s = match signed_form(&app, &jar, &headers, &body, Needs::Session).await {
+        Ok((_, s)) => s,
+        Err(refused) => return refused,
     };
-    match checked(&app, &jar, &form).await {
-        // why SameDialect: the session's "dialect" is the web page's, so this ends every web
-        // session of the principal and leaves its API tokens alone (they have their own list).
-        Ok(s) => match app.tokens.revoke_all(&s.auth, RevokeScope::SameDialect).await {
-            Ok(_) => (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response(),
-            Err(e) => UiError::from(e).into_response(),
-        },
-        Err(r) => r.into_response(&app, jar),
+    // why SameDialect: the session's "dialect" is the web page's, so this ends every web
+    // session of the principal and leaves its API tokens alone (they have their own list).
+    match app.tokens.revoke_all(&s.auth, RevokeScope::SameDialect).await {
+        Ok(_) => (jar.add(expired(&app, SESSION_COOKIE)), see_other(&app, "/signin?signed_out=1")).into_response(),
+        Err(e) => UiError::from(e).into_response(),
     }
 }
 
@@ -555,13 +577,9 @@ async fn create_token(
     headers: HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    let form = match Fields::parse(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return UiError::from(e).into_response(),
-    };
-    let s = match checked(&app, &jar, &form).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(&app, jar),
+    let (form, s) = match signed_form(&app, &jar, &headers, &body, Needs::Session).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     let result = async {
         let dialect = form.get("dialect");
@@ -618,13 +636,9 @@ async fn revoke_own(
     headers: HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    let form = match Fields::parse(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return UiError::from(e).into_response(),
-    };
-    let s = match checked(&app, &jar, &form).await {
-        Ok(s) => s,
-        Err(r) => return r.into_response(&app, jar),
+    let (_, s) = match signed_form(&app, &jar, &headers, &body, Needs::Session).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     let result = async {
         let id = param(id)?;
@@ -669,16 +683,9 @@ async fn set_enabled(
     body: &[u8],
     enabled: bool,
 ) -> Response {
-    let form = match Fields::parse(&headers, body) {
-        Ok(f) => f,
-        Err(e) => return UiError::from(e).into_response(),
-    };
-    let s = match checked(&app, &jar, &form)
-        .await
-        .and_then(|s| if is_admin(&s.principal) { Ok(s) } else { Err(Refusal::Error(Error::Forbidden)) })
-    {
-        Ok(s) => s,
-        Err(r) => return r.into_response(&app, jar),
+    let s = match signed_form(&app, &jar, &headers, body, Needs::Admin).await {
+        Ok((_, s)) => s,
+        Err(refused) => return refused,
     };
     let result = async {
         let user = user_by_id(&app, &param(id)?).await?;
@@ -747,16 +754,9 @@ async fn admin_revoke(
     headers: HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    let form = match Fields::parse(&headers, &body) {
-        Ok(f) => f,
-        Err(e) => return UiError::from(e).into_response(),
-    };
-    let s = match checked(&app, &jar, &form)
-        .await
-        .and_then(|s| if is_admin(&s.principal) { Ok(s) } else { Err(Refusal::Error(Error::Forbidden)) })
-    {
-        Ok(s) => s,
-        Err(r) => return r.into_response(&app, jar),
+    let s = match signed_form(&app, &jar, &headers, &body, Needs::Admin).await {
+        Ok((_, s)) => s,
+        Err(refused) => return refused,
     };
     let result = async {
         let (id, token) = param(ids)?;
