@@ -178,10 +178,13 @@ impl Pending {
 
     /// Give the place back now (and in the background if the database does not answer).
     pub async fn give_back(&mut self) {
-        let Some(admission) = self.admission.take() else { return };
-        if let Err(e) = self.throttle.give_back(&*self.store, admission.clone(), self.clock.now()).await {
-            tracing::warn!(error = %e, "could not take an attempt back off the throttle counters; retrying");
-            self.admission = Some(admission);
+        // why a clone, cleared only once done: if this await is cancelled, drop retries, so
+        // an attempt is never left counted (at worst it is given back twice, which errs
+        // toward the person logging in).
+        let Some(admission) = self.admission.clone() else { return };
+        match self.throttle.give_back(&*self.store, admission, self.clock.now()).await {
+            Ok(()) => self.admission = None,
+            Err(e) => tracing::warn!(error = %e, "could not take an attempt back off the throttle counters; retrying"),
         }
     }
 }
