@@ -64,14 +64,16 @@ fn forwarded_https(headers: &HeaderMap) -> bool {
         return xfp.rsplit(',').next().is_some_and(https);
     }
     joined(headers, &header::FORWARDED)
-        .and_then(|v| {
-            let last = v.rsplit(',').next()?.to_owned();
-            last.split(';').find_map(|pair| {
-                let (k, val) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("proto").then(|| https(val))
-            })
-        })
+        .and_then(|v| v.rsplit(',').next().and_then(|last| forwarded_param(last, "proto")).map(https))
         .unwrap_or(false)
+}
+
+/// The value of parameter `name` (`for`, `proto`) in one RFC 7239 element, unquoted.
+fn forwarded_param<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().trim_matches('"'))
+    })
 }
 
 /// Resolve the client address for a request from `peer` with `headers`.
@@ -122,15 +124,7 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// `unknown`, obfuscated, unparseable) makes the whole chain unusable.
 fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
     let value = joined(headers, &header::FORWARDED)?;
-    value
-        .split(',')
-        .map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))
-            })?
-        })
-        .collect()
+    value.split(',').map(|element| parse_node(forwarded_param(element, "for")?)).collect()
 }
 
 fn x_forwarded_for_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
