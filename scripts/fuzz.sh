@@ -4,7 +4,11 @@
 # server. Any 5xx, any answer the document does not describe (status, content type, headers,
 # body), a crash or an unclean shutdown fails the run. .ci/run calls it after the tests.
 #
-#   scripts/fuzz.sh
+#   scripts/fuzz.sh [sqlite|postgres]
+#
+# The backend is SQLite by default; `postgres` runs the same against a fresh database on the
+# server TOKENAUTH_TEST_DATABASE_URL names (or scripts/ensure-postgres.sh starts). .ci/run
+# runs both.
 #
 # Knobs (environment): FUZZ_MAX_EXAMPLES (cases per operation and phase, default 100),
 # FUZZ_SEED (replay a run: its seed is printed), FUZZ_TIME_LIMIT (seconds, default 600),
@@ -26,6 +30,13 @@ MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-100}"
 MIN_REQUESTS="${FUZZ_MIN_REQUESTS:-3000}"
 TIME_LIMIT="${FUZZ_TIME_LIMIT:-600}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+BACKEND="${1:-sqlite}"
+case "$BACKEND" in
+  sqlite | postgres) ;;
+  *) echo "usage: scripts/fuzz.sh [sqlite|postgres]" >&2; exit 2 ;;
+esac
+# why here: the TOKENAUTH_* variables are cleared below.
+pg_admin="${TOKENAUTH_TEST_DATABASE_URL:-}"
 
 echo "fuzz: schemathesis $SCHEMATHESIS_VERSION in $VENV" >&2
 if ! "$VENV/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_VERSION"; then
@@ -43,10 +54,14 @@ bin="$CARGO_TARGET_DIR/debug/tokenauth"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tokenauth-fuzz.XXXXXX")"
 server_pid=""
+pg_db=""
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ -n "$pg_db" ]; then
+    psql "$pg_admin" -qc "DROP DATABASE IF EXISTS \"$pg_db\" WITH (FORCE)" >/dev/null || true
   fi
   if [ "${FUZZ_KEEP:-}" = 1 ]; then echo "fuzz: kept $work" >&2; else rm -rf "$work"; fi
 }
@@ -56,7 +71,20 @@ trap cleanup EXIT
 # TOKENAUTH_* settings (a prefix, a disabled dialect) must not change what it covers.
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^TOKENAUTH_' || true)
 export TOKENAUTH_CONFIG=""
-export TOKENAUTH_DATABASE_URL="sqlite://$work/fuzz.db"
+if [ "$BACKEND" = postgres ]; then
+  [ -n "$pg_admin" ] || pg_admin="$(scripts/ensure-postgres.sh)"
+  command -v psql >/dev/null || scripts/apt-install.sh postgresql-client
+  # why the tokenauth_test_ prefix: scripts/test.sh drops what an interrupted run leaves.
+  pg_db="tokenauth_test_fuzz_$$"
+  psql "$pg_admin" -qc "CREATE DATABASE \"$pg_db\""
+  # The admin URL with the new database as its path (user, password and options kept).
+  TOKENAUTH_DATABASE_URL="$(python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$pg_admin" "$pg_db")"
+  export TOKENAUTH_DATABASE_URL
+else
+  export TOKENAUTH_DATABASE_URL="sqlite://$work/fuzz.db"
+fi
+echo "fuzz: backend $BACKEND" >&2
 export TOKENAUTH_LOG_FORMAT=json
 # why: thousands of refused logins from one address would lock it out after 10 and leave the
 # fuzzer seeing only 429s. Throttling stays on, so its counting runs and any 429 must still
@@ -152,7 +180,7 @@ fi
 if [ "$failed" -ne 0 ]; then
   echo "fuzz: server errors, if any:" >&2
   grep -E '"level":"(ERROR|WARN)"' "$work/server.log" | tail -n 20 >&2 || true
-  echo "fuzz: FAILED after ${SECONDS} s (FUZZ_SEED=<the seed above> replays it)" >&2
+  echo "fuzz: FAILED on $BACKEND after ${SECONDS} s (FUZZ_SEED=<the seed above> replays it)" >&2
   exit 1
 fi
-echo "fuzz: passed in ${SECONDS} s" >&2
+echo "fuzz: passed on $BACKEND in ${SECONDS} s" >&2
