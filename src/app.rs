@@ -119,8 +119,9 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     }
     if config.ui.enabled {
         let prefix = &config.ui.prefix;
-        mounts.push(Mount::new::<Ui>(prefix, ui::PATHS, ui::router(prefix), &config.http));
-        if let Some(home) = ui::home_router(prefix) {
+        let secure = config.ui.secure_cookie;
+        mounts.push(Mount::new::<Ui>(prefix, ui::PATHS, ui::router(prefix, secure), &config.http));
+        if let Some(home) = ui::home_router(prefix, secure) {
             // why no paths for the overlap check: `PREFIX/` is the web page's alone (no
             // dialect serves a bare `/` under a prefix).
             mounts.push(Mount::new::<Ui>("/", &[], home, &config.http));

@@ -123,7 +123,7 @@ pub fn policy(config: &crate::config::UiConfig) -> TokenPolicy {
 
 /// The routes, relative to the prefix. `prefix` itself redirects to `prefix/`, which
 /// `home_router` serves (a nested router cannot: axum nests `/ui` and `/ui/...`, not `/ui/`).
-pub fn router(prefix: &str) -> Router<AppState> {
+pub fn router(prefix: &str, secure: SecureCookie) -> Router<AppState> {
     let root = if prefix.trim_end_matches('/').is_empty() {
         get(home)
     } else {
@@ -143,13 +143,18 @@ pub fn router(prefix: &str) -> Router<AppState> {
         .route("/admin/users/{id}/tokens/{token}/revoke", post(admin_revoke))
         .route("/style.css", get(stylesheet))
         .route("/copy.js", get(script))
+        .layer(axum::middleware::from_fn_with_state(secure, secure_cookies))
 }
 
 /// The home page at `prefix/`, mounted at the root; `None` when the page is at the root
 /// itself (then `router` serves `/`).
-pub fn home_router(prefix: &str) -> Option<Router<AppState>> {
+pub fn home_router(prefix: &str, secure: SecureCookie) -> Option<Router<AppState>> {
     let base = prefix.trim_end_matches('/');
-    (!base.is_empty()).then(|| Router::new().route(&format!("{base}/"), get(home)))
+    (!base.is_empty()).then(|| {
+        Router::new()
+            .route(&format!("{base}/"), get(home))
+            .layer(axum::middleware::from_fn_with_state(secure, secure_cookies))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,23 +214,47 @@ fn static_file(content_type: &'static str, body: &'static str) -> Response {
 // Cookies, sessions and CSRF
 // ---------------------------------------------------------------------------------------------
 
-fn cookie(app: &AppState, https: bool, name: &'static str, value: String, max_age: time::Duration) -> Cookie<'static> {
-    let secure = match app.config.ui.secure_cookie {
-        SecureCookie::Always => true,
-        SecureCookie::Auto => https,
-    };
+/// A cookie of the web page. `Secure` is added by the `secure_cookies` layer, which knows how
+/// the request came in.
+fn cookie(app: &AppState, name: &'static str, value: String, max_age: time::Duration) -> Cookie<'static> {
     let path = if base(app).is_empty() { "/".to_owned() } else { base(app).to_owned() };
-    Cookie::build((name, value))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure)
-        .path(path)
-        .max_age(max_age)
-        .build()
+    Cookie::build((name, value)).http_only(true).same_site(SameSite::Strict).path(path).max_age(max_age).build()
 }
 
 fn expired(app: &AppState, name: &'static str) -> Cookie<'static> {
-    cookie(app, false, name, String::new(), time::Duration::ZERO)
+    cookie(app, name, String::new(), time::Duration::ZERO)
+}
+
+/// Layer: every cookie the web page sets, or clears, is `Secure` when a trusted proxy says the
+/// request came over HTTPS, or always with `ui.secure_cookie = "always"`. One place for the
+/// rule, so a clearing cookie has the attributes of the cookie it clears whichever handler
+/// (or refusal) sends it.
+async fn secure_cookies(
+    State(policy): State<SecureCookie>,
+    Extension(ForwardedHttps(https)): Extension<ForwardedHttps>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if policy == SecureCookie::Always || https {
+        mark_secure(resp.headers_mut());
+    }
+    resp
+}
+
+/// Add `Secure` to every `Set-Cookie` of a response.
+fn mark_secure(headers: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+    headers.remove(header::SET_COOKIE);
+    for value in cookies {
+        let secured = value.to_str().ok().and_then(|v| Cookie::parse(v.to_owned()).ok()).and_then(|mut c| {
+            c.set_secure(true);
+            HeaderValue::from_str(&c.to_string()).ok()
+        });
+        // why keep the original: only this module sets cookies, so it always parses; were it
+        // not to, dropping the cookie would be worse than sending it unchanged.
+        headers.append(header::SET_COOKIE, secured.unwrap_or(value));
+    }
 }
 
 /// The CSRF token of a signed-in page: a digest of the session token, so only a page served
@@ -374,12 +403,7 @@ impl Fields {
 // Sign in and out
 // ---------------------------------------------------------------------------------------------
 
-async fn signin_form(
-    State(app): State<AppState>,
-    Extension(ForwardedHttps(https)): Extension<ForwardedHttps>,
-    RawQuery(query): RawQuery,
-    jar: CookieJar,
-) -> Response {
+async fn signin_form(State(app): State<AppState>, RawQuery(query): RawQuery, jar: CookieJar) -> Response {
     if session(&app, &jar).await.is_ok() {
         return see_other(&app, "/");
     }
@@ -393,12 +417,11 @@ async fn signin_form(
     } else {
         None
     };
-    signin_page(&app, https, jar, StatusCode::OK, notice, None, ("", PrincipalKind::User))
+    signin_page(&app, jar, StatusCode::OK, notice, None, ("", PrincipalKind::User))
 }
 
 fn signin_page(
     app: &AppState,
-    https: bool,
     jar: CookieJar,
     status: StatusCode,
     notice: Option<&str>,
@@ -411,7 +434,7 @@ fn signin_page(
         .map(|c| c.value().to_owned())
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_else(|| hex::encode(rand_bytes()));
-    let jar = jar.add(cookie(app, https, CSRF_COOKIE, csrf.clone(), time::Duration::hours(1)));
+    let jar = jar.add(cookie(app, CSRF_COOKIE, csrf.clone(), time::Duration::hours(1)));
     let page = pages::signin(base(app), &csrf, notice, error, name, kind, app.config.dialer.enabled);
     (jar, html(status, page)).into_response()
 }
@@ -426,7 +449,6 @@ fn rand_bytes() -> [u8; 32] {
 async fn signin(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    Extension(ForwardedHttps(https)): Extension<ForwardedHttps>,
     jar: CookieJar,
     headers: HeaderMap,
     RawForm(body): RawForm,
@@ -442,11 +464,11 @@ async fn signin(
     let expected = jar.get(CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if expected.is_empty() || !same_secret(form.get("csrf"), &expected) {
         let msg = "The form has expired or did not come from this site. Try again.";
-        return Ok(signin_page(&app, https, jar, StatusCode::FORBIDDEN, None, Some(msg), (&name, kind)));
+        return Ok(signin_page(&app, jar, StatusCode::FORBIDDEN, None, Some(msg), (&name, kind)));
     }
     if name.is_empty() || form.get("password").is_empty() {
         let msg = "Enter your name and password.";
-        return Ok(signin_page(&app, https, jar, StatusCode::BAD_REQUEST, None, Some(msg), (&name, kind)));
+        return Ok(signin_page(&app, jar, StatusCode::BAD_REQUEST, None, Some(msg), (&name, kind)));
     }
     let password = SecretString::from(form.get("password").to_owned());
     let options = LoginOptions { note: Some("web sign-in".into()), expires_at: None };
@@ -460,7 +482,7 @@ async fn signin(
             }
             let ttl = time::Duration::try_from(app.config.ui.session_ttl).unwrap_or(time::Duration::hours(8));
             let jar = jar
-                .add(cookie(&app, https, SESSION_COOKIE, issued.token.expose().to_owned(), ttl))
+                .add(cookie(&app, SESSION_COOKIE, issued.token.expose().to_owned(), ttl))
                 .add(expired(&app, CSRF_COOKIE));
             Ok((jar, see_other(&app, "/")).into_response())
         }
@@ -468,7 +490,7 @@ async fn signin(
             // why one message: which of name, password, state or address was wrong is not
             // told to someone who may be guessing.
             let msg = "Wrong name or password, or this account may not sign in from here.";
-            Ok(signin_page(&app, https, jar, StatusCode::UNAUTHORIZED, None, Some(msg), (&name, kind)))
+            Ok(signin_page(&app, jar, StatusCode::UNAUTHORIZED, None, Some(msg), (&name, kind)))
         }
         Err(e) => Err(e.into()),
     }

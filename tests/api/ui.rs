@@ -563,6 +563,27 @@ async fn cookies_are_secure_over_https_from_a_trusted_proxy(backend: Backend) {
         .await;
     assert_eq!(signin.status, StatusCode::SEE_OTHER);
     assert!(set_cookie(&signin, "tokenauth_session").contains("; Secure"), "{:?}", signin.headers);
+    assert!(set_cookie(&signin, "tokenauth_csrf").contains("; Secure"), "the CSRF cookie's clearing too");
+    // Clearing cookies carry Secure as well: the home page's refusal of an ended session, and
+    // sign-out.
+    let session = set_cookie(&signin, "tokenauth_session").split(';').next().unwrap().to_owned();
+    let home = app.get("/ui/").peer(peer).header("x-forwarded-proto", "https").header("cookie", &session).send().await;
+    assert_eq!(home.status, StatusCode::OK, "{}", text(&home));
+    let signout = app
+        .post("/ui/signout")
+        .peer(peer)
+        .header("x-forwarded-proto", "https")
+        .header("cookie", &session)
+        .body(format!("csrf={}", csrf_of(&home)), "application/x-www-form-urlencoded")
+        .send()
+        .await;
+    assert_eq!(signout.status, StatusCode::SEE_OTHER, "{}", text(&signout));
+    let cleared = set_cookie(&signout, "tokenauth_session");
+    assert!(cleared.contains("Max-Age=0") && cleared.contains("; Secure"), "{cleared}");
+    let ended = app.get("/ui/").peer(peer).header("x-forwarded-proto", "https").header("cookie", &session).send().await;
+    assert_eq!(ended.header("location"), Some("/ui/signin?expired=1"), "the session has ended");
+    let cleared = set_cookie(&ended, "tokenauth_session");
+    assert!(cleared.contains("Max-Age=0") && cleared.contains("; Secure"), "{cleared}");
     let spoofed = app.get("/ui/signin").header("x-forwarded-proto", "https").send().await;
     assert!(!set_cookie(&spoofed, "tokenauth_csrf").contains("Secure"), "an untrusted peer's header is ignored");
     drop(app);
