@@ -279,12 +279,13 @@ pub(super) fn throttle_table(list: &[ThrottleCounter], throttle: &Throttle, now:
                 c.scope.as_str().to_owned(),
                 c.subject.clone(),
                 throttle.failures(c, now).to_string(),
+                throttle.in_flight(c, now).to_string(),
                 c.strikes.to_string(),
                 when(locked_until(c, now)),
             ]
         })
         .collect();
-    table(&["SCOPE", "SUBJECT", "FAILURES", "LOCKOUTS", "LOCKED UNTIL"], rows)
+    table(&["SCOPE", "SUBJECT", "FAILURES", "IN FLIGHT", "LOCKOUTS", "LOCKED UNTIL"], rows)
 }
 
 /// `throttle list --json`
@@ -300,6 +301,7 @@ pub(super) fn throttle_json(
                 "scope": c.scope.as_str(),
                 "subject": c.subject,
                 "failures": throttle.failures(c, now),
+                "in_flight": throttle.in_flight(c, now),
                 "lockouts": c.strikes,
                 "locked_until": when_json(locked_until(c, now)),
                 "expires": when_json(Some(c.expires_at)),

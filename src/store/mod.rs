@@ -230,7 +230,7 @@ pub struct ThrottleCounter {
     pub subject: String,
     /// Start of the current fixed window.
     pub window_start: OffsetDateTime,
-    /// Failures (and attempts in progress) in the current window.
+    /// Refused passwords in the current window.
     pub failures: u32,
     /// Failures in the window before it.
     pub prev_failures: u32,
@@ -240,6 +240,10 @@ pub struct ThrottleCounter {
     pub locked_until: Option<OffsetDateTime>,
     /// After this the counter is empty (and the sweep deletes it).
     pub expires_at: OffsetDateTime,
+    /// Attempts admitted whose outcome is not known yet.
+    pub in_flight: u32,
+    /// No attempt in flight runs past this: then `in_flight` is stale and counts as zero.
+    pub in_flight_until: Option<OffsetDateTime>,
 }
 
 impl ThrottleCounter {
@@ -254,6 +258,8 @@ impl ThrottleCounter {
             strikes: 0,
             locked_until: None,
             expires_at: OffsetDateTime::UNIX_EPOCH,
+            in_flight: 0,
+            in_flight_until: None,
         }
     }
 }

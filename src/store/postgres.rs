@@ -253,6 +253,8 @@ struct ThrottleRow {
     strikes: i32,
     locked_until: Option<OffsetDateTime>,
     expires_at: OffsetDateTime,
+    in_flight: i32,
+    in_flight_until: Option<OffsetDateTime>,
 }
 
 impl TryFrom<ThrottleRow> for ThrottleCounter {
@@ -269,6 +271,8 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
             strikes: count(r.strikes)?,
             locked_until: r.locked_until,
             expires_at: r.expires_at,
+            in_flight: count(r.in_flight)?,
+            in_flight_until: r.in_flight_until,
         })
     }
 }
@@ -276,12 +280,14 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
 /// why a no-op upsert: it creates the row or locks the existing one, in one round trip, so
 /// the read-modify-write that follows cannot race another login's.
 const LOCK_THROTTLE: &str = "INSERT INTO login_throttle \
-    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at) \
-    VALUES ($1, $2, 'epoch', 0, 0, 0, NULL, 'epoch') \
+    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, in_flight_until) \
+    VALUES ($1, $2, 'epoch', 0, 0, 0, NULL, 'epoch', 0, NULL) \
     ON CONFLICT (scope, subject) DO UPDATE SET scope = EXCLUDED.scope \
-    RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at";
+    RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, \
+    in_flight_until";
 const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = $3, failures = $4, prev_failures = $5, \
-    strikes = $6, locked_until = $7, expires_at = $8 WHERE scope = $1 AND subject = $2";
+    strikes = $6, locked_until = $7, expires_at = $8, in_flight = $9, in_flight_until = $10 \
+    WHERE scope = $1 AND subject = $2";
 
 #[derive(sqlx::FromRow)]
 struct SigningKeyRow {
@@ -807,6 +813,8 @@ impl Store for PgStore {
                 .bind(n(c.strikes))
                 .bind(c.locked_until)
                 .bind(c.expires_at)
+                .bind(n(c.in_flight))
+                .bind(c.in_flight_until)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -816,7 +824,8 @@ impl Store for PgStore {
 
     async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
         let rows: Vec<ThrottleRow> = sqlx::query_as(
-            "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at \
+            "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, \
+             in_flight, in_flight_until \
              FROM login_throttle WHERE expires_at > $1 ORDER BY scope, subject COLLATE \"C\"",
         )
         .bind(now)

@@ -314,6 +314,8 @@ struct ThrottleRow {
     strikes: i64,
     locked_until: Option<i64>,
     expires_at: i64,
+    in_flight: i64,
+    in_flight_until: Option<i64>,
 }
 
 impl TryFrom<ThrottleRow> for ThrottleCounter {
@@ -330,6 +332,8 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
             strikes: count(r.strikes)?,
             locked_until: opt_from_micros(r.locked_until)?,
             expires_at: from_micros(r.expires_at)?,
+            in_flight: count(r.in_flight)?,
+            in_flight_until: opt_from_micros(r.in_flight_until)?,
         })
     }
 }
@@ -338,12 +342,14 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
 /// write lock at once (a read first would be upgraded later and could fail with
 /// SQLITE_BUSY), and it creates the row or returns the existing one in one step.
 const LOCK_THROTTLE: &str = "INSERT INTO login_throttle \
-    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at) \
-    VALUES (?1, ?2, 0, 0, 0, 0, NULL, 0) \
+    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, in_flight_until) \
+    VALUES (?1, ?2, 0, 0, 0, 0, NULL, 0, 0, NULL) \
     ON CONFLICT (scope, subject) DO UPDATE SET scope = excluded.scope \
-    RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at";
+    RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, \
+    in_flight_until";
 const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = ?3, failures = ?4, prev_failures = ?5, \
-    strikes = ?6, locked_until = ?7, expires_at = ?8 WHERE scope = ?1 AND subject = ?2";
+    strikes = ?6, locked_until = ?7, expires_at = ?8, in_flight = ?9, in_flight_until = ?10 \
+    WHERE scope = ?1 AND subject = ?2";
 
 #[derive(sqlx::FromRow)]
 struct SigningKeyRow {
@@ -903,6 +909,8 @@ impl Store for SqliteStore {
                 .bind(i64::from(c.strikes))
                 .bind(opt_micros(c.locked_until))
                 .bind(micros(c.expires_at))
+                .bind(i64::from(c.in_flight))
+                .bind(opt_micros(c.in_flight_until))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -912,7 +920,8 @@ impl Store for SqliteStore {
 
     async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
         let rows: Vec<ThrottleRow> = sqlx::query_as(
-            "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at \
+            "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, \
+             in_flight, in_flight_until \
              FROM login_throttle WHERE expires_at > ?1 ORDER BY scope, subject",
         )
         .bind(micros(now))

@@ -174,7 +174,7 @@ impl TokenService {
             jwt_secret,
             metrics,
             cache,
-            throttle: Throttle::new(ThrottleConfig::default()),
+            throttle: Throttle::new(ThrottleConfig::default(), crate::config::HttpConfig::default().request_timeout),
         })
     }
 
@@ -323,20 +323,20 @@ impl TokenService {
         password: SecretString,
         client_ip: IpAddr,
     ) -> Result<PrincipalRecord, Error> {
-        let admission = self.throttle.admit(&*self.store, kind, username, client_ip, self.clock.now()).await?;
         // why a guard: a request cancelled here (its timeout, a client gone) must give its
-        // place back too, or an outage would leave every interrupted login counted as a
-        // failure and lock out the addresses that were logging in.
-        let mut pending = throttle::Pending::new(&self.throttle, &self.store, &self.clock, admission);
+        // place back too, or an outage would leave every interrupted login in flight and
+        // refuse the addresses that were logging in.
+        let mut pending =
+            throttle::Pending::admit(&self.throttle, &self.store, &self.clock, (kind, username, client_ip)).await?;
         let result = self.check_password_unthrottled(kind, username, password, client_ip).await;
-        // why only refused credentials stay counted: a login that failed for the server's
-        // sake (a full hashing queue, a database error) says nothing about guessing, and
-        // counting it would lock out a busy office behind one address during a flood.
-        if matches!(result, Err(Error::BadCredentials(_))) {
-            pending.keep();
-        } else {
-            pending.give_back().await;
-        }
+        // why only refused credentials count: a login that failed for the server's sake (a
+        // full hashing queue, a database error) says nothing about guessing, and counting it
+        // would lock out a busy office behind one address during a flood.
+        let outcome = match result {
+            Err(Error::BadCredentials(_)) => throttle::Outcome::Failed,
+            _ => throttle::Outcome::Released,
+        };
+        pending.finish(outcome).await;
         result
     }
 

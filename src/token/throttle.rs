@@ -2,16 +2,20 @@
 //! database so that every replica sees the same counts.
 //!
 //! Policy:
-//! - An attempt is counted *before* its password is checked, under the counters' row locks,
-//!   and refused (429 with `Retry-After`) if it would exceed a limit. Counting first is what
-//!   keeps parallel guesses from slipping past the limit: each one holds a place in the
-//!   count while its password is hashed. A successful login takes its place back (as does
-//!   one that failed for the server's sake, such as a full hashing queue), so only refused
-//!   credentials remain counted.
+//! - An attempt takes a place *before* its password is checked, under the counters' row
+//!   locks: it is in flight until its outcome is known. Holding that place is what keeps
+//!   parallel guesses from slipping past the limit. An attempt that would take the failures
+//!   and the attempts in flight past a limit is refused (429, `Retry-After: 1`) without a
+//!   lockout: in-flight attempts may all succeed, so many correct logins at once from one
+//!   address are never locked out. A refused password turns its place into a failure; a
+//!   success (or a failure for the server's sake, such as a full hashing queue, or an
+//!   interrupted request) gives it back, so only refused credentials are counted.
+//! - A place no replica gave back (one that died mid-login) is forgotten after the longest an
+//!   attempt can take (`http.request_timeout`).
 //! - The window slides: the count is the current fixed window's plus the previous one's
 //!   weighted by how much of it still overlaps (the usual two-bucket approximation).
-//! - Going over a limit starts a lockout of `lockout`, doubled for each earlier lockout of the
-//!   same counter, up to `max_lockout`. Attempts during a lockout are refused and not counted,
+//! - An attempt past the limit of failures starts a lockout of `lockout`, doubled for each
+//!   earlier lockout of the same counter, up to `max_lockout`. Attempts during a lockout are refused and not counted,
 //!   so hammering a locked counter costs the database one locked read-write and no hashing.
 //! - Per address first: an attacker at one address is stopped by that address's limit long
 //!   before the (much higher) per-account limit, so the owner logging in from elsewhere is
@@ -21,6 +25,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -35,19 +40,35 @@ use crate::token::clock::Clock;
 #[derive(Debug, Clone)]
 pub struct Throttle {
     config: ThrottleConfig,
+    /// The longest an attempt can be in flight (the request timeout).
+    attempt_limit: Duration,
 }
 
-/// An admitted attempt: the counters it holds a place in, to give back on success.
+/// An admitted attempt: the counters it holds a place in, until `Throttle::finish`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "an attempt that was not refused must give its place back with `Throttle::give_back`"]
+#[must_use = "an admitted attempt must be finished with `Throttle::finish` (or watched by a `Pending`)"]
 pub struct Admission {
     keys: Vec<(ThrottleScope, String)>,
 }
 
+/// How an admitted attempt ended, for its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Refused credentials: the attempt counts as a failure.
+    Failed,
+    /// Anything else (a success, a failure for the server's sake, an interrupted request):
+    /// its place is given back.
+    Released,
+}
+
+/// why 1 s: the attempts in flight are password checks, which end within a second or so.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
 impl Throttle {
-    /// A throttle with the given rules (already validated by `Config::validate`).
-    pub fn new(config: ThrottleConfig) -> Self {
-        Throttle { config }
+    /// A throttle with the given rules (already validated by `Config::validate`); no attempt
+    /// takes longer than `attempt_limit` (the request timeout).
+    pub fn new(config: ThrottleConfig, attempt_limit: Duration) -> Self {
+        Throttle { config, attempt_limit }
     }
 
     fn rule(&self, scope: ThrottleScope) -> &ThrottleRule {
@@ -57,8 +78,8 @@ impl Throttle {
         }
     }
 
-    /// Count a login attempt for `username` of `kind` from `client`, or refuse it with
-    /// `Error::Throttled` when the address or the account is locked out or at its limit.
+    /// Take a place for a login attempt for `username` of `kind` from `client`, or refuse it
+    /// with `Error::Throttled` when the address or the account is locked out or at its limit.
     pub async fn admit(
         &self,
         store: &dyn Store,
@@ -75,44 +96,59 @@ impl Throttle {
             keys.push((ThrottleScope::Account, account));
         }
         let borrowed: Vec<(ThrottleScope, &str)> = keys.iter().map(|(s, k)| (*s, k.as_str())).collect();
-        let step = |counters: &mut [ThrottleCounter]| self.attempt(counters, now);
+        let busy = AtomicBool::new(false);
+        let step = |counters: &mut [ThrottleCounter]| self.attempt(counters, now, &busy);
         let counters = store.update_throttle(&borrowed, &step).await?;
         match counters.iter().filter_map(|c| c.locked_until).filter(|&until| until > now).max() {
             Some(until) => Err(Error::Throttled { retry_after: whole_seconds(until - now) }),
+            None if busy.load(Ordering::Relaxed) => Err(Error::Throttled { retry_after: BUSY_RETRY }),
             None => Ok(Admission { keys }),
         }
     }
 
-    /// Give back the place an attempt held in its counters: a successful login, or one that
-    /// failed for the server's sake rather than for its credentials.
-    pub async fn give_back(&self, store: &dyn Store, admission: Admission, now: OffsetDateTime) -> Result<(), Error> {
+    /// End an admitted attempt: its place becomes a failure (`Outcome::Failed`) or is given
+    /// back (`Outcome::Released`).
+    pub async fn finish(
+        &self,
+        store: &dyn Store,
+        admission: Admission,
+        outcome: Outcome,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
         if admission.keys.is_empty() {
             return Ok(());
         }
         let borrowed: Vec<(ThrottleScope, &str)> = admission.keys.iter().map(|(s, k)| (*s, k.as_str())).collect();
-        let step = |counters: &mut [ThrottleCounter]| {
-            for c in counters {
-                let rule = *self.rule(c.scope);
-                roll(c, &rule, now);
-                // why the previous window too: the attempt may have been counted just before
-                // the window turned.
-                if c.failures > 0 {
-                    c.failures -= 1;
-                } else {
-                    c.prev_failures = c.prev_failures.saturating_sub(1);
-                }
-                c.expires_at = expiry(c, &rule);
-            }
-        };
+        let step = |counters: &mut [ThrottleCounter]| self.end(counters, outcome, now);
         store.update_throttle(&borrowed, &step).await?;
         Ok(())
     }
 
+    /// The change the end of an attempt makes to its counters.
+    fn end(&self, counters: &mut [ThrottleCounter], outcome: Outcome, now: OffsetDateTime) {
+        for c in counters {
+            let rule = *self.rule(c.scope);
+            roll(c, &rule, now);
+            settle(c, now);
+            // why saturating: a place forgotten meanwhile (past `in_flight_until`) is gone.
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if c.in_flight == 0 {
+                c.in_flight_until = None;
+            }
+            if outcome == Outcome::Failed {
+                c.failures = c.failures.saturating_add(1);
+            }
+            c.expires_at = expiry(c, &rule);
+        }
+    }
+
     /// The change an attempt makes to its counters (the ones of one login, all locked).
-    fn attempt(&self, counters: &mut [ThrottleCounter], now: OffsetDateTime) {
+    /// Sets `busy` when the attempt is refused only because of the attempts in flight.
+    fn attempt(&self, counters: &mut [ThrottleCounter], now: OffsetDateTime, busy: &AtomicBool) {
         for c in counters.iter_mut() {
             let rule = *self.rule(c.scope);
             roll(c, &rule, now);
+            settle(c, now);
         }
         let locked = counters.iter().any(|c| c.locked_until.is_some_and(|until| until > now));
         if locked {
@@ -129,10 +165,22 @@ impl Throttle {
                 refused = true;
             }
         }
-        for c in counters.iter_mut() {
-            if !refused {
-                c.failures = c.failures.saturating_add(1);
+        if !refused {
+            let full = counters.iter().any(|c| {
+                let rule = self.rule(c.scope);
+                count(c, rule, now) + u64::from(c.in_flight) + 1 > u64::from(rule.max_failures)
+            });
+            if full {
+                busy.store(true, Ordering::Relaxed);
+            } else {
+                let until = after(now, self.attempt_limit);
+                for c in counters.iter_mut() {
+                    c.in_flight = c.in_flight.saturating_add(1);
+                    c.in_flight_until = Some(c.in_flight_until.map_or(until, |t| t.max(until)));
+                }
             }
+        }
+        for c in counters.iter_mut() {
             c.expires_at = expiry(c, self.rule(c.scope));
         }
     }
@@ -144,47 +192,63 @@ impl Throttle {
         roll(&mut c, &rule, now);
         count(&c, &rule, now)
     }
+
+    /// How many attempts of a counter are in flight now.
+    pub fn in_flight(&self, c: &ThrottleCounter, now: OffsetDateTime) -> u32 {
+        let mut c = c.clone();
+        let rule = *self.rule(c.scope);
+        roll(&mut c, &rule, now);
+        settle(&mut c, now);
+        c.in_flight
+    }
 }
 
-/// An admitted attempt on its way: on drop, unless kept (refused credentials) or already
-/// given back, its place is given back in the background, retried while the database is
-/// unreachable.
+/// An admitted attempt on its way. On drop, unless finished, it is finished in the background
+/// (a place given back, or the failure it was being recorded as), retried while the database
+/// is unreachable.
 pub struct Pending {
     throttle: Throttle,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     admission: Option<Admission>,
+    outcome: Outcome,
 }
 
-/// why 5 tries a second apart: long enough to ride out a brief outage (the case that leaves
-/// places behind), short enough that a task does not linger.
-const GIVE_BACK_TRIES: u32 = 5;
+/// why 5 tries a second apart after the first: long enough to ride out a brief outage (the
+/// case that leaves places behind), short enough that a task does not linger. Past them, the
+/// place is forgotten at its counter's `in_flight_until` anyway.
+const FINISH_TRIES: u32 = 6;
 
 impl Pending {
-    /// Watch `admission` until the attempt's outcome is known.
-    pub fn new(throttle: &Throttle, store: &Arc<dyn Store>, clock: &Arc<dyn Clock>, admission: Admission) -> Self {
-        Pending {
-            throttle: throttle.clone(),
-            store: Arc::clone(store),
-            clock: Arc::clone(clock),
-            admission: Some(admission),
-        }
+    /// Take a place for an attempt, in a task of its own: a request cancelled while the place
+    /// is being written (its timeout, a client gone, a database that stalls) cannot leave it
+    /// taken, since the task's `Pending`, which nobody waits for any more, is then dropped and
+    /// gives it back.
+    pub async fn admit(
+        throttle: &Throttle,
+        store: &Arc<dyn Store>,
+        clock: &Arc<dyn Clock>,
+        (kind, username, client): (PrincipalKind, &str, IpAddr),
+    ) -> Result<Self, Error> {
+        let (throttle, store, clock, username) =
+            (throttle.clone(), Arc::clone(store), Arc::clone(clock), username.to_owned());
+        tokio::spawn(async move {
+            let admission = throttle.admit(&*store, kind, &username, client, clock.now()).await?;
+            Ok(Pending { throttle, store, clock, admission: Some(admission), outcome: Outcome::Released })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the throttle task failed: {e}")))?
     }
 
-    /// The attempt failed on its credentials: it stays counted.
-    pub fn keep(&mut self) {
-        self.admission = None;
-    }
-
-    /// Give the place back now (and in the background if the database does not answer).
-    pub async fn give_back(&mut self) {
+    /// End the attempt now (and in the background if the database does not answer).
+    pub async fn finish(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
         // why a clone, cleared only once done: if this await is cancelled, drop retries, so
-        // an attempt is never left counted (at worst it is given back twice, which errs
-        // toward the person logging in).
+        // an attempt is never left in flight.
         let Some(admission) = self.admission.clone() else { return };
-        match self.throttle.give_back(&*self.store, admission, self.clock.now()).await {
+        match self.throttle.finish(&*self.store, admission, outcome, self.clock.now()).await {
             Ok(()) => self.admission = None,
-            Err(e) => tracing::warn!(error = %e, "could not take an attempt back off the throttle counters; retrying"),
+            Err(e) => tracing::warn!(error = %e, "could not finish a login attempt on the throttle counters; retrying"),
         }
     }
 }
@@ -192,16 +256,19 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         let Some(admission) = self.admission.take() else { return };
-        let (throttle, store, clock) = (self.throttle.clone(), Arc::clone(&self.store), Arc::clone(&self.clock));
+        let (throttle, store, clock, outcome) =
+            (self.throttle.clone(), Arc::clone(&self.store), Arc::clone(&self.clock), self.outcome);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
-            for _ in 0..GIVE_BACK_TRIES {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if throttle.give_back(&*store, admission.clone(), clock.now()).await.is_ok() {
+            for attempt in 0..FINISH_TRIES {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                if throttle.finish(&*store, admission.clone(), outcome, clock.now()).await.is_ok() {
                     return;
                 }
             }
-            tracing::warn!("gave up taking an interrupted attempt back off the throttle counters");
+            tracing::warn!("gave up finishing an interrupted login attempt on the throttle counters");
         });
     }
 }
@@ -244,7 +311,15 @@ fn roll(c: &mut ThrottleCounter, rule: &ThrottleRule, now: OffsetDateTime) {
     c.window_start = start;
 }
 
-/// The sliding-window count of a rolled counter.
+/// Forget the attempts in flight once none can still be running.
+fn settle(c: &mut ThrottleCounter, now: OffsetDateTime) {
+    if c.in_flight_until.is_some_and(|until| until <= now) {
+        c.in_flight = 0;
+        c.in_flight_until = None;
+    }
+}
+
+/// The sliding-window count of a rolled counter (failures only).
 fn count(c: &ThrottleCounter, rule: &ThrottleRule, now: OffsetDateTime) -> u64 {
     let window = micros(rule.window);
     let into = (now - c.window_start).whole_microseconds().clamp(0, window);
@@ -257,6 +332,7 @@ fn count(c: &ThrottleCounter, rule: &ThrottleRule, now: OffsetDateTime) -> u64 {
 fn expiry(c: &ThrottleCounter, rule: &ThrottleRule) -> OffsetDateTime {
     let counted = after(c.window_start, rule.window.saturating_mul(2));
     let end = c.locked_until.map_or(counted, |until| until.max(counted));
+    let end = c.in_flight_until.map_or(end, |until| until.max(end));
     after(end, rule.forget_after)
 }
 
@@ -296,7 +372,7 @@ mod tests {
     }
 
     fn throttle() -> Throttle {
-        Throttle::new(ThrottleConfig { enabled: true, ip: rule(3), account: rule(100) })
+        Throttle::new(ThrottleConfig { enabled: true, ip: rule(3), account: rule(100) }, Duration::from_secs(30))
     }
 
     fn counter() -> ThrottleCounter {
@@ -309,19 +385,88 @@ mod tests {
         time::Duration::seconds(s)
     }
 
+    /// Take a place; whether the attempt was admitted (neither locked out nor busy).
+    fn admit(t: &Throttle, c: &mut [ThrottleCounter], now: OffsetDateTime) -> bool {
+        let busy = AtomicBool::new(false);
+        let before: Vec<u32> = c.iter().map(|c| t.in_flight(c, now)).collect();
+        t.attempt(c, now, &busy);
+        let admitted = c.iter().zip(&before).all(|(c, &b)| c.in_flight == b + 1);
+        assert!(!(admitted && busy.load(Ordering::Relaxed)), "admitted and busy at once");
+        admitted
+    }
+
+    /// A wrong password: admitted, then failed. Whether it was admitted.
+    fn guess(t: &Throttle, c: &mut [ThrottleCounter], now: OffsetDateTime) -> bool {
+        let admitted = admit(t, c, now);
+        if admitted {
+            t.end(c, Outcome::Failed, now);
+        }
+        admitted
+    }
+
     #[test]
     fn the_attempt_past_the_limit_is_refused_and_locks() {
         let t = throttle();
         let mut c = [counter()];
         for i in 0..3 {
-            t.attempt(&mut c, T0 + secs(i));
-            assert_eq!(c[0].locked_until, None, "attempt {i} admitted");
+            assert!(guess(&t, &mut c, T0 + secs(i)), "attempt {i} admitted");
+            assert_eq!(c[0].locked_until, None);
         }
-        assert_eq!(c[0].failures, 3);
-        t.attempt(&mut c, T0 + secs(3));
+        assert_eq!((c[0].failures, c[0].in_flight), (3, 0));
+        assert!(!guess(&t, &mut c, T0 + secs(3)));
         assert_eq!(c[0].locked_until, Some(T0 + secs(3 + 60)));
         assert_eq!(c[0].failures, 3, "a refused attempt is not counted");
         assert_eq!(c[0].strikes, 1);
+    }
+
+    #[test]
+    fn attempts_in_flight_hold_places_but_only_failures_lock_out() {
+        let t = throttle();
+        let mut c = [counter()];
+        for i in 0..3 {
+            assert!(admit(&t, &mut c, T0 + secs(i)), "attempt {i} admitted");
+        }
+        // A fourth at once is refused (parallel guesses cannot slip past), without a lockout:
+        // the three may all be correct.
+        let busy = AtomicBool::new(false);
+        t.attempt(&mut c, T0 + secs(3), &busy);
+        assert!(busy.load(Ordering::Relaxed));
+        assert_eq!((c[0].in_flight, c[0].failures, c[0].locked_until, c[0].strikes), (3, 0, None, 0));
+        // They succeed: their places are given back, and the next one is admitted.
+        for _ in 0..3 {
+            t.end(&mut c, Outcome::Released, T0 + secs(4));
+        }
+        assert_eq!((c[0].in_flight, c[0].failures, c[0].in_flight_until), (0, 0, None));
+        assert!(admit(&t, &mut c, T0 + secs(5)));
+        // Had they been wrong, the next attempt would be locked out.
+        for _ in 0..2 {
+            assert!(admit(&t, &mut c, T0 + secs(6)));
+        }
+        for _ in 0..3 {
+            t.end(&mut c, Outcome::Failed, T0 + secs(7));
+        }
+        assert_eq!((c[0].in_flight, c[0].failures), (0, 3));
+        assert!(!admit(&t, &mut c, T0 + secs(8)));
+        assert_eq!(c[0].locked_until, Some(T0 + secs(8 + 60)));
+    }
+
+    #[test]
+    fn places_never_given_back_are_forgotten_after_the_longest_attempt() {
+        let t = throttle();
+        let mut c = [counter()];
+        for _ in 0..3 {
+            assert!(admit(&t, &mut c, T0));
+        }
+        assert_eq!(c[0].in_flight_until, Some(T0 + secs(30)));
+        assert!(!admit(&t, &mut c, T0 + secs(29)), "still in flight");
+        assert_eq!(t.in_flight(&c[0], T0 + secs(30)), 0);
+        assert!(admit(&t, &mut c, T0 + secs(30)), "a replica that died mid-login leaves nothing behind");
+        assert_eq!((c[0].in_flight, c[0].in_flight_until), (1, Some(T0 + secs(60))));
+        // A late end of a forgotten attempt takes nothing from the live ones but its own.
+        t.end(&mut c, Outcome::Released, T0 + secs(31));
+        t.end(&mut c, Outcome::Released, T0 + secs(31));
+        assert_eq!((c[0].in_flight, c[0].in_flight_until), (0, None));
+        assert!(c[0].expires_at >= T0 + secs(60), "a counter outlives its attempts in flight");
     }
 
     #[test]
@@ -333,7 +478,7 @@ mod tests {
         for _ in 0..9 {
             // Fill the window, then one more to be locked.
             loop {
-                t.attempt(&mut c, now);
+                guess(&t, &mut c, now);
                 if let Some(until) = c[0].locked_until.filter(|&u| u > now) {
                     lockouts.push((until - now).whole_seconds());
                     now = until;
@@ -351,14 +496,14 @@ mod tests {
         let mut c = [counter()];
         // Three failures late in one window...
         for i in 0..3 {
-            t.attempt(&mut c, T0 + secs(50 + i));
+            guess(&t, &mut c, T0 + secs(50 + i));
         }
         // ...still count, weighted, early in the next: 3 * (60 - 15) / 60 = 2 carried.
         let now = T0 + secs(75);
         assert_eq!(t.failures(&c[0], now), 2);
-        t.attempt(&mut c, now);
+        assert!(guess(&t, &mut c, now));
         assert_eq!(c[0].locked_until, None, "2 carried + 1 is within 3");
-        t.attempt(&mut c, now);
+        assert!(!guess(&t, &mut c, now));
         assert!(c[0].locked_until.is_some_and(|u| u > now), "2 carried + 2 is over 3");
         // Two windows later nothing is carried.
         assert_eq!(t.failures(&c[0], T0 + secs(60 * 4)), 0);
@@ -369,14 +514,14 @@ mod tests {
         let t = throttle();
         let mut c = [counter()];
         for i in 0..4 {
-            t.attempt(&mut c, T0 + secs(i));
+            guess(&t, &mut c, T0 + secs(i));
         }
         let until = c[0].locked_until.unwrap();
-        t.attempt(&mut c, until - secs(1));
+        assert!(!guess(&t, &mut c, until - secs(1)));
         assert_eq!(c[0].locked_until, Some(until), "attempts during a lockout do not extend it");
         assert_eq!(c[0].strikes, 1);
         let later = c[0].expires_at;
-        t.attempt(&mut c, later);
+        assert!(guess(&t, &mut c, later));
         assert_eq!((c[0].failures, c[0].strikes, c[0].locked_until), (1, 0, None));
     }
 
@@ -385,12 +530,12 @@ mod tests {
         let t = throttle();
         let mut c = [counter(), ThrottleCounter::empty(ThrottleScope::Account, "user:alice".into())];
         for i in 0..3 {
-            t.attempt(&mut c, T0 + secs(i));
+            guess(&t, &mut c, T0 + secs(i));
         }
-        t.attempt(&mut c, T0 + secs(3));
+        assert!(!guess(&t, &mut c, T0 + secs(3)));
         assert!(c[0].locked_until.is_some());
         assert_eq!(c[1].locked_until, None, "the account is far below its own limit");
-        assert_eq!(c[1].failures, 3, "the refused attempt is not counted on the account either");
+        assert_eq!((c[1].failures, c[1].in_flight), (3, 0), "the refused attempt is not counted on the account either");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::helpers::{Backend, TestApp, TestDb, TestResponse, test_config};
 backend_tests!(
     every_dialect_answers_429_in_its_own_shape_without_hashing,
     parallel_guesses_do_not_slip_past_the_limit,
+    many_correct_logins_at_once_are_never_locked_out,
     two_replicas_share_the_counts,
     an_attacker_at_one_address_does_not_lock_the_owner_out,
     the_account_limit_holds_across_addresses,
@@ -145,6 +146,36 @@ async fn parallel_guesses_do_not_slip_past_the_limit(backend: Backend) {
     let throttled = statuses.iter().filter(|s| matches!(s.as_ref().unwrap(), &StatusCode::TOO_MANY_REQUESTS)).count();
     assert_eq!((refused, throttled), (10, 30), "{statuses:?}");
     assert_eq!(app.tokens.password_verifications() - hashed, 10, "exactly the admitted guesses were hashed");
+    // The ten were wrong: the next attempt, even with the password, starts the lockout.
+    assert_throttled(&attempt(&app, Dialect::Knox, "alice", PW, ATTACKER).await, Dialect::Knox, 60);
+}
+
+/// An office or a backend behind one address: its correct logins at once hold places while
+/// they are checked, so some may be asked to retry in a second, but none of that is a
+/// failure, and nothing locks the address out.
+async fn many_correct_logins_at_once_are_never_locked_out(backend: Backend) {
+    let app = Arc::new(TestApp::with_config(backend, |c| c.throttle.ip.max_failures = 3).await);
+    add(&app, PrincipalKind::User, "alice").await;
+    let logins = (0..12).map(|_| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await })
+    });
+    let mut succeeded = 0;
+    for resp in futures::future::join_all(logins).await {
+        let resp = resp.unwrap();
+        match resp.status {
+            StatusCode::OK => succeeded += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert_throttled(&resp, Dialect::Usertoken, 1),
+            other => panic!("{other}: {}", String::from_utf8_lossy(&resp.body)),
+        }
+    }
+    assert!(succeeded >= 3, "at least the first three got through: {succeeded}");
+    // No lockout, no failure, no place left taken: the next login goes straight through.
+    assert_eq!(attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await.status, StatusCode::OK);
+    let now = tokenauth::token::clock::Clock::now(&*app.clock);
+    for c in app.store.list_throttle(now).await.unwrap() {
+        assert_eq!((c.failures, c.in_flight, c.strikes, c.locked_until), (0, 0, 0, None), "{c:?}");
+    }
 }
 
 async fn two_replicas_share_the_counts(backend: Backend) {
@@ -352,8 +383,9 @@ async fn unknown_names_and_wrong_passwords_do_the_same_work(backend: Backend) {
         }
         // One verification each (the unknown name's against the dummy hash made with the
         // configured parameters: src/token/password.rs tests that), and the same writes
-        // (the throttle counters of the address and the name).
-        assert_eq!(work, [(1, 1); 4], "{dialect:?}: (verifications, store writes) per attempt");
+        // (the throttle counters of the address and the name: a place taken, then turned
+        // into a failure).
+        assert_eq!(work, [(1, 2); 4], "{dialect:?}: (verifications, store writes) per attempt");
     }
 }
 
