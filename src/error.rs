@@ -145,11 +145,12 @@ pub enum Error {
     #[error("maximum number of tokens reached")]
     TokenLimit,
 
-    /// Too many failed logins from this client address or for this account: refused before
-    /// any password hash is computed (see `token::throttle`).
-    #[error("too many failed logins")]
+    /// Too many failed logins (or logins in progress) from this client address or for this
+    /// account: refused before any password hash is computed (see `token::throttle`).
+    #[error("too many login attempts")]
     Throttled {
-        /// When the lockout ends, in whole seconds (rounded up, at least one).
+        /// When to try again, in whole seconds (rounded up, at least one): the end of the
+        /// lockout, or a second when only the logins in progress fill the limit.
         retry_after: Duration,
     },
 

@@ -156,8 +156,8 @@ async fn login<S: Side>(
         (status = 406, description = "`Login denied due to IP restriction`: the user group's `allowed_regex` \
             does not match the client IP", body = ErrorBody),
         (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody),
-        (status = 429, description = "Too many failed logins from this address or for this account",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 429, description = "Too many failed or in-flight logins for this address or account",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         OutsideErrors,
     )
 )]
@@ -216,8 +216,8 @@ struct IdName<'a> {
             disabled account), or `Your IP is not allowed` (the client IP is not in `allowed_ips`)",
             body = ErrorBody),
         (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody),
-        (status = 429, description = "Too many failed logins from this address or for this account",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 429, description = "Too many failed or in-flight logins for this address or account",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         OutsideErrors,
     )
 )]

@@ -75,8 +75,8 @@ type Result<T> = std::result::Result<T, DialectError<Knox>>;
         (status = 403, description = "The user already holds `knox.max_tokens_per_user` live tokens",
             body = TokenLimitBody),
         (status = 415, description = "A non-empty body that is not `application/json`", body = Detail),
-        (status = 429, description = "Too many failed logins from this address or for this account: \
-            `Request was throttled. Expected available in N seconds.`", body = Detail, headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 429, description = "Too many failed or in-flight logins for this address or account: \
+            `Request was throttled. Expected available in N seconds.`", body = Detail, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         OutsideErrors,
     )
 )]

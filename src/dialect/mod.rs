@@ -96,7 +96,7 @@ pub(crate) fn plain_message(err: &Error) -> Option<(StatusCode, String)> {
         Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
         Error::Throttled { retry_after } => (
             StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed logins, try again in {} seconds", retry_after.as_secs()),
+            format!("Too many login attempts, try again in {} seconds", retry_after.as_secs()),
         ),
         Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
             (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())

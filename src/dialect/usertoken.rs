@@ -129,9 +129,9 @@ impl<'a> UserToken<'a> {
         )),
         (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody,
             headers(("Vary" = String, description = "`Accept`"))),
-        (status = 429, description = "Too many failed logins from this address or for this account: \
+        (status = 429, description = "Too many failed or in-flight logins for this address or account: \
             refused before the password is checked (`TooManyRequestsError`)", body = ErrorBody, headers(
-            ("Retry-After" = u64, description = "Seconds until the lockout ends"),
+            ("Retry-After" = u64, description = "Seconds to wait"),
             ("Vary" = String, description = "`Accept`"),
         )),
         OutsideErrors,
@@ -411,7 +411,7 @@ impl Dialect for Usertoken {
             Error::Throttled { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 ("TooManyRequestsError", "Too many requests"),
-                format!("Too many failed logins; try again in {} seconds", retry_after.as_secs()),
+                format!("Too many login attempts; try again in {} seconds", retry_after.as_secs()),
             ),
             Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -92,8 +92,8 @@ type Result<T> = std::result::Result<T, DialectError<Webitel>>;
         (status = 404, description = "`User not found` (an unknown user, unless `webitel.hide_unknown_users`), \
             or no such endpoint under the dialect's prefix", body = ErrorBody),
         (status = 415, description = "A non-empty body that is not `application/json`", body = ErrorBody),
-        (status = 429, description = "Too many failed logins from this address or for this account",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until the lockout ends"))),
+        (status = 429, description = "Too many failed or in-flight logins for this address or account",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         OutsideErrors,
     )
 )]

@@ -240,10 +240,14 @@ pub struct ThrottleCounter {
     pub locked_until: Option<OffsetDateTime>,
     /// After this the counter is empty (and the sweep deletes it).
     pub expires_at: OffsetDateTime,
-    /// Attempts admitted whose outcome is not known yet.
+    /// Attempts admitted in the bucket starting at `in_flight_bucket` whose outcome is not
+    /// known yet.
     pub in_flight: u32,
-    /// No attempt in flight runs past this: then `in_flight` is stale and counts as zero.
-    pub in_flight_until: Option<OffsetDateTime>,
+    /// The same, admitted in the bucket before it.
+    pub prev_in_flight: u32,
+    /// Start of the current bucket of attempts in flight (aligned, as long as the longest
+    /// attempt).
+    pub in_flight_bucket: OffsetDateTime,
 }
 
 impl ThrottleCounter {
@@ -259,7 +263,8 @@ impl ThrottleCounter {
             locked_until: None,
             expires_at: OffsetDateTime::UNIX_EPOCH,
             in_flight: 0,
-            in_flight_until: None,
+            prev_in_flight: 0,
+            in_flight_bucket: OffsetDateTime::UNIX_EPOCH,
         }
     }
 }

@@ -254,7 +254,8 @@ struct ThrottleRow {
     locked_until: Option<OffsetDateTime>,
     expires_at: OffsetDateTime,
     in_flight: i32,
-    in_flight_until: Option<OffsetDateTime>,
+    prev_in_flight: i32,
+    in_flight_bucket: OffsetDateTime,
 }
 
 impl TryFrom<ThrottleRow> for ThrottleCounter {
@@ -272,7 +273,8 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
             locked_until: r.locked_until,
             expires_at: r.expires_at,
             in_flight: count(r.in_flight)?,
-            in_flight_until: r.in_flight_until,
+            prev_in_flight: count(r.prev_in_flight)?,
+            in_flight_bucket: r.in_flight_bucket,
         })
     }
 }
@@ -280,14 +282,14 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
 /// why a no-op upsert: it creates the row or locks the existing one, in one round trip, so
 /// the read-modify-write that follows cannot race another login's.
 const LOCK_THROTTLE: &str = "INSERT INTO login_throttle \
-    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, in_flight_until) \
-    VALUES ($1, $2, 'epoch', 0, 0, 0, NULL, 'epoch', 0, NULL) \
+    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, \
+    in_flight, prev_in_flight, in_flight_bucket) VALUES ($1, $2, 'epoch', 0, 0, 0, NULL, 'epoch', 0, 0, 'epoch') \
     ON CONFLICT (scope, subject) DO UPDATE SET scope = EXCLUDED.scope \
     RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, \
-    in_flight_until";
+    prev_in_flight, in_flight_bucket";
 const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = $3, failures = $4, prev_failures = $5, \
-    strikes = $6, locked_until = $7, expires_at = $8, in_flight = $9, in_flight_until = $10 \
-    WHERE scope = $1 AND subject = $2";
+    strikes = $6, locked_until = $7, expires_at = $8, in_flight = $9, prev_in_flight = $10, \
+    in_flight_bucket = $11 WHERE scope = $1 AND subject = $2";
 
 #[derive(sqlx::FromRow)]
 struct SigningKeyRow {
@@ -814,7 +816,8 @@ impl Store for PgStore {
                 .bind(c.locked_until)
                 .bind(c.expires_at)
                 .bind(n(c.in_flight))
-                .bind(c.in_flight_until)
+                .bind(n(c.prev_in_flight))
+                .bind(c.in_flight_bucket)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -825,7 +828,7 @@ impl Store for PgStore {
     async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
         let rows: Vec<ThrottleRow> = sqlx::query_as(
             "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, \
-             in_flight, in_flight_until \
+             in_flight, prev_in_flight, in_flight_bucket \
              FROM login_throttle WHERE expires_at > $1 ORDER BY scope, subject COLLATE \"C\"",
         )
         .bind(now)

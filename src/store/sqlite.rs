@@ -315,7 +315,8 @@ struct ThrottleRow {
     locked_until: Option<i64>,
     expires_at: i64,
     in_flight: i64,
-    in_flight_until: Option<i64>,
+    prev_in_flight: i64,
+    in_flight_bucket: i64,
 }
 
 impl TryFrom<ThrottleRow> for ThrottleCounter {
@@ -333,7 +334,8 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
             locked_until: opt_from_micros(r.locked_until)?,
             expires_at: from_micros(r.expires_at)?,
             in_flight: count(r.in_flight)?,
-            in_flight_until: opt_from_micros(r.in_flight_until)?,
+            prev_in_flight: count(r.prev_in_flight)?,
+            in_flight_bucket: from_micros(r.in_flight_bucket)?,
         })
     }
 }
@@ -342,14 +344,14 @@ impl TryFrom<ThrottleRow> for ThrottleCounter {
 /// write lock at once (a read first would be upgraded later and could fail with
 /// SQLITE_BUSY), and it creates the row or returns the existing one in one step.
 const LOCK_THROTTLE: &str = "INSERT INTO login_throttle \
-    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, in_flight_until) \
-    VALUES (?1, ?2, 0, 0, 0, 0, NULL, 0, 0, NULL) \
+    (scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, \
+    in_flight, prev_in_flight, in_flight_bucket) VALUES (?1, ?2, 0, 0, 0, 0, NULL, 0, 0, 0, 0) \
     ON CONFLICT (scope, subject) DO UPDATE SET scope = excluded.scope \
     RETURNING scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, in_flight, \
-    in_flight_until";
+    prev_in_flight, in_flight_bucket";
 const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = ?3, failures = ?4, prev_failures = ?5, \
-    strikes = ?6, locked_until = ?7, expires_at = ?8, in_flight = ?9, in_flight_until = ?10 \
-    WHERE scope = ?1 AND subject = ?2";
+    strikes = ?6, locked_until = ?7, expires_at = ?8, in_flight = ?9, prev_in_flight = ?10, \
+    in_flight_bucket = ?11 WHERE scope = ?1 AND subject = ?2";
 
 #[derive(sqlx::FromRow)]
 struct SigningKeyRow {
@@ -910,7 +912,8 @@ impl Store for SqliteStore {
                 .bind(opt_micros(c.locked_until))
                 .bind(micros(c.expires_at))
                 .bind(i64::from(c.in_flight))
-                .bind(opt_micros(c.in_flight_until))
+                .bind(i64::from(c.prev_in_flight))
+                .bind(micros(c.in_flight_bucket))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -921,7 +924,7 @@ impl Store for SqliteStore {
     async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
         let rows: Vec<ThrottleRow> = sqlx::query_as(
             "SELECT scope, subject, window_start, failures, prev_failures, strikes, locked_until, expires_at, \
-             in_flight, in_flight_until \
+             in_flight, prev_in_flight, in_flight_bucket \
              FROM login_throttle WHERE expires_at > ?1 ORDER BY scope, subject",
         )
         .bind(micros(now))

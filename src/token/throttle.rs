@@ -10,8 +10,11 @@
 //!   address are never locked out. A refused password turns its place into a failure; a
 //!   success (or a failure for the server's sake, such as a full hashing queue, or an
 //!   interrupted request) gives it back, so only refused credentials are counted.
-//! - A place no replica gave back (one that died mid-login) is forgotten after the longest an
-//!   attempt can take (`http.request_timeout`).
+//! - Places are counted in two aligned buckets as long as the longest attempt
+//!   (`http.request_timeout`): the current one and the one before. An attempt ends within its
+//!   own bucket or the next, so a place that no replica gave back (one that died mid-login,
+//!   or an outage that outlasted the retries) is forgotten one to two request timeouts after
+//!   it was taken, and a late end of a forgotten attempt takes nothing from the live ones.
 //! - The window slides: the count is the current fixed window's plus the previous one's
 //!   weighted by how much of it still overlaps (the usual two-bucket approximation).
 //! - An attempt past the limit of failures starts a lockout of `lockout`, doubled for each
@@ -29,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::config::{ThrottleConfig, ThrottleRule};
 use crate::error::Error;
@@ -49,6 +53,8 @@ pub struct Throttle {
 #[must_use = "an admitted attempt must be finished with `Throttle::finish` (or watched by a `Pending`)"]
 pub struct Admission {
     keys: Vec<(ThrottleScope, String)>,
+    /// The bucket its places were taken in.
+    bucket: OffsetDateTime,
 }
 
 /// How an admitted attempt ended, for its counters.
@@ -89,7 +95,7 @@ impl Throttle {
         now: OffsetDateTime,
     ) -> Result<Admission, Error> {
         if !self.config.enabled {
-            return Ok(Admission { keys: Vec::new() });
+            return Ok(Admission { keys: Vec::new(), bucket: now });
         }
         let mut keys = vec![(ThrottleScope::Ip, ip_subject(client))];
         if let Some(account) = account_subject(kind, username) {
@@ -102,7 +108,7 @@ impl Throttle {
         match counters.iter().filter_map(|c| c.locked_until).filter(|&until| until > now).max() {
             Some(until) => Err(Error::Throttled { retry_after: whole_seconds(until - now) }),
             None if busy.load(Ordering::Relaxed) => Err(Error::Throttled { retry_after: BUSY_RETRY }),
-            None => Ok(Admission { keys }),
+            None => Ok(Admission { keys, bucket: window_start(now, self.attempt_limit) }),
         }
     }
 
@@ -119,27 +125,53 @@ impl Throttle {
             return Ok(());
         }
         let borrowed: Vec<(ThrottleScope, &str)> = admission.keys.iter().map(|(s, k)| (*s, k.as_str())).collect();
-        let step = |counters: &mut [ThrottleCounter]| self.end(counters, outcome, now);
+        let step = |counters: &mut [ThrottleCounter]| self.end(counters, outcome, admission.bucket, now);
         store.update_throttle(&borrowed, &step).await?;
         Ok(())
     }
 
-    /// The change the end of an attempt makes to its counters.
-    fn end(&self, counters: &mut [ThrottleCounter], outcome: Outcome, now: OffsetDateTime) {
+    /// The change the end of an attempt admitted in `bucket` makes to its counters.
+    fn end(&self, counters: &mut [ThrottleCounter], outcome: Outcome, bucket: OffsetDateTime, now: OffsetDateTime) {
         for c in counters {
             let rule = *self.rule(c.scope);
             roll(c, &rule, now);
-            settle(c, now);
-            // why saturating: a place forgotten meanwhile (past `in_flight_until`) is gone.
-            c.in_flight = c.in_flight.saturating_sub(1);
-            if c.in_flight == 0 {
-                c.in_flight_until = None;
+            self.shift(c, now);
+            // why by bucket: a place already forgotten is not taken from a live attempt.
+            if bucket == c.in_flight_bucket {
+                c.in_flight = c.in_flight.saturating_sub(1);
+            } else if after(bucket, self.attempt_limit) == c.in_flight_bucket {
+                c.prev_in_flight = c.prev_in_flight.saturating_sub(1);
             }
             if outcome == Outcome::Failed {
                 c.failures = c.failures.saturating_add(1);
             }
-            c.expires_at = expiry(c, &rule);
+            c.expires_at = self.expiry(c, &rule);
         }
+    }
+
+    /// Move the buckets of attempts in flight on to `now`'s: the current one becomes the
+    /// previous, and anything older is forgotten.
+    fn shift(&self, c: &mut ThrottleCounter, now: OffsetDateTime) {
+        let current = window_start(now, self.attempt_limit);
+        // why `>=`: a bucket ahead (another replica's clock) is kept rather than dropped.
+        if c.in_flight_bucket >= current {
+            return;
+        }
+        c.prev_in_flight = if after(c.in_flight_bucket, self.attempt_limit) == current { c.in_flight } else { 0 };
+        c.in_flight = 0;
+        c.in_flight_bucket = current;
+    }
+
+    /// When a counter is empty again: its failures have left the window, its lockout is
+    /// over, its attempts in flight are forgotten, and `forget_after` has passed (which is
+    /// how long the lockout count is remembered).
+    fn expiry(&self, c: &ThrottleCounter, rule: &ThrottleRule) -> OffsetDateTime {
+        let counted = after(c.window_start, rule.window.saturating_mul(2));
+        let mut end = c.locked_until.map_or(counted, |until| until.max(counted));
+        if c.in_flight + c.prev_in_flight > 0 {
+            end = end.max(after(c.in_flight_bucket, self.attempt_limit.saturating_mul(2)));
+        }
+        after(end, rule.forget_after)
     }
 
     /// The change an attempt makes to its counters (the ones of one login, all locked).
@@ -148,7 +180,7 @@ impl Throttle {
         for c in counters.iter_mut() {
             let rule = *self.rule(c.scope);
             roll(c, &rule, now);
-            settle(c, now);
+            self.shift(c, now);
         }
         let locked = counters.iter().any(|c| c.locked_until.is_some_and(|until| until > now));
         if locked {
@@ -168,20 +200,19 @@ impl Throttle {
         if !refused {
             let full = counters.iter().any(|c| {
                 let rule = self.rule(c.scope);
-                count(c, rule, now) + u64::from(c.in_flight) + 1 > u64::from(rule.max_failures)
+                let in_flight = u64::from(c.in_flight) + u64::from(c.prev_in_flight);
+                count(c, rule, now) + in_flight + 1 > u64::from(rule.max_failures)
             });
             if full {
                 busy.store(true, Ordering::Relaxed);
             } else {
-                let until = after(now, self.attempt_limit);
                 for c in counters.iter_mut() {
                     c.in_flight = c.in_flight.saturating_add(1);
-                    c.in_flight_until = Some(c.in_flight_until.map_or(until, |t| t.max(until)));
                 }
             }
         }
         for c in counters.iter_mut() {
-            c.expires_at = expiry(c, self.rule(c.scope));
+            c.expires_at = self.expiry(c, self.rule(c.scope));
         }
     }
 
@@ -198,8 +229,8 @@ impl Throttle {
         let mut c = c.clone();
         let rule = *self.rule(c.scope);
         roll(&mut c, &rule, now);
-        settle(&mut c, now);
-        c.in_flight
+        self.shift(&mut c, now);
+        c.in_flight + c.prev_in_flight
     }
 }
 
@@ -214,10 +245,8 @@ pub struct Pending {
     outcome: Outcome,
 }
 
-/// why 5 tries a second apart after the first: long enough to ride out a brief outage (the
-/// case that leaves places behind), short enough that a task does not linger. Past them, the
-/// place is forgotten at its counter's `in_flight_until` anyway.
-const FINISH_TRIES: u32 = 6;
+/// How often an interrupted attempt's end is retried while the database does not answer.
+const FINISH_RETRY: Duration = Duration::from_secs(1);
 
 impl Pending {
     /// Take a place for an attempt, in a task of its own: a request cancelled while the place
@@ -232,12 +261,13 @@ impl Pending {
     ) -> Result<Self, Error> {
         let (throttle, store, clock, username) =
             (throttle.clone(), Arc::clone(store), Arc::clone(clock), username.to_owned());
-        tokio::spawn(async move {
+        let admission = async move {
             let admission = throttle.admit(&*store, kind, &username, client, clock.now()).await?;
             Ok(Pending { throttle, store, clock, admission: Some(admission), outcome: Outcome::Released })
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("the throttle task failed: {e}")))?
+        };
+        tokio::spawn(admission.in_current_span())
+            .await
+            .map_err(|e| Error::Internal(format!("the throttle task failed: {e}")))?
     }
 
     /// End the attempt now (and in the background if the database does not answer).
@@ -259,17 +289,25 @@ impl Drop for Pending {
         let (throttle, store, clock, outcome) =
             (self.throttle.clone(), Arc::clone(&self.store), Arc::clone(&self.clock), self.outcome);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
-            for attempt in 0..FINISH_TRIES {
+        // why until forgotten: past two buckets the place is gone anyway; the count bounds the
+        // task where the clock does not move (tests) or jumps.
+        let forgotten = after(admission.bucket, throttle.attempt_limit.saturating_mul(2));
+        let tries = (throttle.attempt_limit.as_secs() * 2).clamp(5, 600);
+        let finish = async move {
+            for attempt in 0..=tries {
                 if attempt > 0 {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(FINISH_RETRY).await;
                 }
                 if throttle.finish(&*store, admission.clone(), outcome, clock.now()).await.is_ok() {
                     return;
                 }
+                if clock.now() >= forgotten {
+                    break;
+                }
             }
-            tracing::warn!("gave up finishing an interrupted login attempt on the throttle counters");
-        });
+            tracing::warn!("could not finish an interrupted login attempt; its place is forgotten in time");
+        };
+        runtime.spawn(finish.in_current_span());
     }
 }
 
@@ -311,29 +349,12 @@ fn roll(c: &mut ThrottleCounter, rule: &ThrottleRule, now: OffsetDateTime) {
     c.window_start = start;
 }
 
-/// Forget the attempts in flight once none can still be running.
-fn settle(c: &mut ThrottleCounter, now: OffsetDateTime) {
-    if c.in_flight_until.is_some_and(|until| until <= now) {
-        c.in_flight = 0;
-        c.in_flight_until = None;
-    }
-}
-
 /// The sliding-window count of a rolled counter (failures only).
 fn count(c: &ThrottleCounter, rule: &ThrottleRule, now: OffsetDateTime) -> u64 {
     let window = micros(rule.window);
     let into = (now - c.window_start).whole_microseconds().clamp(0, window);
     let carried = i128::from(c.prev_failures) * (window - into) / window;
     u64::try_from(carried).unwrap_or(0) + u64::from(c.failures)
-}
-
-/// When a counter is empty again: its failures have left the window, its lockout is over,
-/// and `forget_after` has passed (which is how long the lockout count is remembered).
-fn expiry(c: &ThrottleCounter, rule: &ThrottleRule) -> OffsetDateTime {
-    let counted = after(c.window_start, rule.window.saturating_mul(2));
-    let end = c.locked_until.map_or(counted, |until| until.max(counted));
-    let end = c.in_flight_until.map_or(end, |until| until.max(end));
-    after(end, rule.forget_after)
 }
 
 fn window_start(now: OffsetDateTime, window: Duration) -> OffsetDateTime {
@@ -390,7 +411,7 @@ mod tests {
         let busy = AtomicBool::new(false);
         let before: Vec<u32> = c.iter().map(|c| t.in_flight(c, now)).collect();
         t.attempt(c, now, &busy);
-        let admitted = c.iter().zip(&before).all(|(c, &b)| c.in_flight == b + 1);
+        let admitted = c.iter().zip(&before).all(|(c, &b)| t.in_flight(c, now) == b + 1);
         assert!(!(admitted && busy.load(Ordering::Relaxed)), "admitted and busy at once");
         admitted
     }
@@ -399,9 +420,14 @@ mod tests {
     fn guess(t: &Throttle, c: &mut [ThrottleCounter], now: OffsetDateTime) -> bool {
         let admitted = admit(t, c, now);
         if admitted {
-            t.end(c, Outcome::Failed, now);
+            t.end(c, Outcome::Failed, bucket(t, now), now);
         }
         admitted
+    }
+
+    /// The bucket an attempt admitted at `now` takes its places in.
+    fn bucket(t: &Throttle, now: OffsetDateTime) -> OffsetDateTime {
+        window_start(now, t.attempt_limit)
     }
 
     #[test]
@@ -434,16 +460,16 @@ mod tests {
         assert_eq!((c[0].in_flight, c[0].failures, c[0].locked_until, c[0].strikes), (3, 0, None, 0));
         // They succeed: their places are given back, and the next one is admitted.
         for _ in 0..3 {
-            t.end(&mut c, Outcome::Released, T0 + secs(4));
+            t.end(&mut c, Outcome::Released, bucket(&t, T0), T0 + secs(4));
         }
-        assert_eq!((c[0].in_flight, c[0].failures, c[0].in_flight_until), (0, 0, None));
+        assert_eq!((c[0].in_flight, c[0].prev_in_flight, c[0].failures), (0, 0, 0));
         assert!(admit(&t, &mut c, T0 + secs(5)));
         // Had they been wrong, the next attempt would be locked out.
         for _ in 0..2 {
             assert!(admit(&t, &mut c, T0 + secs(6)));
         }
         for _ in 0..3 {
-            t.end(&mut c, Outcome::Failed, T0 + secs(7));
+            t.end(&mut c, Outcome::Failed, bucket(&t, T0), T0 + secs(7));
         }
         assert_eq!((c[0].in_flight, c[0].failures), (0, 3));
         assert!(!admit(&t, &mut c, T0 + secs(8)));
@@ -451,22 +477,33 @@ mod tests {
     }
 
     #[test]
-    fn places_never_given_back_are_forgotten_after_the_longest_attempt() {
+    fn places_never_given_back_are_forgotten_within_two_request_timeouts() {
+        // Buckets of 30 s (the attempt limit), aligned: T0 starts one.
         let t = throttle();
         let mut c = [counter()];
-        for _ in 0..3 {
-            assert!(admit(&t, &mut c, T0));
+        for _ in 0..2 {
+            assert!(admit(&t, &mut c, T0 + secs(25)), "two that will never end");
         }
-        assert_eq!(c[0].in_flight_until, Some(T0 + secs(30)));
-        assert!(!admit(&t, &mut c, T0 + secs(29)), "still in flight");
-        assert_eq!(t.in_flight(&c[0], T0 + secs(30)), 0);
-        assert!(admit(&t, &mut c, T0 + secs(30)), "a replica that died mid-login leaves nothing behind");
-        assert_eq!((c[0].in_flight, c[0].in_flight_until), (1, Some(T0 + secs(60))));
-        // A late end of a forgotten attempt takes nothing from the live ones but its own.
-        t.end(&mut c, Outcome::Released, T0 + secs(31));
-        t.end(&mut c, Outcome::Released, T0 + secs(31));
-        assert_eq!((c[0].in_flight, c[0].in_flight_until), (0, None));
-        assert!(c[0].expires_at >= T0 + secs(60), "a counter outlives its attempts in flight");
+        // A busy address keeps logging in: the lost places still count in the next bucket...
+        assert!(admit(&t, &mut c, T0 + secs(35)));
+        t.end(&mut c, Outcome::Released, bucket(&t, T0 + secs(35)), T0 + secs(36));
+        assert_eq!(t.in_flight(&c[0], T0 + secs(59)), 2);
+        assert!(admit(&t, &mut c, T0 + secs(40)));
+        assert!(!admit(&t, &mut c, T0 + secs(41)), "2 lost + 1 live: the limit of 3");
+        // ...and are forgotten in the one after, however busy the counter stays.
+        assert_eq!(t.in_flight(&c[0], T0 + secs(60)), 1, "only the live one");
+        assert!(admit(&t, &mut c, T0 + secs(60)));
+        assert!(admit(&t, &mut c, T0 + secs(61)));
+        // The live one (of the 30 s bucket) ends in the next bucket: its own place is freed...
+        t.end(&mut c, Outcome::Released, bucket(&t, T0 + secs(40)), T0 + secs(62));
+        assert_eq!((c[0].prev_in_flight, c[0].in_flight), (0, 2));
+        // ...and a late end of a forgotten one (of the 0 s bucket) takes nothing from them.
+        t.end(&mut c, Outcome::Released, bucket(&t, T0 + secs(25)), T0 + secs(63));
+        assert_eq!((c[0].prev_in_flight, c[0].in_flight), (0, 2));
+        // A late failure still counts as one.
+        t.end(&mut c, Outcome::Failed, bucket(&t, T0 + secs(25)), T0 + secs(64));
+        assert_eq!((c[0].in_flight, c[0].failures), (2, 1));
+        assert!(c[0].expires_at >= T0 + secs(60 + 60), "a counter outlives its places in flight");
     }
 
     #[test]
