@@ -245,8 +245,11 @@ pub struct Pending {
     outcome: Outcome,
 }
 
-/// How often an interrupted attempt's end is retried while the database does not answer.
-const FINISH_RETRY: Duration = Duration::from_secs(1);
+/// The first wait before an interrupted attempt's end is retried, doubled each time up to
+/// `FINISH_RETRY_MAX` while the database does not answer. why short at first: right after an
+/// outage, a place held a moment too long may ask a correct login to retry.
+const FINISH_RETRY: Duration = Duration::from_millis(50);
+const FINISH_RETRY_MAX: Duration = Duration::from_secs(1);
 
 impl Pending {
     /// Take a place for an attempt, in a task of its own: a request cancelled while the place
@@ -294,9 +297,11 @@ impl Drop for Pending {
         let forgotten = after(admission.bucket, throttle.attempt_limit.saturating_mul(2));
         let tries = (throttle.attempt_limit.as_secs() * 2).clamp(5, 600);
         let finish = async move {
+            let mut wait = FINISH_RETRY;
             for attempt in 0..=tries {
                 if attempt > 0 {
-                    tokio::time::sleep(FINISH_RETRY).await;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(FINISH_RETRY_MAX);
                 }
                 if throttle.finish(&*store, admission.clone(), outcome, clock.now()).await.is_ok() {
                     return;
