@@ -50,8 +50,7 @@ for backend in sqlite postgres; do
     rm -f "$OUT"/bench.db*
     url="sqlite://$OUT/bench.db"
   else
-    psql "$PG_ADMIN" -q -c 'DROP DATABASE IF EXISTS tokenauth_bench WITH (FORCE)' -c 'CREATE DATABASE tokenauth_bench'
-    url=$(python3 -c 'import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/tokenauth_bench").geturl())' "$PG_ADMIN")
+    url=$(scripts/fresh-database.sh "$PG_ADMIN" tokenauth_bench)
   fi
   export TOKENAUTH_DATABASE_URL=$url
   echo "$PASSWORD" | "$BIN" user add bench --password-stdin >/dev/null

@@ -26,8 +26,7 @@ for backend in sqlite postgres; do
     rm -f "$OUT"/timing.db*
     url="sqlite://$OUT/timing.db"
   else
-    psql "$PG_ADMIN" -q -c 'DROP DATABASE IF EXISTS tokenauth_timing WITH (FORCE)' -c 'CREATE DATABASE tokenauth_timing'
-    url=$(python3 -c 'import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(p._replace(path="/tokenauth_timing").geturl())' "$PG_ADMIN")
+    url=$(scripts/fresh-database.sh "$PG_ADMIN" tokenauth_timing)
   fi
   export TOKENAUTH_DATABASE_URL=$url
   echo "timing-password" | "$BIN" user add timing@example.com --password-stdin >/dev/null

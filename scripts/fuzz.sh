@@ -73,13 +73,9 @@ while read -r name; do unset "$name"; done < <(compgen -e | grep '^TOKENAUTH_' |
 export TOKENAUTH_CONFIG=""
 if [ "$BACKEND" = postgres ]; then
   [ -n "$pg_admin" ] || pg_admin="$(scripts/ensure-postgres.sh)"
-  command -v psql >/dev/null || scripts/apt-install.sh postgresql-client
   # why the tokenauth_test_ prefix: scripts/test.sh drops what an interrupted run leaves.
   pg_db="tokenauth_test_fuzz_$$"
-  psql "$pg_admin" -qc "CREATE DATABASE \"$pg_db\""
-  # The admin URL with the new database as its path (user, password and options kept).
-  TOKENAUTH_DATABASE_URL="$(python3 -c 'import sys, urllib.parse as u
-p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$pg_admin" "$pg_db")"
+  TOKENAUTH_DATABASE_URL="$(scripts/fresh-database.sh "$pg_admin" "$pg_db")"
   export TOKENAUTH_DATABASE_URL
 else
   export TOKENAUTH_DATABASE_URL="sqlite://$work/fuzz.db"
