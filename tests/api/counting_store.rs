@@ -6,10 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use tokenauth::config::Config;
 use tokenauth::principal::PrincipalKind;
 use tokenauth::store::*;
 use tokenauth::token::secret::TokenHash;
 use uuid::Uuid;
+
+use crate::helpers::{Backend, TestApp};
 
 #[derive(Debug)]
 pub struct CountingStore {
@@ -24,6 +27,18 @@ impl CountingStore {
 
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// A `TestApp` (its config adjusted) whose store counts its writes, and the counter.
+    pub async fn app(backend: Backend, adjust: impl FnOnce(&mut Config)) -> (TestApp, Arc<CountingStore>) {
+        let mut counter = None;
+        let app = TestApp::wrapping_store(backend, adjust, |inner| {
+            let counting = Arc::new(CountingStore::new(inner));
+            counter = Some(Arc::clone(&counting));
+            counting as Arc<dyn Store>
+        })
+        .await;
+        (app, counter.expect("wrapping_store wraps the store"))
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::json;
 use tokenauth::principal::PrincipalKind;
-use tokenauth::store::Store;
 use tokenauth::token::{NewProfile, parse_acl};
 
 use crate::counting_store::CountingStore;
@@ -54,18 +53,7 @@ async fn verify(app: &TestApp, token: &str) -> TestResponse {
 }
 
 async fn checks_are_served_from_the_cache_and_never_write(backend: Backend) {
-    let mut counter = None;
-    let app = TestApp::wrapping_store(
-        backend,
-        |_| {},
-        |inner| {
-            let counting = Arc::new(CountingStore::new(inner));
-            counter = Some(Arc::clone(&counting));
-            counting as Arc<dyn Store>
-        },
-    )
-    .await;
-    let counter = counter.unwrap();
+    let (app, counter) = CountingStore::app(backend, |_| {}).await;
     setup(&app).await;
     let tokens = tokens(&app).await;
     let (hits_before, misses_before, _) = app.tokens.cache().stats();

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tokenauth::app;
 use tokenauth::principal::PrincipalKind;
-use tokenauth::store::{Store, ThrottleScope};
+use tokenauth::store::ThrottleScope;
 use tokenauth::token::NewProfile;
 use tokenauth::token::clock::SystemClock;
 
@@ -368,18 +368,7 @@ async fn the_throttle_commands_list_and_clear(backend: Backend) {
 }
 
 async fn unknown_names_and_wrong_passwords_do_the_same_work(backend: Backend) {
-    let mut counter = None;
-    let app = TestApp::wrapping_store(
-        backend,
-        |c| c.throttle.ip.max_failures = 1000,
-        |inner| {
-            let counting = Arc::new(CountingStore::new(inner));
-            counter = Some(Arc::clone(&counting));
-            counting as Arc<dyn Store>
-        },
-    )
-    .await;
-    let counter = counter.unwrap();
+    let (app, counter) = CountingStore::app(backend, |c| c.throttle.ip.max_failures = 1000).await;
     add(&app, PrincipalKind::User, "alice@example.com").await;
     add(&app, PrincipalKind::Reseller, "acme").await;
     for dialect in DIALECTS {
