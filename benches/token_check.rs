@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection as _;
 use tokenauth::app;
 use tokenauth::config::{Config, DatabaseUrl};
-use tokenauth::principal::PrincipalKind;
+use tokenauth::model::PrincipalKind;
 use tokenauth::token::clock::SystemClock;
 use tokenauth::token::{LoginOptions, NewProfile, TokenService};
 

@@ -22,13 +22,14 @@ use crate::dialect::dialer::{self, Dialer, DialerReseller};
 use crate::dialect::knox::{self, Knox};
 use crate::dialect::usertoken::{self, Usertoken};
 use crate::dialect::webitel::{self, Webitel};
-use crate::dialect::{Mount, Policies};
 use crate::error::Error;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
 use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
 use crate::middleware::{access_log, error_log};
+pub use crate::state::AppState;
 use crate::store::{self, Store};
+use crate::surface::Mount;
 use crate::token::TokenService;
 use crate::token::cache::TokenCache;
 use crate::token::clock::Clock;
@@ -36,25 +37,13 @@ use crate::token::password::Passwords;
 use crate::token::throttle::Throttle;
 use crate::ui::{self, Ui};
 use crate::verify::{self, Verify};
-use crate::{health, openapi};
+use crate::{dialect, openapi, ops};
 
-/// What every handler can reach. Dialects see the token service, never the store.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The token service.
-    pub tokens: Arc<TokenService>,
-    /// The effective configuration.
-    pub config: Arc<Config>,
-    /// Every dialect's token policy, built once from the config.
-    pub policies: Arc<Policies>,
-}
-
-impl AppState {
-    /// Assemble the state from a config and a service.
-    pub fn new(config: Config, tokens: Arc<TokenService>) -> Self {
-        let policies = Arc::new(Policies::from_config(&config));
-        AppState { tokens, config: Arc::new(config), policies }
-    }
+/// The state every handler reaches: the service, the config, and the token policies built
+/// once from it (each dialect's, and the web page's).
+pub fn state(config: Config, tokens: Arc<TokenService>) -> AppState {
+    let policies = Arc::new(dialect::policies(&config, ui::policy(&config.ui)));
+    AppState { tokens, config: Arc::new(config), policies }
 }
 
 /// Open the configured store and run its migrations.
@@ -133,9 +122,9 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     for m in mounts {
         by_prefix.entry(m.prefix.clone()).or_default().push(m);
     }
-    let mut app = health::router().merge(openapi::router());
+    let mut app = ops::router().merge(openapi::router());
     if config.metrics_bind.is_none() {
-        app = app.merge(metrics::router());
+        app = app.merge(ops::metrics_router());
     }
     for (prefix, group) in by_prefix {
         // why: a prefix owned by one dialect (the dialer has two mounts) answers unknown paths
@@ -156,7 +145,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
 
     let trusted = TrustedProxies::new(config.trusted_proxies.clone());
     let layers = ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::middleware::metrics::track))
         .layer(middleware::map_request(sanitize))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
         .layer(middleware::from_fn_with_state(trusted, resolve_client_ip))
@@ -169,14 +158,14 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
 
 /// `/metrics` alone, for the separate `metrics_bind` listener.
 pub fn metrics_router(state: AppState) -> Router {
-    metrics::router().with_state(state)
+    ops::metrics_router().with_state(state)
 }
 
 /// Refuse two mounted routes with the same full path, or one that shadows health.
 fn check_overlaps(mounts: &[Mount]) -> Result<(), ConfigError> {
-    let mut seen: BTreeMap<String, &str> = health::PATHS.iter().map(|p| ((*p).to_owned(), "health")).collect();
+    let mut seen: BTreeMap<String, &str> = ops::PATHS.iter().map(|p| ((*p).to_owned(), "health")).collect();
     seen.extend(openapi::PATHS.iter().map(|p| ((*p).to_owned(), "openapi")));
-    seen.extend(metrics::PATHS.iter().map(|p| ((*p).to_owned(), "metrics")));
+    seen.extend(ops::METRICS_PATHS.iter().map(|p| ((*p).to_owned(), "metrics")));
     for m in mounts {
         for path in m.paths {
             let full = format!("{}{path}", m.prefix.trim_end_matches('/'));

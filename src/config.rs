@@ -19,6 +19,8 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::model::{DialectId, LogoutStatus};
+
 /// The effective configuration. Every field has a default; see `config/tokenauth.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -339,7 +341,7 @@ pub struct KnoxConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens_per_user: Option<u32>,
     /// Status of a successful logout: 200 (the seed) or 204 (real knox); the body is empty.
-    pub logout_status: u16,
+    pub logout_status: LogoutStatus,
 }
 
 impl Default for KnoxConfig {
@@ -353,7 +355,7 @@ impl Default for KnoxConfig {
             min_refresh_interval: Duration::from_secs(60),
             max_lifetime: None,
             max_tokens_per_user: None,
-            logout_status: 200,
+            logout_status: LogoutStatus::Ok,
         }
     }
 }
@@ -691,7 +693,11 @@ fn flatten(err: figment::Error) -> String {
                     }
                 ));
             }
-            without_excerpt(&e.to_string())
+            // why the path: figment names an environment variable's key in upper case
+            // (`KNOX.LOGOUT_STATUS`), which is not how the file or the docs spell it.
+            let path = e.path.join(".");
+            let message = without_excerpt(&e.to_string());
+            if path.is_empty() || message.contains(&path) { message } else { format!("{path}: {message}") }
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -728,13 +734,12 @@ fn kind_of(actual: &figment::error::Actual) -> &'static str {
 
 impl Config {
     /// Whether the dialect named `name` is served (`usertoken`, `knox`, `webitel`, `dialer`).
-    pub fn dialect_enabled(&self, name: &str) -> bool {
-        match name {
-            "usertoken" => self.usertoken.enabled,
-            "knox" => self.knox.enabled,
-            "webitel" => self.webitel.enabled,
-            "dialer" => self.dialer.enabled,
-            _ => false,
+    pub fn dialect_enabled(&self, dialect: DialectId) -> bool {
+        match dialect {
+            DialectId::Usertoken => self.usertoken.enabled,
+            DialectId::Knox => self.knox.enabled,
+            DialectId::Webitel => self.webitel.enabled,
+            DialectId::Dialer => self.dialer.enabled,
         }
     }
 
@@ -796,9 +801,6 @@ impl Config {
         if tp.len() > 10 || !tp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             problems.push(format!("knox.token_prefix {tp:?}: at most 10 characters of [A-Za-z0-9_-]"));
         }
-        if !matches!(self.knox.logout_status, 200 | 204) {
-            problems.push(format!("knox.logout_status {}: must be 200 or 204", self.knox.logout_status));
-        }
         for (name, value) in [
             ("usertoken.token_ttl", self.usertoken.token_ttl),
             ("knox.token_ttl", self.knox.token_ttl),
@@ -816,11 +818,11 @@ impl Config {
             }
         }
         if let Some(secret) = &self.jwt_secret
-            && secret.expose().expose_secret().len() < crate::token::jwt::MIN_SECRET_BYTES
+            && secret.expose().expose_secret().len() < MIN_SECRET_BYTES
         {
             problems.push(format!(
                 "jwt_secret must be at least {} bytes (e.g. `openssl rand -base64 48`)",
-                crate::token::jwt::MIN_SECRET_BYTES
+                MIN_SECRET_BYTES
             ));
         }
         for (i, rule) in self.verify.acl.iter().enumerate() {
@@ -863,8 +865,12 @@ impl Config {
     }
 }
 
-/// why 100 years: longer lifetimes would overflow the calendar the databases and RFC 3339 share
-/// (year 9999); for "forever", omit the ttl.
+/// The shortest JWT secret accepted. why 32 bytes: HS256's key should be at least its 256-bit
+/// output (RFC 7518 §3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The longest token lifetime accepted. why 100 years: longer lifetimes would overflow the
+/// calendar the databases and RFC 3339 share (year 9999); for "forever", omit the ttl.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A mount prefix is `/` or `/segment[/segment...]` without a trailing slash or wildcards.
@@ -948,6 +954,20 @@ mod tests {
     }
 
     #[test]
+    fn knox_logout_status_is_200_or_204() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[knox]\nlogout_status = 201\n").unwrap();
+        let err = load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("logout_status") && err.contains("must be 200 or 204"), "{err}");
+        std::fs::write(&path, "[knox]\nlogout_status = 204\n").unwrap();
+        assert_eq!(
+            load(Some(&path), &Overrides::default()).unwrap().config.knox.logout_status,
+            LogoutStatus::NoContent
+        );
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }
@@ -956,20 +976,12 @@ mod tests {
     fn inconsistent_values_are_refused() {
         let mut c = Config::default();
         c.database.acquire_timeout = Duration::from_secs(60);
-        c.knox.logout_status = 201;
         c.knox.token_prefix = "has space".into();
         c.usertoken.prefix = "/a/".into();
         c.knox.max_tokens_per_user = Some(0);
         c.knox.token_ttl = Some(Duration::from_secs(200 * 365 * 24 * 3600));
         let err = c.validate().unwrap_err().to_string();
-        for needle in [
-            "acquire_timeout",
-            "logout_status",
-            "token_prefix",
-            "usertoken.prefix",
-            "max_tokens_per_user",
-            "knox.token_ttl",
-        ] {
+        for needle in ["acquire_timeout", "token_prefix", "usertoken.prefix", "max_tokens_per_user", "knox.token_ttl"] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

@@ -3,7 +3,7 @@
 //! Policy: the token service, the store adapters and the CLI all speak `Error`. It is
 //! dialect-neutral: it says *what* went wrong (a missing field, bad credentials, an expired
 //! token) and never *how* to say it on the wire. Each dialect renders it in its own shape
-//! through `dialect::Dialect::error_response`, and the CLI prints its `Display` as one line.
+//! through `surface::ErrorShape::error_response`, and the CLI prints its `Display` as one line.
 //! Details that must not reach a client (database errors) live only in `Internal`, whose
 //! rendering everywhere is an opaque message; the detail is logged once by the error-log layer.
 

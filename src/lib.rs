@@ -16,16 +16,16 @@ pub mod config;
 pub mod dialect;
 /// The one error type.
 pub mod error;
-/// `/healthz` and `/readyz`.
-pub mod health;
 /// Prometheus metrics and `/metrics`.
 pub mod metrics;
 /// Cross-cutting HTTP layers: request id, client IP, access log, error log.
 pub mod middleware;
+/// The model: principals, tokens, dialects and the rest; the lowest layer.
+pub mod model;
 /// The OpenAPI document of every endpoint, generated from the code.
 pub mod openapi;
-/// Principal kinds and names.
-pub mod principal;
+/// The operations surface: `/healthz`, `/readyz`, `/metrics`.
+pub mod ops;
 /// Property tests (proptest) of every parser of untrusted input: `Authorization` headers,
 /// token shapes, JWTs, RFC 3339 times, forwarding headers and allowed-IP networks; they must
 /// never panic and must accept exactly what they document.
@@ -33,8 +33,12 @@ pub mod principal;
 mod proptests;
 /// Binding, serving and graceful shutdown.
 pub mod server;
+/// `AppState`, what every handler reaches.
+pub mod state;
 /// The storage seam and its Postgres and SQLite implementations.
 pub mod store;
+/// What every HTTP surface shares: error shapes, the per-mount layers, credential parsers.
+pub mod surface;
 /// Logging setup.
 pub mod telemetry;
 /// The token service: issue, authenticate, bump, revoke, list; passwords; the clock.

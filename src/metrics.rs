@@ -1,17 +1,13 @@
-//! Prometheus metrics, served at `/metrics` (or on `metrics_bind` alone), in the OpenMetrics
-//! text format written by the `prometheus-client` crate.
+//! Prometheus metrics: the registry and what feeds it, rendered in the OpenMetrics text
+//! format by the `prometheus-client` crate. The HTTP side (the counting layer, the `/metrics`
+//! route) is in `middleware::metrics` and `ops`.
 //!
 //! Policy: one `Metrics` per server, passed down like every other piece of state (no global
 //! recorder, so parallel tests keep their own figures). Labels are bounded sets: routes are the
 //! matched route templates (an unmatched path is `unmatched`), outcomes are fixed names, never
 //! user input.
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -20,11 +16,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::app::AppState;
 use crate::error::{AuthFailure, CredentialFailure, Error};
-
-/// Paths served here, for the overlap check.
-pub(crate) const PATHS: &[&str] = &["/metrics"];
+use crate::model::Issuer;
+use crate::store::PoolStats;
 
 /// Labels of an HTTP request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,8 +43,8 @@ pub struct RouteLabels {
 /// Labels of a login.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoginLabels {
-    /// The dialect logged in through.
-    pub dialect: String,
+    /// The dialect logged in through (or `ui`, the web page).
+    pub dialect: &'static str,
     /// `success`, or why it failed.
     pub outcome: &'static str,
 }
@@ -115,6 +109,17 @@ pub struct Metrics {
     cache_lookups: Family<CacheLabels, Gauge>,
     cache_entries: Gauge,
     listener_reconnects: Counter,
+}
+
+/// The token cache's figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Lookups answered from the cache since start.
+    pub hits: u64,
+    /// Lookups that went to the database since start.
+    pub misses: u64,
+    /// Entries now (approximate).
+    pub entries: u64,
 }
 
 /// Labels of the cache's lookup counts.
@@ -199,8 +204,8 @@ impl Metrics {
         }
     }
 
-    /// Count a login through `dialect` that ended with `result`.
-    pub fn login<T>(&self, dialect: &str, result: &Result<T, Error>) {
+    /// Count a login through `issuer` that ended with `result`.
+    pub fn login<T>(&self, issuer: Issuer, result: &Result<T, Error>) {
         let outcome = match result {
             Ok(_) => "success",
             Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal)) => "unknown_principal",
@@ -215,7 +220,7 @@ impl Metrics {
             Err(Error::Invalid(_) | Error::Fields(_)) => "invalid",
             Err(_) => "error",
         };
-        self.logins.get_or_create(&LoginLabels { dialect: dialect.to_owned(), outcome }).inc();
+        self.logins.get_or_create(&LoginLabels { dialect: issuer.as_str(), outcome }).inc();
     }
 
     /// Count a token check that ended with `result`.
@@ -234,7 +239,8 @@ impl Metrics {
         self.token_checks.get_or_create(&CheckLabels { outcome: failure.reason() }).inc();
     }
 
-    fn observe_http(&self, method: &str, route: &str, status: StatusCode, seconds: f64) {
+    /// Count and time one HTTP request.
+    pub(crate) fn observe_http(&self, method: &str, route: &str, status: StatusCode, seconds: f64) {
         let (method, route) = (method.to_owned(), route.to_owned());
         self.http_latency.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(seconds);
         self.http_requests.get_or_create(&HttpLabels { method, route, status: status.as_u16() }).inc();
@@ -245,75 +251,18 @@ impl Metrics {
         self.listener_reconnects.inc();
     }
 
-    /// The exposition text, with the pool gauges `(size, idle, max)` and the cache's
-    /// `(hits, misses, entries)` sampled now.
-    pub fn render(&self, pool: (u32, usize, u32), cache: (u64, u64, u64)) -> Result<String, std::fmt::Error> {
-        let (hits, misses, entries) = cache;
+    /// The exposition text, with the pool's and the cache's gauges sampled now.
+    pub fn render(&self, pool: PoolStats, cache: CacheStats) -> Result<String, std::fmt::Error> {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.cache_lookups.get_or_create(&CacheLabels { result: "hit" }).set(gauge(hits));
-        self.cache_lookups.get_or_create(&CacheLabels { result: "miss" }).set(gauge(misses));
-        self.cache_entries.set(gauge(entries));
-        let (size, idle, max) = pool;
-        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        self.cache_lookups.get_or_create(&CacheLabels { result: "hit" }).set(gauge(cache.hits));
+        self.cache_lookups.get_or_create(&CacheLabels { result: "miss" }).set(gauge(cache.misses));
+        self.cache_entries.set(gauge(cache.entries));
+        let idle = i64::try_from(pool.idle).unwrap_or(i64::MAX);
         self.pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle);
-        self.pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set((i64::from(size) - idle).max(0));
-        self.pool_max.set(i64::from(max));
+        self.pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set((i64::from(pool.size) - idle).max(0));
+        self.pool_max.set(i64::from(pool.max));
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)
-    }
-}
-
-/// Layer: count every request and time it, by matched route.
-pub(crate) async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // why a fixed set: /verify takes any method, and a client's invented methods must not
-    // grow the label set without bound.
-    let method = match *req.method() {
-        Method::GET
-        | Method::HEAD
-        | Method::POST
-        | Method::PUT
-        | Method::DELETE
-        | Method::PATCH
-        | Method::OPTIONS
-        | Method::TRACE
-        | Method::CONNECT => req.method().as_str().to_owned(),
-        _ => "other".to_owned(),
-    };
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let resp = next.run(req).await;
-    app.tokens.metrics().observe_http(&method, &route, resp.status(), started.elapsed().as_secs_f64());
-    resp
-}
-
-/// The `/metrics` route.
-pub(crate) fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/metrics", axum::routing::get(serve))
-}
-
-/// The metrics in the OpenMetrics text format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "metrics",
-    operation_id = "metrics",
-    summary = "Prometheus metrics (OpenMetrics text), unless served on metrics_bind",
-    responses(
-        (status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = 405, description = "Only GET (and HEAD)"),
-        (status = 500, description = "The metrics could not be rendered (logged)"),
-    )
-)]
-pub(crate) async fn serve(State(app): State<AppState>) -> Response {
-    match app.tokens.metrics().render(app.tokens.pool_stats(), app.tokens.cache().stats()) {
-        Ok(text) => {
-            let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
-            ([(header::CONTENT_TYPE, content_type)], text).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot render the metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
     }
 }

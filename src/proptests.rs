@@ -55,8 +55,8 @@ mod credentials {
     use secrecy::ExposeSecret as _;
 
     use super::*;
-    use crate::dialect::{basic_credentials, scheme_credentials};
     use crate::error::{AuthFailure, CredentialFailure, Malformation};
+    use crate::surface::{basic_credentials, scheme_credentials};
 
     const SCHEMES: [&str; 3] = ["Basic", "Bearer", "Token"];
 

@@ -77,7 +77,7 @@ impl Server {
     pub async fn bind_with(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let tokens = app::token_service(&config, Arc::clone(&store), clock).await?;
         let bind = config.bind;
-        let state = AppState::new(config, tokens);
+        let state = app::state(config, tokens);
         let router = app::router(state.clone())?;
         let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
         let metrics = match state.config.metrics_bind {

@@ -21,13 +21,14 @@ use uuid::Uuid;
 
 use crate::app;
 use crate::config::{self, Config, Overrides};
-use crate::dialect::Policies;
-use crate::principal::PrincipalKind;
+use crate::model::Attributes;
+use crate::model::DialectId;
+use crate::model::PrincipalKind;
+use crate::model::ThrottleScope;
 use crate::server::{Server, shutdown_signal};
-use crate::store::Attributes;
 use crate::store::Store;
-use crate::store::ThrottleScope;
 use crate::telemetry;
+use crate::token::Policies;
 use crate::token::clock::SystemClock;
 use crate::token::throttle::{account_subject, ip_subject};
 use crate::token::{
@@ -431,13 +432,13 @@ pub enum DialectName {
     Dialer,
 }
 
-impl DialectName {
-    fn as_str(self) -> &'static str {
-        match self {
-            DialectName::Usertoken => "usertoken",
-            DialectName::Knox => "knox",
-            DialectName::Webitel => "webitel",
-            DialectName::Dialer => "dialer",
+impl From<DialectName> for DialectId {
+    fn from(d: DialectName) -> Self {
+        match d {
+            DialectName::Usertoken => DialectId::Usertoken,
+            DialectName::Knox => DialectId::Knox,
+            DialectName::Webitel => DialectId::Webitel,
+            DialectName::Dialer => DialectId::Dialer,
         }
     }
 }
@@ -498,7 +499,7 @@ impl Cli {
                 with_service(&config, |tokens| keys(cmd, tokens, configured)).await
             }
             Command::Token(cmd) => {
-                let policies = Policies::from_config(&config);
+                let policies = crate::dialect::policies(&config, crate::ui::policy(&config.ui));
                 with_service(&config, |tokens| token(cmd, tokens, policies)).await
             }
         }
@@ -700,9 +701,7 @@ async fn token(cmd: TokenCommand, tokens: Arc<TokenService>, policies: Policies)
             if reseller && dialect != DialectName::Dialer {
                 bail!("--reseller works with --dialect dialer only: resellers log in through the dialer dialect");
             }
-            let policy = policies
-                .by_name(dialect.as_str())
-                .with_context(|| format!("no policy for dialect {}", dialect.as_str()))?;
+            let policy = policies.get(dialect.into());
             let options = MintOptions { static_token, ttl, note };
             let issued = tokens.mint(policy, kind_of(reseller), &name, options).await?;
             if json {

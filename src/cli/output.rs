@@ -4,9 +4,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::{
-    AuditEntry, GroupRecord, PrincipalRecord, RoleRecord, SigningKeyRecord, ThrottleCounter, TokenRecord,
-};
+use crate::model::{AuditEntry, GroupSummary, Principal, RoleSummary, SigningKey, ThrottleCounter, Token};
 use crate::token::throttle::Throttle;
 use crate::token::{Issued, TokenState};
 
@@ -46,7 +44,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 /// `user list`
-pub(super) fn principals_table(list: &[PrincipalRecord]) -> String {
+pub(super) fn principals_table(list: &[Principal]) -> String {
     let rows = list
         .iter()
         .map(|p| {
@@ -66,7 +64,7 @@ pub(super) fn principals_table(list: &[PrincipalRecord]) -> String {
 }
 
 /// `user list --json`
-pub(super) fn principals_json(list: &[PrincipalRecord]) -> anyhow::Result<String> {
+pub(super) fn principals_json(list: &[Principal]) -> anyhow::Result<String> {
     let values: Vec<_> = list
         .iter()
         .map(|p| {
@@ -86,16 +84,16 @@ pub(super) fn principals_json(list: &[PrincipalRecord]) -> anyhow::Result<String
     Ok(serde_json::to_string_pretty(&values)? + "\n")
 }
 
-fn balance(p: &PrincipalRecord) -> String {
+fn balance(p: &Principal) -> String {
     p.attributes.balance.map_or_else(|| "-".to_owned(), |b| b.to_string())
 }
 
-fn allowed_ips(p: &PrincipalRecord) -> Vec<String> {
+fn allowed_ips(p: &Principal) -> Vec<String> {
     p.attributes.allowed_ips.iter().map(ToString::to_string).collect()
 }
 
 /// `reseller list`
-pub(super) fn resellers_table(list: &[PrincipalRecord]) -> String {
+pub(super) fn resellers_table(list: &[Principal]) -> String {
     let rows = list
         .iter()
         .map(|p| {
@@ -115,7 +113,7 @@ pub(super) fn resellers_table(list: &[PrincipalRecord]) -> String {
 }
 
 /// `reseller list --json`; the balance is a string, so it stays exact.
-pub(super) fn resellers_json(list: &[PrincipalRecord]) -> anyhow::Result<String> {
+pub(super) fn resellers_json(list: &[Principal]) -> anyhow::Result<String> {
     let values: Vec<_> = list
         .iter()
         .map(|p| {
@@ -134,7 +132,7 @@ pub(super) fn resellers_json(list: &[PrincipalRecord]) -> anyhow::Result<String>
 }
 
 /// `group list`
-pub(super) fn groups_table(list: &[GroupRecord]) -> String {
+pub(super) fn groups_table(list: &[GroupSummary]) -> String {
     let rows = list
         .iter()
         .map(|g| {
@@ -152,7 +150,7 @@ pub(super) fn groups_table(list: &[GroupRecord]) -> String {
 }
 
 /// `group list --json`
-pub(super) fn groups_json(list: &[GroupRecord]) -> anyhow::Result<String> {
+pub(super) fn groups_json(list: &[GroupSummary]) -> anyhow::Result<String> {
     let values: Vec<_> = list
         .iter()
         .map(|g| {
@@ -170,13 +168,13 @@ pub(super) fn groups_json(list: &[GroupRecord]) -> anyhow::Result<String> {
 }
 
 /// `token list`
-pub(super) fn tokens_table(list: &[TokenRecord], now: OffsetDateTime) -> String {
+pub(super) fn tokens_table(list: &[Token], now: OffsetDateTime) -> String {
     let rows = list
         .iter()
         .map(|t| {
             vec![
                 t.id.to_string(),
-                t.dialect.clone(),
+                t.issuer.to_string(),
                 t.kind.as_str().into(),
                 TokenState::of(t, now).as_str().into(),
                 when(Some(t.created_at)),
@@ -190,13 +188,13 @@ pub(super) fn tokens_table(list: &[TokenRecord], now: OffsetDateTime) -> String 
 }
 
 /// `token list --json`
-pub(super) fn tokens_json(list: &[TokenRecord], now: OffsetDateTime) -> anyhow::Result<String> {
+pub(super) fn tokens_json(list: &[Token], now: OffsetDateTime) -> anyhow::Result<String> {
     let values: Vec<_> = list
         .iter()
         .map(|t| {
             json!({
                 "id": t.id,
-                "dialect": t.dialect,
+                "dialect": t.issuer,
                 "kind": t.kind,
                 "state": TokenState::of(t, now).as_str(),
                 "created": when_json(Some(t.created_at)),
@@ -221,7 +219,7 @@ pub(super) fn issued_json(issued: &Issued) -> anyhow::Result<String> {
 }
 
 /// `role list`
-pub(super) fn roles_table(list: &[RoleRecord]) -> anyhow::Result<String> {
+pub(super) fn roles_table(list: &[RoleSummary]) -> anyhow::Result<String> {
     let rows = list
         .iter()
         .map(|r| {
@@ -238,7 +236,7 @@ pub(super) fn roles_table(list: &[RoleRecord]) -> anyhow::Result<String> {
 }
 
 /// `role list --json`
-pub(super) fn roles_json(list: &[RoleRecord]) -> anyhow::Result<String> {
+pub(super) fn roles_json(list: &[RoleSummary]) -> anyhow::Result<String> {
     let values: Vec<_> = list
         .iter()
         .map(|r| {
@@ -255,7 +253,7 @@ pub(super) fn roles_json(list: &[RoleRecord]) -> anyhow::Result<String> {
 }
 
 /// `keys list`: ids and times only; the secrets never leave the database.
-pub(super) fn keys_table(stored: &[SigningKeyRecord], signing: &str) -> String {
+pub(super) fn keys_table(stored: &[SigningKey], signing: &str) -> String {
     let mut rows: Vec<Vec<String>> = stored
         .iter()
         .map(|k| vec![k.kid.clone(), when(Some(k.created_at)), if k.kid == signing { "yes" } else { "" }.into()])

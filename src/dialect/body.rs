@@ -7,9 +7,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde_json::{Map, Value};
 
-use super::{Dialect, DialectError};
-use crate::app::AppState;
 use crate::error::{Error, FieldError, FieldProblem};
+use crate::state::AppState;
+use crate::surface::{ErrorShape, ShapedError};
 
 /// The request body as a JSON object; `None` when the body is empty.
 ///
@@ -17,8 +17,8 @@ use crate::error::{Error, FieldError, FieldProblem};
 /// a non-empty body must be `application/json` (or `application/*+json`) and an object.
 pub(crate) struct JsonObject<D>(pub(crate) Option<Map<String, Value>>, pub(crate) PhantomData<fn() -> D>);
 
-impl<D: Dialect> FromRequest<AppState> for JsonObject<D> {
-    type Rejection = DialectError<D>;
+impl<D: ErrorShape> FromRequest<AppState> for JsonObject<D> {
+    type Rejection = ShapedError<D>;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let content_type =

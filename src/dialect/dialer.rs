@@ -11,7 +11,7 @@
 //!
 //! The two kinds' messages differ (users: `Invalid login credentials`, 406 for the IP rule;
 //! resellers: `Invalid ID or Password`, 401 `Your IP is not allowed`), so each kind's routes
-//! are their own `Dialect` type, both issuing and accepting tokens of the one `dialer` name.
+//! are their own `ErrorShape` type, both issuing and accepting tokens of the one `dialer` name.
 //! Mounted under a prefix (Hello Hunter clients call `/a/session.json`), both move together.
 
 use std::marker::PhantomData;
@@ -28,13 +28,15 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::{Dialect, DialectError, JsonObject, json_response, plain_message, required_string, scheme_credentials};
-use crate::app::AppState;
+use super::{JsonObject, required_string};
 use crate::config::DialerConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error, FieldError, FieldProblem};
 use crate::middleware::client_ip::ClientIp;
-use crate::principal::PrincipalKind;
-use crate::store::{PrincipalRecord, TokenRecord};
+use crate::model::PrincipalKind;
+use crate::model::{DialectId, Issuer};
+use crate::model::{Principal, Token};
+use crate::state::AppState;
+use crate::surface::{ErrorShape, ShapedError, json_response, plain_message, scheme_credentials};
 use crate::token::secret::TokenFormat;
 use crate::token::{Authenticated, LoginOptions, TokenPolicy};
 
@@ -57,16 +59,17 @@ pub const RESELLER_PATHS: &[&str] = &["/v1/resellers/login.json", "/v1/resellers
 /// HS256 JWTs with the seed's claims; sessions last `token_ttl`.
 pub fn policy(cfg: &DialerConfig) -> TokenPolicy {
     TokenPolicy {
-        dialect: Dialer::NAME,
+        issuer: Issuer::Dialect(DialectId::Dialer),
         format: TokenFormat::Jwt(claims),
         session_ttl: Some(cfg.token_ttl),
         refresh: None,
         max_live_tokens: None,
+        principal_kind: None,
     }
 }
 
 /// The claims of the seed, by principal kind, with `exp` and `iat` in epoch seconds.
-fn claims(record: &TokenRecord, principal: &PrincipalRecord) -> Map<String, Value> {
+fn claims(record: &Token, principal: &Principal) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("type".into(), principal.kind.as_str().into());
     if principal.kind == PrincipalKind::User {
@@ -98,7 +101,7 @@ pub(crate) fn reseller_router() -> Router<AppState> {
 }
 
 /// One side of the dialect: which principals it serves and how it words its refusals.
-trait Side: Dialect {
+trait Side: ErrorShape {
     /// The principal kind whose endpoints these are.
     const KIND: PrincipalKind;
     /// The names of the login body's two fields.
@@ -128,7 +131,7 @@ async fn login<S: Side>(
     app: &AppState,
     ip: std::net::IpAddr,
     body: Option<&Map<String, Value>>,
-) -> Result<crate::token::Issued, DialectError<S>> {
+) -> Result<crate::token::Issued, ShapedError<S>> {
     let (name_field, password_field) = S::FIELDS;
     // why no trim: names are matched exactly, and a password is a password.
     let (name, password) =
@@ -136,7 +139,7 @@ async fn login<S: Side>(
             (Ok(n), Ok(p)) => (n, p),
             (n, p) => return Err(Error::Fields(n.err().into_iter().chain(p.err()).collect()).into()),
         };
-    let policy = &app.policies.dialer;
+    let policy = app.policies.get(DialectId::Dialer);
     Ok(app.tokens.login(policy, S::KIND, &name, password.into(), ip, LoginOptions::default()).await?)
 }
 
@@ -165,7 +168,7 @@ async fn user_login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     JsonObject(body, _): JsonObject<Dialer>,
-) -> Result<Json<Value>, DialectError<Dialer>> {
+) -> Result<Json<Value>, ShapedError<Dialer>> {
     let issued = login::<Dialer>(&app, ip, body.as_ref()).await?;
     // why `blocked: false`: a disabled (blocked) account cannot log in, so a 200 never has one.
     Ok(Json(json!({
@@ -225,7 +228,7 @@ async fn reseller_login(
     State(app): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     JsonObject(body, _): JsonObject<DialerReseller>,
-) -> Result<Response, DialectError<DialerReseller>> {
+) -> Result<Response, ShapedError<DialerReseller>> {
     let issued = login::<DialerReseller>(&app, ip, body.as_ref()).await?;
     let reseller = &issued.principal;
     let groups = match app.tokens.list_groups(Some(reseller.id)).await {
@@ -272,7 +275,7 @@ async fn reseller_login(
 async fn user_logout(
     State(app): State<AppState>,
     DialerAuth(auth, _): DialerAuth<Dialer>,
-) -> Result<Json<Value>, DialectError<Dialer>> {
+) -> Result<Json<Value>, ShapedError<Dialer>> {
     app.tokens.revoke(&auth).await?;
     Ok(Json(json!({ "success": true })))
 }
@@ -297,7 +300,7 @@ async fn user_logout(
 async fn reseller_logout(
     State(app): State<AppState>,
     DialerAuth(auth, _): DialerAuth<DialerReseller>,
-) -> Result<Json<Value>, DialectError<DialerReseller>> {
+) -> Result<Json<Value>, ShapedError<DialerReseller>> {
     app.tokens.revoke(&auth).await?;
     Ok(Json(json!({ "success": true })))
 }
@@ -411,7 +414,7 @@ enum OutsideErrors {
 struct DialerAuth<S>(Authenticated, PhantomData<fn() -> S>);
 
 impl<S: Side> FromRequestParts<AppState> for DialerAuth<S> {
-    type Rejection = DialectError<S>;
+    type Rejection = ShapedError<S>;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let token = match scheme_credentials(&parts.headers, "Bearer") {
@@ -420,11 +423,8 @@ impl<S: Side> FromRequestParts<AppState> for DialerAuth<S> {
             Err(AuthFailure::Missing) => query_token(parts).ok_or(Error::Unauthenticated(AuthFailure::Missing))?,
             Err(other) => return Err(Error::Unauthenticated(other).into()),
         };
-        let auth = app.tokens.authenticate(&app.policies.dialer, &token).await?;
-        if auth.owner.kind != S::KIND {
-            return Err(Error::Unauthenticated(AuthFailure::WrongKind).into());
-        }
-        Ok(DialerAuth(auth, PhantomData))
+        let policy = app.policies.of_kind(DialectId::Dialer, S::KIND);
+        Ok(DialerAuth(app.tokens.authenticate(policy, &token).await?, PhantomData))
     }
 }
 
@@ -470,7 +470,7 @@ fn render<S: Side>(err: &Error) -> Response {
     resp
 }
 
-impl Dialect for Dialer {
+impl ErrorShape for Dialer {
     const NAME: &'static str = "dialer";
 
     fn error_response(err: &Error) -> Response {
@@ -478,7 +478,7 @@ impl Dialect for Dialer {
     }
 }
 
-impl Dialect for DialerReseller {
+impl ErrorShape for DialerReseller {
     const NAME: &'static str = "dialer";
 
     fn error_response(err: &Error) -> Response {

@@ -19,12 +19,14 @@ use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::{Dialect, DialectError, JsonObject, json_response, required_string, rfc3339, scheme_credentials};
-use crate::app::AppState;
+use super::{JsonObject, required_string};
 use crate::config::KnoxConfig;
 use crate::error::{AuthFailure, Error, FieldProblem, Malformation};
 use crate::middleware::client_ip::ClientIp;
-use crate::principal::PrincipalKind;
+use crate::model::PrincipalKind;
+use crate::model::{DialectId, Issuer, LogoutStatus};
+use crate::state::AppState;
+use crate::surface::{ErrorShape, ShapedError, json_response, rfc3339, scheme_credentials};
 use crate::token::secret::TokenFormat;
 use crate::token::{Authenticated, LoginOptions, Refresh, RevokeScope, TokenPolicy};
 
@@ -39,13 +41,14 @@ pub const PATHS: &[&str] = &["/auth/login/", "/auth/logout/", "/auth/logoutall/"
 /// Prefixed hex tokens, with knox's TTL, AUTO_REFRESH and TOKEN_LIMIT_PER_USER from config.
 pub fn policy(cfg: &KnoxConfig) -> TokenPolicy {
     TokenPolicy {
-        dialect: Knox::NAME,
+        issuer: Issuer::Dialect(DialectId::Knox),
         format: TokenFormat::PrefixedHex { prefix: cfg.token_prefix.clone() },
         session_ttl: cfg.token_ttl,
         refresh: cfg
             .auto_refresh
             .then_some(Refresh { min_interval: cfg.min_refresh_interval, max_lifetime: cfg.max_lifetime }),
         max_live_tokens: cfg.max_tokens_per_user,
+        principal_kind: None,
     }
 }
 
@@ -57,7 +60,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/auth/logoutall/", post(logout_all))
 }
 
-type Result<T> = std::result::Result<T, DialectError<Knox>>;
+type Result<T> = std::result::Result<T, ShapedError<Knox>>;
 
 #[utoipa::path(
     post,
@@ -93,7 +96,14 @@ async fn login(
     };
     let issued = app
         .tokens
-        .login(&app.policies.knox, PrincipalKind::User, &username, password.into(), ip, LoginOptions::default())
+        .login(
+            app.policies.get(DialectId::Knox),
+            PrincipalKind::User,
+            &username,
+            password.into(),
+            ip,
+            LoginOptions::default(),
+        )
         .await?;
     let expiry = issued.record.expires_at.map(rfc3339).transpose()?;
     Ok(Json(json!({ "token": issued.token.expose(), "expiry": expiry })))
@@ -141,7 +151,7 @@ async fn logout_all(State(app): State<AppState>, KnoxAuth(auth): KnoxAuth) -> Re
 
 fn logout_status(app: &AppState) -> StatusCode {
     // why: config validation admits only 200 and 204.
-    StatusCode::from_u16(app.config.knox.logout_status).unwrap_or(StatusCode::OK)
+    StatusCode::from_u16(app.config.knox.logout_status.code()).unwrap_or(StatusCode::OK)
 }
 
 /// The knox part of the OpenAPI document, paths relative to the dialect's prefix. The logout
@@ -156,14 +166,14 @@ fn logout_status(app: &AppState) -> StatusCode {
 pub(crate) struct Api;
 
 /// Document the logouts' success as `status` (`knox.logout_status`: 200 or 204), as served.
-pub(crate) fn set_logout_status(api: &mut utoipa::openapi::OpenApi, status: u16) {
-    if status == 200 {
+pub(crate) fn set_logout_status(api: &mut utoipa::openapi::OpenApi, status: LogoutStatus) {
+    if status == LogoutStatus::Ok {
         return;
     }
     for path in ["/auth/logout/", "/auth/logoutall/"] {
         let Some(op) = api.paths.paths.get_mut(path).and_then(|item| item.post.as_mut()) else { continue };
         if let Some(ok) = op.responses.responses.remove("200") {
-            op.responses.responses.insert(status.to_string(), ok);
+            op.responses.responses.insert(status.code().to_string(), ok);
         }
     }
 }
@@ -287,11 +297,11 @@ enum OutsideErrors {
 struct KnoxAuth(Authenticated);
 
 impl FromRequestParts<AppState> for KnoxAuth {
-    type Rejection = DialectError<Knox>;
+    type Rejection = ShapedError<Knox>;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self> {
         let token = scheme_credentials(&parts.headers, "Token").map_err(Error::Unauthenticated)?;
-        Ok(KnoxAuth(app.tokens.authenticate(&app.policies.knox, token).await?))
+        Ok(KnoxAuth(app.tokens.authenticate(app.policies.get(DialectId::Knox), token).await?))
     }
 }
 
@@ -320,7 +330,7 @@ fn unauthenticated_detail(failure: AuthFailure) -> &'static str {
     }
 }
 
-impl Dialect for Knox {
+impl ErrorShape for Knox {
     const NAME: &'static str = "knox";
 
     fn error_response(err: &Error) -> Response {

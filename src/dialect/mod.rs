@@ -3,7 +3,7 @@
 //! Policy: a dialect parses its request shape, calls one `TokenService` method and renders
 //! the result or the error in its own shape. No SQL, no clock, no hashing here. Every error,
 //! including those raised outside a handler (unknown path under the dialect's prefix, wrong
-//! method, body too large, timeout, panic), is rendered by `Dialect::error_response`, so a
+//! method, body too large, timeout, panic), is rendered by `ErrorShape::error_response`, so a
 //! client never sees another dialect's shape or a bare status.
 
 pub mod dialer;
@@ -12,211 +12,19 @@ pub mod usertoken;
 pub mod webitel;
 
 mod body;
-mod credentials;
-
-use std::marker::PhantomData;
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 pub(crate) use self::body::{JsonObject, optional_string, required_string};
-pub(crate) use self::credentials::{basic_credentials, scheme_credentials};
-use crate::app::AppState;
-use crate::config::{Config, HttpConfig};
-use crate::error::Error;
-use crate::token::TokenPolicy;
+use crate::config::Config;
+use crate::model::DialectId;
+use crate::token::Policies;
 
-/// A wire dialect: its name and how it renders errors.
-pub trait Dialect: Send + Sync + 'static {
-    /// The name stored on the tokens it issues.
-    const NAME: &'static str;
-    /// The documented status, headers and body for `err`.
-    fn error_response(err: &Error) -> Response;
-}
-
-/// An `Error` on its way out through dialect `D`. Handlers return `Result<_, DialectError<D>>`
-/// and `?` converts any `Error`.
-pub struct DialectError<D>(pub Error, PhantomData<fn() -> D>);
-
-impl<D> From<Error> for DialectError<D> {
-    fn from(err: Error) -> Self {
-        DialectError(err, PhantomData)
-    }
-}
-
-impl<D> std::fmt::Debug for DialectError<D> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Marks a response already rendered by a dialect, so the outside-error layer leaves it alone.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Rendered;
-
-/// The error behind a response, for the error-log layer (logged once, inside the request span).
-#[derive(Debug, Clone)]
-pub(crate) struct LoggedError(pub(crate) Arc<Error>);
-
-impl<D: Dialect> IntoResponse for DialectError<D> {
-    fn into_response(self) -> Response {
-        let mut resp = D::error_response(&self.0);
-        if let Some(after) = self.0.retry_after() {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
-        }
-        resp.extensions_mut().insert(Rendered);
-        resp.extensions_mut().insert(LoggedError(Arc::new(self.0)));
-        resp
-    }
-}
-
-/// The status and message of the errors that the dialects with a one-message error shape
-/// (webitel's `info`, the dialer's `error`) word alike: the request's shape, routing and
-/// capacity. `None` for the errors each dialect words its own way.
-pub(crate) fn plain_message(err: &Error) -> Option<(StatusCode, String)> {
-    Some(match err {
-        Error::MalformedJson(msg) => (StatusCode::BAD_REQUEST, format!("Invalid JSON: {msg}")),
-        Error::NotAnObject(_) => (StatusCode::BAD_REQUEST, "Request body must be a JSON object".into()),
-        Error::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.clone()),
-        Error::UnsupportedMediaType(ct) => {
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Unsupported media type {ct:?}: send application/json"))
-        }
-        Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large".into()),
-        Error::TokenLimit => (StatusCode::FORBIDDEN, "Too many tokens".into()),
-        Error::NotFound => (StatusCode::NOT_FOUND, "Not found".into()),
-        Error::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, format!("Method {m} not allowed")),
-        Error::Throttled { retry_after } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many login attempts, try again in {} seconds", retry_after.as_secs()),
-        ),
-        Error::Overloaded { .. } | Error::Unavailable | Error::Timeout => {
-            (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable, try again later".into())
-        }
-        _ => return None,
-    })
-}
-
-/// A JSON response with an explicit status.
-pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, axum::Json(body)).into_response()
-}
-
-/// RFC 3339 in UTC (`2030-01-02T03:04:05.123456Z`), as the dialects print times.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String, Error> {
-    t.format(&Rfc3339).map_err(|e| Error::Internal(format!("cannot format {t}: {e}")))
-}
-
-/// The token policies of all dialects, built once from config.
-#[derive(Debug, Clone)]
-pub struct Policies {
-    /// usertoken: UUID tokens.
-    pub usertoken: TokenPolicy,
-    /// knox: prefixed hex tokens.
-    pub knox: TokenPolicy,
-    /// webitel: HS256 JWTs.
-    pub webitel: TokenPolicy,
-    /// dialer: HS256 JWTs, for users and resellers.
-    pub dialer: TokenPolicy,
-    /// The web page's sign-ins (not a dialect: not in `all` nor `by_name`).
-    pub ui: TokenPolicy,
-}
-
-impl Policies {
-    /// Build every dialect's policy from its config section.
-    pub fn from_config(config: &Config) -> Self {
-        Policies {
-            usertoken: usertoken::policy(&config.usertoken),
-            knox: knox::policy(&config.knox),
-            webitel: webitel::policy(&config.webitel),
-            dialer: dialer::policy(&config.dialer),
-            ui: crate::ui::policy(&config.ui),
-        }
-    }
-
-    /// Every dialect's policy, for the forward-auth endpoint, which accepts them all.
-    pub fn all(&self) -> [&TokenPolicy; 4] {
-        [&self.usertoken, &self.knox, &self.webitel, &self.dialer]
-    }
-
-    /// The policy of the dialect named `name`.
-    pub fn by_name(&self, name: &str) -> Option<&TokenPolicy> {
-        match name {
-            usertoken::Usertoken::NAME => Some(&self.usertoken),
-            knox::Knox::NAME => Some(&self.knox),
-            webitel::Webitel::NAME => Some(&self.webitel),
-            dialer::Dialer::NAME => Some(&self.dialer),
-            _ => None,
-        }
-    }
-}
-
-/// A dialect's router ready to mount: its routes wrapped in its own error-rendering stack.
-pub(crate) struct Mount {
-    /// Dialect name, for messages.
-    pub(crate) name: &'static str,
-    /// Where it is mounted (`/` for the root).
-    pub(crate) prefix: String,
-    /// Its paths relative to the prefix, for the overlap check.
-    pub(crate) paths: &'static [&'static str],
-    /// The wrapped routes.
-    pub(crate) router: Router<AppState>,
-    /// Its rendered 404, used as the fallback when it owns its prefix alone.
-    pub(crate) not_found: fn() -> Response,
-}
-
-impl Mount {
-    /// Wrap `routes` of dialect `D` in the per-dialect stack. Layers, outermost first:
-    /// render-outside-errors, catch panics, timeout, body limit.
-    pub(crate) fn new<D: Dialect>(
-        prefix: &str,
-        paths: &'static [&'static str],
-        routes: Router<AppState>,
-        http: &HttpConfig,
-    ) -> Self {
-        let router = routes
-            .layer(RequestBodyLimitLayer::new(http.body_limit))
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, http.request_timeout))
-            .layer(CatchPanicLayer::new())
-            .layer(middleware::from_fn(render_outside_errors::<D>));
-        Mount {
-            name: D::NAME,
-            prefix: if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() },
-            paths,
-            router,
-            not_found: || DialectError::<D>::from(Error::NotFound).into_response(),
-        }
-    }
-}
-
-/// Render in `D`'s shape what was produced outside its handlers: axum's 404/405, the body
-/// limit's 413, the timeout's 408 (sent as 503), a caught panic's 500.
-async fn render_outside_errors<D: Dialect>(req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
-    let resp = next.run(req).await;
-    if resp.extensions().get::<Rendered>().is_some() {
-        return resp;
-    }
-    let err = match resp.status() {
-        StatusCode::NOT_FOUND => Error::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => Error::MethodNotAllowed(method),
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
-        StatusCode::REQUEST_TIMEOUT => Error::Timeout,
-        s if s.is_server_error() => Error::Internal(format!("unrendered {s} from a layer (a panic?)")),
-        _ => return resp,
-    };
-    let allow = resp.headers().get(header::ALLOW).cloned();
-    let mut out = DialectError::<D>::from(err).into_response();
-    if let Some(allow) = allow {
-        out.headers_mut().insert(header::ALLOW, allow);
-    }
-    out
+/// Every dialect's token policy, and the web page's, built once from config.
+pub fn policies(config: &Config, web: crate::token::TokenPolicy) -> Policies {
+    let dialects = DialectId::ALL.map(|d| match d {
+        DialectId::Usertoken => usertoken::policy(&config.usertoken),
+        DialectId::Knox => knox::policy(&config.knox),
+        DialectId::Webitel => webitel::policy(&config.webitel),
+        DialectId::Dialer => dialer::policy(&config.dialer),
+    });
+    Policies::new(dialects, web, |d| config.dialect_enabled(d))
 }

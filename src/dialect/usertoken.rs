@@ -24,15 +24,15 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use super::{
-    Dialect, DialectError, JsonObject, basic_credentials, json_response, optional_string, rfc3339, scheme_credentials,
-};
-use crate::app::AppState;
+use super::{JsonObject, optional_string};
 use crate::config::UsertokenConfig;
 use crate::error::{Error, FieldError, FieldProblem};
 use crate::middleware::client_ip::ClientIp;
-use crate::principal::PrincipalKind;
-use crate::store::TokenRecord;
+use crate::model::PrincipalKind;
+use crate::model::Token;
+use crate::model::{DialectId, Issuer};
+use crate::state::AppState;
+use crate::surface::{ErrorShape, ShapedError, basic_credentials, json_response, rfc3339, scheme_credentials};
 use crate::token::secret::TokenFormat;
 use crate::token::{Authenticated, LoginOptions, TokenPolicy};
 
@@ -47,11 +47,12 @@ pub const PATHS: &[&str] = &["/auth/login", "/auth/bump", "/auth/logout"];
 /// UUID v4 tokens; the configured default lifetime (none by default); no refresh, no limit.
 pub fn policy(cfg: &UsertokenConfig) -> TokenPolicy {
     TokenPolicy {
-        dialect: Usertoken::NAME,
+        issuer: Issuer::Dialect(DialectId::Usertoken),
         format: TokenFormat::Uuid,
         session_ttl: cfg.token_ttl,
         refresh: None,
         max_live_tokens: None,
+        principal_kind: None,
     }
 }
 
@@ -64,7 +65,7 @@ pub(crate) fn router() -> Router<AppState> {
         .layer(SetResponseHeaderLayer::overriding(header::VARY, HeaderValue::from_static("Accept")))
 }
 
-type Result<T> = std::result::Result<T, DialectError<Usertoken>>;
+type Result<T> = std::result::Result<T, ShapedError<Usertoken>>;
 
 /// The UserToken object of the seed.
 #[derive(Serialize, ToSchema)]
@@ -91,7 +92,7 @@ struct UserToken<'a> {
 }
 
 impl<'a> UserToken<'a> {
-    fn new(record: &'a TokenRecord, token: &'a str) -> std::result::Result<Self, Error> {
+    fn new(record: &'a Token, token: &'a str) -> std::result::Result<Self, Error> {
         Ok(UserToken {
             token,
             enabled: record.enabled,
@@ -144,8 +145,10 @@ async fn login(
     JsonObject(body, _): JsonObject<Usertoken>,
 ) -> Result<Json<serde_json::Value>> {
     let options = login_options(body.as_ref())?;
-    let issued =
-        app.tokens.login(&app.policies.usertoken, PrincipalKind::User, &username, password, ip, options).await?;
+    let issued = app
+        .tokens
+        .login(app.policies.get(DialectId::Usertoken), PrincipalKind::User, &username, password, ip, options)
+        .await?;
     let shape = UserToken::new(&issued.record, issued.token.expose())?;
     Ok(Json(serde_json::to_value(shape).map_err(|e| Error::Internal(e.to_string()))?))
 }
@@ -214,7 +217,7 @@ async fn logout(State(app): State<AppState>, BearerAuth(auth): BearerAuth) -> Re
 struct BasicAuth(String, SecretString);
 
 impl FromRequestParts<AppState> for BasicAuth {
-    type Rejection = DialectError<Usertoken>;
+    type Rejection = ShapedError<Usertoken>;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self> {
         let (user, password) = basic_credentials(&parts.headers).map_err(Error::BadCredentials)?;
@@ -226,11 +229,11 @@ impl FromRequestParts<AppState> for BasicAuth {
 struct BearerAuth(Authenticated);
 
 impl FromRequestParts<AppState> for BearerAuth {
-    type Rejection = DialectError<Usertoken>;
+    type Rejection = ShapedError<Usertoken>;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self> {
         let token = scheme_credentials(&parts.headers, "Bearer").map_err(Error::Unauthenticated)?;
-        Ok(BearerAuth(app.tokens.authenticate(&app.policies.usertoken, token).await?))
+        Ok(BearerAuth(app.tokens.authenticate(app.policies.get(DialectId::Usertoken), token).await?))
     }
 }
 
@@ -245,7 +248,7 @@ impl FromRequestParts<AppState> for BearerAuth {
 )]
 pub(crate) struct Api;
 
-const LOGIN_BODY_IS_OPTIONAL: crate::openapi::OptionalBody = crate::openapi::OptionalBody("/auth/login");
+const LOGIN_BODY_IS_OPTIONAL: crate::surface::OptionalBody = crate::surface::OptionalBody("/auth/login");
 
 // OpenAPI-only shapes: the handlers write these with `json!`.
 
@@ -375,7 +378,7 @@ fn field_message(e: &FieldError) -> String {
     format!("{} {problem}", e.field)
 }
 
-impl Dialect for Usertoken {
+impl ErrorShape for Usertoken {
     const NAME: &'static str = "usertoken";
 
     fn error_response(err: &Error) -> Response {

@@ -22,13 +22,15 @@ use time::OffsetDateTime;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::{Dialect, DialectError, JsonObject, json_response, plain_message, required_string};
-use crate::app::AppState;
+use super::{JsonObject, required_string};
 use crate::config::WebitelConfig;
 use crate::error::{AuthFailure, CredentialFailure, Error};
 use crate::middleware::client_ip::ClientIp;
-use crate::principal::{PrincipalKind, domain_of};
-use crate::store::{PrincipalRecord, Role, TokenRecord};
+use crate::model::PrincipalKind;
+use crate::model::{DialectId, Issuer};
+use crate::model::{Principal, Role, Token};
+use crate::state::AppState;
+use crate::surface::{ErrorShape, ShapedError, json_response, plain_message};
 use crate::token::secret::TokenFormat;
 use crate::token::{LoginOptions, TokenPolicy};
 
@@ -43,16 +45,17 @@ pub const PATHS: &[&str] = &["/login", "/logout"];
 /// HS256 JWTs carrying `exp` (milliseconds), `jti` and `acl`; sessions last `token_ttl`.
 pub fn policy(cfg: &WebitelConfig) -> TokenPolicy {
     TokenPolicy {
-        dialect: Webitel::NAME,
+        issuer: Issuer::Dialect(DialectId::Webitel),
         format: TokenFormat::Jwt(claims),
         session_ttl: Some(cfg.token_ttl),
         refresh: None,
         max_live_tokens: None,
+        principal_kind: None,
     }
 }
 
 /// The JWT payload: `exp` in epoch milliseconds (absent on a static token) and the ACL.
-fn claims(record: &TokenRecord, principal: &PrincipalRecord) -> Map<String, Value> {
+fn claims(record: &Token, principal: &Principal) -> Map<String, Value> {
     let mut claims = Map::new();
     if let Some(at) = record.expires_at {
         claims.insert("exp".into(), epoch_millis(at).into());
@@ -74,7 +77,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/login", post(login)).route("/logout", post(logout))
 }
 
-type Result<T> = std::result::Result<T, DialectError<Webitel>>;
+type Result<T> = std::result::Result<T, ShapedError<Webitel>>;
 
 #[utoipa::path(
     post,
@@ -108,7 +111,14 @@ async fn login(
     let password = required_string(body, "password", false).unwrap_or_default();
     let issued = app
         .tokens
-        .login(&app.policies.webitel, PrincipalKind::User, &username, password.into(), ip, LoginOptions::default())
+        .login(
+            app.policies.get(DialectId::Webitel),
+            PrincipalKind::User,
+            &username,
+            password.into(),
+            ip,
+            LoginOptions::default(),
+        )
         .await
         .map_err(|e| match e {
             Error::BadCredentials(CredentialFailure::UnknownPrincipal) if app.config.webitel.hide_unknown_users => {
@@ -187,7 +197,7 @@ async fn logout(
     State(app): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
-    body: std::result::Result<JsonObject<Webitel>, DialectError<Webitel>>,
+    body: std::result::Result<JsonObject<Webitel>, ShapedError<Webitel>>,
 ) -> Result<Response> {
     let query: Vec<(String, String)> =
         uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
@@ -201,7 +211,7 @@ async fn logout(
         return Err(Error::Unauthenticated(AuthFailure::Missing).into());
     };
     let key = Uuid::parse_str(&key).map_err(|_| Error::Unauthenticated(AuthFailure::Unknown))?;
-    let auth = app.tokens.authenticate(&app.policies.webitel, &token).await?;
+    let auth = app.tokens.authenticate(app.policies.get(DialectId::Webitel), &token).await?;
     // why: the key must name the very token presented, not just any live token.
     if auth.token.id != key {
         return Err(Error::Unauthenticated(AuthFailure::Unknown).into());
@@ -221,7 +231,7 @@ async fn logout(
 )]
 pub(crate) struct Api;
 
-const LOGOUT_BODY_IS_OPTIONAL: crate::openapi::OptionalBody = crate::openapi::OptionalBody("/logout");
+const LOGOUT_BODY_IS_OPTIONAL: crate::surface::OptionalBody = crate::surface::OptionalBody("/logout");
 
 // OpenAPI-only shapes: the handlers write these with `json!`.
 
@@ -325,7 +335,7 @@ enum OutsideErrors {
     Unavailable(ErrorBody),
 }
 
-impl Dialect for Webitel {
+impl ErrorShape for Webitel {
     const NAME: &'static str = "webitel";
 
     fn error_response(err: &Error) -> Response {
@@ -344,9 +354,24 @@ impl Dialect for Webitel {
     }
 }
 
+/// The domain of a `name@domain` username (Webitel's `100@mydomain.com`): what follows the
+/// last `@`, when both sides are non-empty.
+fn domain_of(username: &str) -> Option<&str> {
+    username.rsplit_once('@').and_then(|(name, domain)| (!name.is_empty() && !domain.is_empty()).then_some(domain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(domain_of("100@mydomain.com"), Some("mydomain.com"));
+        assert_eq!(domain_of("a@b@c"), Some("c"));
+        for none in ["root", "@mydomain.com", "100@", "@"] {
+            assert_eq!(domain_of(none), None, "{none}");
+        }
+    }
     use time::macros::datetime;
 
     #[test]

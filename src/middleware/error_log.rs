@@ -1,13 +1,13 @@
 //! Log each error response once, inside the request's span: server faults at ERROR with
 //! their cause (which the client never sees), refusals at DEBUG with their reason.
-//! `DialectError::into_response` attaches the error; this layer reads it.
+//! `ShapedError::into_response` attaches the error; this layer reads it.
 //!
 //! A 503 (database unavailable, request timeout, full hashing queue) is a state of the
 //! deployment, not a bug, and comes in floods: every request fails while the database is
 //! away. So 503s are logged at WARN, at most one line a second, each saying how many were
 //! left out since the last one; `/metrics` counts every one of them.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
@@ -15,7 +15,12 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::dialect::LoggedError;
+use crate::error::Error;
+
+/// The error behind a response, attached by `ShapedError::into_response` for this layer (logged
+/// once, inside the request span).
+#[derive(Debug, Clone)]
+pub(crate) struct LoggedError(pub(crate) Arc<Error>);
 
 /// The 503 log lines of the whole process.
 static UNAVAILABLE: Sampler = Sampler::new(Duration::from_secs(1));

@@ -3,4 +3,5 @@
 pub mod access_log;
 pub mod client_ip;
 pub mod error_log;
+pub mod metrics;
 pub mod request_id;

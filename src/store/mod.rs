@@ -9,7 +9,6 @@
 mod postgres;
 mod sqlite;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -22,8 +21,10 @@ use uuid::Uuid;
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::principal::{PrincipalKind, Username};
-use crate::token::secret::TokenHash;
+use crate::model::{
+    Acl, Attributes, AuditEntry, GroupRef, GroupSummary, Issuer, Principal, PrincipalKind, Role, RoleSummary,
+    SigningKey, ThrottleCounter, ThrottleScope, Token, TokenHash, TokenKind, TokenLookup, Username,
+};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -86,71 +87,19 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
+/// A connection pool's figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open.
+    pub size: u32,
+    /// Of those, idle.
+    pub idle: usize,
+    /// The pool's limit.
+    pub max: u32,
+}
+
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// A principal as stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PrincipalRecord {
-    /// Integer id, as the dialer dialect shows it.
-    pub id: i64,
-    /// User or reseller.
-    pub kind: PrincipalKind,
-    /// Unique per kind.
-    pub name: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    /// A disabled principal cannot log in and its tokens stop working.
-    pub enabled: bool,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-    /// Last login or bump.
-    pub last_login_at: Option<OffsetDateTime>,
-    /// The principal's role, if any (webitel).
-    pub role: Option<Role>,
-    /// The principal's user group, if any (dialer).
-    pub group: Option<GroupRef>,
-    /// Everything else a dialect may show or check.
-    pub attributes: Attributes,
-}
-
-/// A principal's attributes beyond its name, password and role: the dialer dialect's, which
-/// the token service also checks (the IP rules).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes {
-    /// Users: an administrator (the dialer JWT's `admin` claim).
-    pub admin: bool,
-    /// Users: the SMS sender (the dialer JWT's `sms_from` claim).
-    pub sms_from: Option<String>,
-    /// Resellers: the client addresses it may log in from; empty means any.
-    pub allowed_ips: Vec<IpNet>,
-    /// Resellers: the account balance, an exact decimal.
-    pub balance: Option<Decimal>,
-}
-
-/// The user group a principal is in, as a principal carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRef {
-    /// Row id (the dialer JWT's `user_group_id`).
-    pub id: i64,
-    /// Unique name.
-    pub name: String,
-    /// A regular expression the client IP must match at login, checked valid when stored.
-    pub allowed_regex: Option<String>,
-}
-
-/// A stored user group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRecord {
-    /// The group.
-    pub group: GroupRef,
-    /// The owning reseller's id and name, if any.
-    pub reseller: Option<(i64, String)>,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-    /// How many principals are in it.
-    pub members: i64,
-}
 
 /// A user group to insert.
 #[derive(Debug)]
@@ -165,151 +114,9 @@ pub struct NewGroup<'a> {
     pub created_at: OffsetDateTime,
 }
 
-/// A resource name mapped to its permissions (`"*"`, `"r"`, `"w"`, ...), as Webitel's ACLs.
-pub type Acl = BTreeMap<String, Vec<String>>;
-
-/// A role as a principal carries it: what the dialects render.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Role {
-    /// Unique name (`root`, `admin`, ...).
-    pub name: String,
-    /// Integer code (Webitel: root=2, admin=1, user=0).
-    pub code: i64,
-    /// Its ACL.
-    pub acl: Acl,
-}
-
-/// A stored role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleRecord {
-    /// Row id.
-    pub id: i64,
-    /// The role.
-    pub role: Role,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-    /// How many principals have it.
-    pub members: i64,
-}
-
-/// What a login throttle counter counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ThrottleScope {
-    /// One client address (an IPv6 /64).
-    Ip,
-    /// One account name, of one kind (`user:alice`).
-    Account,
-}
-
-impl ThrottleScope {
-    /// The name stored in the `scope` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ThrottleScope::Ip => "ip",
-            ThrottleScope::Account => "account",
-        }
-    }
-
-    /// The scope stored as `s`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ip" => Some(ThrottleScope::Ip),
-            "account" => Some(ThrottleScope::Account),
-            _ => None,
-        }
-    }
-}
-
-/// A login throttle counter, as stored. Its meaning (sliding window, lockouts) belongs to
-/// `token::throttle`; the store only reads and writes it, under a row lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThrottleCounter {
-    /// What is counted.
-    pub scope: ThrottleScope,
-    /// The address or account.
-    pub subject: String,
-    /// Start of the current fixed window.
-    pub window_start: OffsetDateTime,
-    /// Refused passwords in the current window.
-    pub failures: u32,
-    /// Failures in the window before it.
-    pub prev_failures: u32,
-    /// Lockouts so far.
-    pub strikes: u32,
-    /// Logins refused until then.
-    pub locked_until: Option<OffsetDateTime>,
-    /// After this the counter is empty (and the sweep deletes it).
-    pub expires_at: OffsetDateTime,
-    /// Attempts admitted in the bucket starting at `in_flight_bucket` whose outcome is not
-    /// known yet.
-    pub in_flight: u32,
-    /// The same, admitted in the bucket before it.
-    pub prev_in_flight: u32,
-    /// Start of the current bucket of attempts in flight (aligned, as long as the longest
-    /// attempt).
-    pub in_flight_bucket: OffsetDateTime,
-}
-
-impl ThrottleCounter {
-    /// A counter with nothing counted, as a new row starts.
-    pub fn empty(scope: ThrottleScope, subject: String) -> Self {
-        ThrottleCounter {
-            scope,
-            subject,
-            window_start: OffsetDateTime::UNIX_EPOCH,
-            failures: 0,
-            prev_failures: 0,
-            strikes: 0,
-            locked_until: None,
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-            in_flight: 0,
-            prev_in_flight: 0,
-            in_flight_bucket: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
-}
-
 /// A change to a set of throttle counters, applied by `Store::update_throttle` while it holds
 /// their rows locked, so concurrent logins (on any replica) never lose an update.
 pub type ThrottleStep<'a> = &'a (dyn Fn(&mut [ThrottleCounter]) + Send + Sync);
-
-/// One administrator action, as recorded in the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// When it happened.
-    pub at: OffsetDateTime,
-    /// The administrator's kind.
-    pub actor_kind: PrincipalKind,
-    /// The administrator's name.
-    pub actor_name: String,
-    /// What was done (`user.disable`, `token.revoke`, ...).
-    pub action: String,
-    /// What it was done to (a user name, a token id).
-    pub target: String,
-    /// The client address it came from.
-    pub client_ip: String,
-}
-
-/// An HMAC key for signing JWTs. Its secret is redacted in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKeyRecord {
-    /// Key id, the JWT header's `kid`.
-    pub kid: String,
-    /// The secret, at least 32 bytes.
-    pub secret: Vec<u8>,
-    /// When it was added; the newest signs.
-    pub created_at: OffsetDateTime,
-}
-
-impl fmt::Debug for SigningKeyRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKeyRecord")
-            .field("kid", &self.kid)
-            .field("secret", &"[REDACTED]")
-            .field("created_at", &self.created_at)
-            .finish()
-    }
-}
 
 /// The attribute and group columns of a principal row with `LEFT JOIN user_groups g`
 /// (`p.admin, p.sms_from, p.allowed_ips, p.balance` as text, `g.id AS group_id`,
@@ -359,8 +166,8 @@ struct GroupColumns {
 }
 
 impl GroupColumns {
-    fn into_record(self, created_at: OffsetDateTime) -> GroupRecord {
-        GroupRecord {
+    fn into_record(self, created_at: OffsetDateTime) -> GroupSummary {
+        GroupSummary {
             group: GroupRef { id: self.id, name: self.name, allowed_regex: self.allowed_regex },
             reseller: self.reseller_id.zip(self.reseller_name),
             created_at,
@@ -393,23 +200,6 @@ impl RoleColumns {
 
 fn acl_json(acl: &Acl) -> StoreResult<String> {
     serde_json::to_string(acl).map_err(|e| StoreError::Other(format!("cannot encode an ACL: {e}")))
-}
-
-impl fmt::Debug for PrincipalRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrincipalRecord")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("name", &self.name)
-            .field("password_hash", &"[REDACTED]")
-            .field("enabled", &self.enabled)
-            .field("created_at", &self.created_at)
-            .field("last_login_at", &self.last_login_at)
-            .field("role", &self.role)
-            .field("group", &self.group)
-            .field("attributes", &self.attributes)
-            .finish()
-    }
 }
 
 /// A principal to insert. Its password hash is redacted in `Debug`.
@@ -457,86 +247,6 @@ pub struct NewRole<'a> {
     pub created_at: OffsetDateTime,
 }
 
-/// How a token came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenKind {
-    /// Issued by a login.
-    Session,
-    /// Minted by an administrator.
-    Static,
-}
-
-impl TokenKind {
-    /// The value stored in `tokens.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Session => "session",
-            TokenKind::Static => "static",
-        }
-    }
-
-    /// Parse a stored `tokens.kind`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "session" => Some(TokenKind::Session),
-            "static" => Some(TokenKind::Static),
-            _ => None,
-        }
-    }
-}
-
-/// A token row. The token string itself is never stored, only its digest (not repeated here).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    /// Row id; also the JWT `jti` for dialects that issue JWTs.
-    pub id: Uuid,
-    /// Owner.
-    pub principal_id: i64,
-    /// The dialect that issued it (`usertoken`, `knox`, ...).
-    pub dialect: String,
-    /// Session or static.
-    pub kind: TokenKind,
-    /// Free text from the client or the administrator.
-    pub note: Option<String>,
-    /// Issue time.
-    pub created_at: OffsetDateTime,
-    /// Absolute expiry; `None` never expires.
-    pub expires_at: Option<OffsetDateTime>,
-    /// Last successful use, written at most once a minute.
-    pub last_used_at: Option<OffsetDateTime>,
-    /// A disabled token is refused until enabled again.
-    pub enabled: bool,
-    /// Bumped on every administrative change of the row.
-    pub version: i64,
-    /// Set on revocation; the row stays as a tombstone until the sweep.
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-/// The owner of a token, as a token lookup returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// Principal id.
-    pub id: i64,
-    /// User or reseller.
-    pub kind: PrincipalKind,
-    /// Principal name.
-    pub name: String,
-    /// Whether the principal is enabled.
-    pub enabled: bool,
-    /// The principal's role, if any.
-    pub role: Option<Role>,
-}
-
-/// A token row together with its owner, in one query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenLookup {
-    /// The token row.
-    pub token: TokenRecord,
-    /// Its owner.
-    pub owner: Owner,
-}
-
 /// A token to insert.
 #[derive(Debug)]
 pub struct NewToken<'a> {
@@ -544,8 +254,8 @@ pub struct NewToken<'a> {
     pub id: Uuid,
     /// Owner.
     pub principal_id: i64,
-    /// Issuing dialect.
-    pub dialect: &'a str,
+    /// Issuing dialect, or the web page.
+    pub issuer: Issuer,
     /// Session or static.
     pub kind: TokenKind,
     /// SHA-256 of the token string.
@@ -624,8 +334,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Close the pool, waiting for connections to be returned.
     async fn close(&self);
-    /// The pool's `(size, idle, max)` now, for the metrics.
-    fn pool_stats(&self) -> (u32, usize, u32);
+    /// The pool's figures now, for the metrics.
+    fn pool_stats(&self) -> PoolStats;
     /// Tell the other processes sharing this database that cached token checks named by
     /// `payload` are stale: a NOTIFY on Postgres, a row in `invalidations` on SQLite.
     async fn publish_invalidation(&self, payload: &str) -> StoreResult<()>;
@@ -633,11 +343,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>>;
 
     /// Insert a principal; `Conflict` when the kind and name exist.
-    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord>;
+    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal>;
     /// Find a principal by kind and exact name.
-    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>>;
+    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<Principal>>;
     /// All principals of a kind, by id.
-    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<PrincipalRecord>>;
+    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<Principal>>;
     /// Enable or disable; `NotFound` when absent.
     async fn set_principal_enabled(&self, id: i64, enabled: bool) -> StoreResult<()>;
     /// Replace the password hash; with `revoke_tokens_at`, revoke all live tokens of the
@@ -654,11 +364,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn set_principal_role(&self, id: i64, role_id: Option<i64>) -> StoreResult<()>;
 
     /// Insert a role; `Conflict` when the name exists.
-    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleRecord>;
+    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleSummary>;
     /// Find a role by exact name, with its member count.
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleRecord>>;
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleSummary>>;
     /// All roles by name, with member counts.
-    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>>;
+    async fn list_roles(&self) -> StoreResult<Vec<RoleSummary>>;
     /// Delete a role; `NotFound` when absent, `Conflict` while principals have it.
     async fn delete_role(&self, id: i64) -> StoreResult<()>;
 
@@ -666,18 +376,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// absent, `Conflict` when the group is gone.
     async fn set_principal_group(&self, id: i64, group_id: Option<i64>) -> StoreResult<()>;
     /// Insert a user group; `Conflict` when the name exists (or the reseller is gone).
-    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord>;
+    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupSummary>;
     /// Find a user group by exact name, with its member count.
-    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>>;
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupSummary>>;
     /// User groups by name: all of them, or those owned by one reseller.
-    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupRecord>>;
+    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupSummary>>;
     /// Delete a user group; `NotFound` when absent, `Conflict` while principals are in it.
     async fn delete_group(&self, id: i64) -> StoreResult<()>;
 
     /// All signing keys, oldest first.
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
     /// Add a signing key; `false` when its kid exists (a replica added it first).
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<bool>;
 
     /// Insert a token under `rules`, atomically. `NotFound` when the owner is gone (and no
     /// `verified_hash` was given).
@@ -687,11 +397,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Look a token up by id, with its owner.
     async fn token_by_id(&self, id: Uuid) -> StoreResult<Option<TokenLookup>>;
     /// All token rows of a principal, tombstones included, newest first.
-    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<TokenRecord>>;
+    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<Token>>;
     /// Revoke one token; `false` when it does not exist or was already revoked.
     async fn revoke_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool>;
     /// Revoke all live tokens of a principal, of one dialect or of all; returns how many.
-    async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64>;
+    async fn revoke_all(&self, principal_id: i64, issuer: Option<Issuer>, at: OffsetDateTime) -> StoreResult<u64>;
     /// Enable or disable a token; `false` when it does not exist.
     async fn set_token_enabled(&self, id: Uuid, enabled: bool) -> StoreResult<bool>;
     /// Set the principal's last login and the token's last use to `at`, in one transaction;

@@ -14,14 +14,16 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Acl, AttributeColumns, AuditEntry, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal,
-    NewRole, NewToken, Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError,
-    StoreResult, ThrottleCounter, ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch,
-    acl_json, allowed_ips_json,
+    AttributeColumns, GroupColumns, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, RoleColumns,
+    Store, StoreError, StoreResult, ThrottleStep, TokenTouch, acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::principal::PrincipalKind;
-use crate::token::secret::TokenHash;
+use crate::model::PrincipalKind;
+use crate::model::TokenHash;
+use crate::model::{
+    Acl, AuditEntry, GroupSummary, Issuer, Owner, Principal, Role, RoleSummary, SigningKey, ThrottleCounter,
+    ThrottleScope, Token, TokenKind, TokenLookup,
+};
 
 /// The Postgres store.
 #[derive(Clone)]
@@ -113,11 +115,11 @@ struct PrincipalRow {
     attributes: AttributeColumns,
 }
 
-impl TryFrom<PrincipalRow> for PrincipalRecord {
+impl TryFrom<PrincipalRow> for Principal {
     type Error = StoreError;
     fn try_from(r: PrincipalRow) -> StoreResult<Self> {
         let (attributes, group) = r.attributes.into_parts()?;
-        Ok(PrincipalRecord {
+        Ok(Principal {
             id: r.id,
             kind: kind(&r.kind)?,
             name: r.name,
@@ -147,13 +149,13 @@ struct TokenRow {
     revoked_at: Option<OffsetDateTime>,
 }
 
-impl TryFrom<TokenRow> for TokenRecord {
+impl TryFrom<TokenRow> for Token {
     type Error = StoreError;
     fn try_from(r: TokenRow) -> StoreResult<Self> {
-        Ok(TokenRecord {
+        Ok(Token {
             id: r.id,
             principal_id: r.principal_id,
-            dialect: r.dialect,
+            issuer: r.dialect.parse().map_err(|e| StoreError::Other(format!("{e}")))?,
             kind: TokenKind::parse(&r.kind)
                 .ok_or_else(|| StoreError::Other(format!("unknown token kind {:?}", r.kind)))?,
             note: r.note,
@@ -181,7 +183,7 @@ struct LookupRow {
 impl TryFrom<LookupRow> for TokenLookup {
     type Error = StoreError;
     fn try_from(r: LookupRow) -> StoreResult<Self> {
-        let token = TokenRecord::try_from(r.token)?;
+        let token = Token::try_from(r.token)?;
         Ok(TokenLookup {
             owner: Owner {
                 id: token.principal_id,
@@ -205,14 +207,14 @@ struct RoleRow {
     members: i64,
 }
 
-impl TryFrom<RoleRow> for RoleRecord {
+impl TryFrom<RoleRow> for RoleSummary {
     type Error = StoreError;
     fn try_from(r: RoleRow) -> StoreResult<Self> {
         let acl: Acl = serde_json::from_str(&r.acl)
             .map_err(|e| StoreError::Other(format!("role {:?} has an unreadable ACL: {e}", r.name)))?;
-        Ok(RoleRecord {
+        Ok(RoleSummary {
             id: r.id,
-            role: super::Role { name: r.name, code: r.code, acl },
+            role: Role { name: r.name, code: r.code, acl },
             created_at: r.created_at,
             members: r.members,
         })
@@ -305,16 +307,16 @@ struct GroupRow {
     created_at: OffsetDateTime,
 }
 
-impl From<GroupRow> for GroupRecord {
+impl From<GroupRow> for GroupSummary {
     fn from(r: GroupRow) -> Self {
         r.columns.into_record(r.created_at)
     }
 }
 
-impl TryFrom<SigningKeyRow> for SigningKeyRecord {
+impl TryFrom<SigningKeyRow> for SigningKey {
     type Error = StoreError;
     fn try_from(r: SigningKeyRow) -> StoreResult<Self> {
-        Ok(SigningKeyRecord { kid: r.kid, secret: r.secret, created_at: r.created_at })
+        Ok(SigningKey { kid: r.kid, secret: r.secret, created_at: r.created_at })
     }
 }
 
@@ -433,11 +435,15 @@ impl Store for PgStore {
         Ok(Some(Box::new(PgSubscription { listener })))
     }
 
-    fn pool_stats(&self) -> (u32, usize, u32) {
-        (self.pool.size(), self.pool.num_idle(), self.pool.options().get_max_connections())
+    fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
-    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord> {
+    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal> {
         sqlx::query(INSERT_PRINCIPAL)
             .bind(new.kind.as_str())
             .bind(new.name.as_str())
@@ -455,7 +461,7 @@ impl Store for PgStore {
         self.principal_by_name(new.kind, new.name.as_str()).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>> {
+    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<Principal>> {
         sqlx::query_as::<_, PrincipalRow>(PRINCIPAL_BY_NAME)
             .bind(kind.as_str())
             .bind(name)
@@ -465,7 +471,7 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<PrincipalRecord>> {
+    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<Principal>> {
         sqlx::query_as::<_, PrincipalRow>(LIST_PRINCIPALS)
             .bind(kind.as_str())
             .fetch_all(&self.pool)
@@ -530,7 +536,7 @@ impl Store for PgStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleRecord> {
+    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleSummary> {
         sqlx::query("INSERT INTO roles (name, code, acl, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new.name)
             .bind(new.code)
@@ -541,7 +547,7 @@ impl Store for PgStore {
         self.role_by_name(new.name).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleRecord>> {
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleSummary>> {
         sqlx::query_as::<_, RoleRow>(ROLE_BY_NAME)
             .bind(name)
             .fetch_optional(&self.pool)
@@ -550,7 +556,7 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
+    async fn list_roles(&self) -> StoreResult<Vec<RoleSummary>> {
         sqlx::query_as::<_, RoleRow>(LIST_ROLES)
             .fetch_all(&self.pool)
             .await?
@@ -573,7 +579,7 @@ impl Store for PgStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord> {
+    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupSummary> {
         sqlx::query("INSERT INTO user_groups (name, allowed_regex, reseller_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new.name)
             .bind(new.allowed_regex)
@@ -584,11 +590,11 @@ impl Store for PgStore {
         self.group_by_name(new.name).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>> {
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupSummary>> {
         Ok(sqlx::query_as::<_, GroupRow>(GROUP_BY_NAME).bind(name).fetch_optional(&self.pool).await?.map(Into::into))
     }
 
-    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupRecord>> {
+    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupSummary>> {
         Ok(sqlx::query_as::<_, GroupRow>(LIST_GROUPS)
             .bind(reseller_id)
             .fetch_all(&self.pool)
@@ -603,7 +609,7 @@ impl Store for PgStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         sqlx::query_as::<_, SigningKeyRow>(
             "SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at, kid COLLATE \"C\"",
         )
@@ -614,7 +620,7 @@ impl Store for PgStore {
         .collect()
     }
 
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
         let done = sqlx::query(
             "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (kid) DO NOTHING",
         )
@@ -644,7 +650,7 @@ impl Store for PgStore {
         if let Some(max) = rules.max_live_tokens {
             let live: i64 = sqlx::query_scalar(COUNT_LIVE)
                 .bind(new.principal_id)
-                .bind(new.dialect)
+                .bind(new.issuer.as_str())
                 .bind(new.created_at)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -655,7 +661,7 @@ impl Store for PgStore {
         sqlx::query(INSERT_TOKEN)
             .bind(new.id)
             .bind(new.principal_id)
-            .bind(new.dialect)
+            .bind(new.issuer.as_str())
             .bind(new.kind.as_str())
             .bind(new.digest.as_bytes().as_slice())
             .bind(new.note)
@@ -685,7 +691,7 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<TokenRecord>> {
+    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<Token>> {
         sqlx::query_as::<_, TokenRow>(LIST_TOKENS)
             .bind(principal_id)
             .fetch_all(&self.pool)
@@ -706,8 +712,13 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64> {
-        let done = sqlx::query(REVOKE_ALL).bind(at).bind(principal_id).bind(dialect).execute(&self.pool).await?;
+    async fn revoke_all(&self, principal_id: i64, issuer: Option<Issuer>, at: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query(REVOKE_ALL)
+            .bind(at)
+            .bind(principal_id)
+            .bind(issuer.map(Issuer::as_str))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 

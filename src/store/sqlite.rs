@@ -16,14 +16,16 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Acl, AttributeColumns, AuditEntry, GroupColumns, GroupRecord, InsertRules, Inserted, NewGroup, NewPrincipal,
-    NewRole, NewToken, Owner, PrincipalRecord, RoleColumns, RoleRecord, SigningKeyRecord, Store, StoreError,
-    StoreResult, ThrottleCounter, ThrottleScope, ThrottleStep, TokenKind, TokenLookup, TokenRecord, TokenTouch,
-    acl_json, allowed_ips_json,
+    AttributeColumns, GroupColumns, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, RoleColumns,
+    Store, StoreError, StoreResult, ThrottleStep, TokenTouch, acl_json, allowed_ips_json,
 };
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::principal::PrincipalKind;
-use crate::token::secret::TokenHash;
+use crate::model::PrincipalKind;
+use crate::model::TokenHash;
+use crate::model::{
+    Acl, AuditEntry, GroupSummary, Issuer, Owner, Principal, Role, RoleSummary, SigningKey, ThrottleCounter,
+    ThrottleScope, Token, TokenKind, TokenLookup,
+};
 
 /// why 5 s: long enough to ride out a burst of writers, shorter than the request timeout.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,11 +162,11 @@ struct PrincipalRow {
     attributes: AttributeColumns,
 }
 
-impl TryFrom<PrincipalRow> for PrincipalRecord {
+impl TryFrom<PrincipalRow> for Principal {
     type Error = StoreError;
     fn try_from(r: PrincipalRow) -> StoreResult<Self> {
         let (attributes, group) = r.attributes.into_parts()?;
-        Ok(PrincipalRecord {
+        Ok(Principal {
             id: r.id,
             kind: kind(&r.kind)?,
             name: r.name,
@@ -194,13 +196,13 @@ struct TokenRow {
     revoked_at: Option<i64>,
 }
 
-impl TryFrom<TokenRow> for TokenRecord {
+impl TryFrom<TokenRow> for Token {
     type Error = StoreError;
     fn try_from(r: TokenRow) -> StoreResult<Self> {
-        Ok(TokenRecord {
+        Ok(Token {
             id: Uuid::parse_str(&r.id).map_err(|e| StoreError::Other(format!("bad token id {:?}: {e}", r.id)))?,
             principal_id: r.principal_id,
-            dialect: r.dialect,
+            issuer: r.dialect.parse().map_err(|e| StoreError::Other(format!("{e}")))?,
             kind: TokenKind::parse(&r.kind)
                 .ok_or_else(|| StoreError::Other(format!("unknown token kind {:?}", r.kind)))?,
             note: r.note,
@@ -228,7 +230,7 @@ struct LookupRow {
 impl TryFrom<LookupRow> for TokenLookup {
     type Error = StoreError;
     fn try_from(r: LookupRow) -> StoreResult<Self> {
-        let token = TokenRecord::try_from(r.token)?;
+        let token = Token::try_from(r.token)?;
         Ok(TokenLookup {
             owner: Owner {
                 id: token.principal_id,
@@ -252,14 +254,14 @@ struct RoleRow {
     members: i64,
 }
 
-impl TryFrom<RoleRow> for RoleRecord {
+impl TryFrom<RoleRow> for RoleSummary {
     type Error = StoreError;
     fn try_from(r: RoleRow) -> StoreResult<Self> {
         let acl: Acl = serde_json::from_str(&r.acl)
             .map_err(|e| StoreError::Other(format!("role {:?} has an unreadable ACL: {e}", r.name)))?;
-        Ok(RoleRecord {
+        Ok(RoleSummary {
             id: r.id,
-            role: super::Role { name: r.name, code: r.code, acl },
+            role: Role { name: r.name, code: r.code, acl },
             created_at: from_micros(r.created_at)?,
             members: r.members,
         })
@@ -273,7 +275,7 @@ struct GroupRow {
     created_at: i64,
 }
 
-impl TryFrom<GroupRow> for GroupRecord {
+impl TryFrom<GroupRow> for GroupSummary {
     type Error = StoreError;
     fn try_from(r: GroupRow) -> StoreResult<Self> {
         Ok(r.columns.into_record(from_micros(r.created_at)?))
@@ -360,10 +362,10 @@ struct SigningKeyRow {
     created_at: i64,
 }
 
-impl TryFrom<SigningKeyRow> for SigningKeyRecord {
+impl TryFrom<SigningKeyRow> for SigningKey {
     type Error = StoreError;
     fn try_from(r: SigningKeyRow) -> StoreResult<Self> {
-        Ok(SigningKeyRecord { kid: r.kid, secret: r.secret, created_at: from_micros(r.created_at)? })
+        Ok(SigningKey { kid: r.kid, secret: r.secret, created_at: from_micros(r.created_at)? })
     }
 }
 
@@ -520,11 +522,15 @@ impl Store for SqliteStore {
         Ok(Some(Box::new(SqlitePoll { pool: self.pool.clone(), last, ready: std::collections::VecDeque::new() })))
     }
 
-    fn pool_stats(&self) -> (u32, usize, u32) {
-        (self.pool.size(), self.pool.num_idle(), self.pool.options().get_max_connections())
+    fn pool_stats(&self) -> super::PoolStats {
+        super::PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
-    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord> {
+    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal> {
         sqlx::query(INSERT_PRINCIPAL)
             .bind(new.kind.as_str())
             .bind(new.name.as_str())
@@ -542,7 +548,7 @@ impl Store for SqliteStore {
         self.principal_by_name(new.kind, new.name.as_str()).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>> {
+    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<Principal>> {
         sqlx::query_as::<_, PrincipalRow>(PRINCIPAL_BY_NAME)
             .bind(kind.as_str())
             .bind(name)
@@ -552,7 +558,7 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<PrincipalRecord>> {
+    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<Principal>> {
         sqlx::query_as::<_, PrincipalRow>(LIST_PRINCIPALS)
             .bind(kind.as_str())
             .fetch_all(&self.pool)
@@ -617,7 +623,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleRecord> {
+    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleSummary> {
         sqlx::query("INSERT INTO roles (name, code, acl, created_at) VALUES (?1, ?2, ?3, ?4)")
             .bind(new.name)
             .bind(new.code)
@@ -628,7 +634,7 @@ impl Store for SqliteStore {
         self.role_by_name(new.name).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleRecord>> {
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleSummary>> {
         sqlx::query_as::<_, RoleRow>(ROLE_BY_NAME)
             .bind(name)
             .fetch_optional(&self.pool)
@@ -637,7 +643,7 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
+    async fn list_roles(&self) -> StoreResult<Vec<RoleSummary>> {
         sqlx::query_as::<_, RoleRow>(LIST_ROLES)
             .fetch_all(&self.pool)
             .await?
@@ -660,7 +666,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord> {
+    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupSummary> {
         sqlx::query("INSERT INTO user_groups (name, allowed_regex, reseller_id, created_at) VALUES (?1, ?2, ?3, ?4)")
             .bind(new.name)
             .bind(new.allowed_regex)
@@ -671,7 +677,7 @@ impl Store for SqliteStore {
         self.group_by_name(new.name).await?.ok_or(StoreError::NotFound)
     }
 
-    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>> {
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupSummary>> {
         sqlx::query_as::<_, GroupRow>(GROUP_BY_NAME)
             .bind(name)
             .fetch_optional(&self.pool)
@@ -680,7 +686,7 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupRecord>> {
+    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupSummary>> {
         sqlx::query_as::<_, GroupRow>(LIST_GROUPS)
             .bind(reseller_id)
             .fetch_all(&self.pool)
@@ -695,7 +701,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         sqlx::query_as::<_, SigningKeyRow>("SELECT kid, secret, created_at FROM signing_keys ORDER BY created_at, kid")
             .fetch_all(&self.pool)
             .await?
@@ -704,7 +710,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
         let done = sqlx::query(
             "INSERT INTO signing_keys (kid, secret, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (kid) DO NOTHING",
         )
@@ -734,7 +740,7 @@ impl Store for SqliteStore {
         if let Some(max) = rules.max_live_tokens {
             let live: i64 = sqlx::query_scalar(COUNT_LIVE)
                 .bind(new.principal_id)
-                .bind(new.dialect)
+                .bind(new.issuer.as_str())
                 .bind(micros(new.created_at))
                 .fetch_one(&mut *tx)
                 .await?;
@@ -745,7 +751,7 @@ impl Store for SqliteStore {
         sqlx::query(INSERT_TOKEN)
             .bind(new.id.hyphenated().to_string())
             .bind(new.principal_id)
-            .bind(new.dialect)
+            .bind(new.issuer.as_str())
             .bind(new.kind.as_str())
             .bind(new.digest.as_bytes().as_slice())
             .bind(new.note)
@@ -775,7 +781,7 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<TokenRecord>> {
+    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<Token>> {
         sqlx::query_as::<_, TokenRow>(LIST_TOKENS)
             .bind(principal_id)
             .fetch_all(&self.pool)
@@ -796,9 +802,13 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64> {
-        let done =
-            sqlx::query(REVOKE_ALL).bind(micros(at)).bind(principal_id).bind(dialect).execute(&self.pool).await?;
+    async fn revoke_all(&self, principal_id: i64, issuer: Option<Issuer>, at: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query(REVOKE_ALL)
+            .bind(micros(at))
+            .bind(principal_id)
+            .bind(issuer.map(Issuer::as_str))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 

@@ -28,8 +28,9 @@ use moka::Expiry;
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use super::secret::TokenHash;
-use crate::store::TokenLookup;
+use crate::metrics::CacheStats;
+use crate::model::TokenHash;
+use crate::model::TokenLookup;
 
 /// What changed, and so which cached lookups must go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,26 +211,29 @@ impl TokenCache {
         self.invalidate(Invalidation::All);
     }
 
-    /// `(hits, misses, entries)` so far, for the metrics.
-    pub fn stats(&self) -> (u64, u64, u64) {
-        let entries = self.entries.as_ref().map_or(0, Cache::entry_count);
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed), entries)
+    /// Hits and misses so far, and entries now, for the metrics.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.entries.as_ref().map_or(0, Cache::entry_count),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::principal::PrincipalKind;
-    use crate::store::{Owner, TokenKind, TokenRecord};
+    use crate::model::PrincipalKind;
+    use crate::model::{Owner, Token, TokenKind};
     use time::OffsetDateTime;
 
     fn lookup(token: Uuid, owner: i64) -> TokenLookup {
         TokenLookup {
-            token: TokenRecord {
+            token: Token {
                 id: token,
                 principal_id: owner,
-                dialect: "knox".into(),
+                issuer: crate::model::Issuer::Dialect(crate::model::DialectId::Knox),
                 kind: TokenKind::Session,
                 note: None,
                 created_at: OffsetDateTime::UNIX_EPOCH,

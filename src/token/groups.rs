@@ -8,8 +8,9 @@
 use super::TokenService;
 use super::ip_rules;
 use crate::error::Error;
-use crate::principal::{PrincipalKind, Username};
-use crate::store::{GroupRecord, NewGroup, StoreError};
+use crate::model::GroupSummary;
+use crate::model::{PrincipalKind, Username};
+use crate::store::{NewGroup, StoreError};
 
 /// Check that `pattern` is an acceptable `allowed_regex`: it compiles within the limits.
 pub fn check_allowed_regex(pattern: &str) -> Result<(), Error> {
@@ -29,7 +30,7 @@ impl TokenService {
         name: &str,
         allowed_regex: Option<&str>,
         reseller: Option<&str>,
-    ) -> Result<GroupRecord, Error> {
+    ) -> Result<GroupSummary, Error> {
         let name = Username::parse(name).map_err(Error::InvalidName)?;
         if let Some(pattern) = allowed_regex {
             check_allowed_regex(pattern)?;
@@ -53,12 +54,12 @@ impl TokenService {
     }
 
     /// Find a user group by exact name.
-    pub async fn group(&self, name: &str) -> Result<GroupRecord, Error> {
+    pub async fn group(&self, name: &str) -> Result<GroupSummary, Error> {
         self.store.group_by_name(name).await?.ok_or_else(|| Error::NoSuchGroup(name.to_owned()))
     }
 
     /// All user groups by name, or those of one reseller (by principal id).
-    pub async fn list_groups(&self, reseller_id: Option<i64>) -> Result<Vec<GroupRecord>, Error> {
+    pub async fn list_groups(&self, reseller_id: Option<i64>) -> Result<Vec<GroupSummary>, Error> {
         Ok(self.store.list_groups(reseller_id).await?)
     }
 

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use regex::{Regex, RegexBuilder};
 
 use crate::error::{CredentialFailure, Error};
-use crate::principal::PrincipalKind;
-use crate::store::PrincipalRecord;
+use crate::model::Principal;
+use crate::model::PrincipalKind;
 
 /// why 1 KiB: an address filter is a short alternation; anything longer is a mistake.
 pub(super) const MAX_REGEX_CHARS: usize = 1024;
@@ -55,7 +55,7 @@ pub(super) struct IpRules {
 
 impl IpRules {
     /// `Ok` when `principal` may log in from `ip`; otherwise `BadCredentials(IpNotAllowed)`.
-    pub(super) fn check(&self, principal: &PrincipalRecord, ip: IpAddr) -> Result<(), Error> {
+    pub(super) fn check(&self, principal: &Principal, ip: IpAddr) -> Result<(), Error> {
         let allowed = match principal.kind {
             PrincipalKind::User => match principal.group.as_ref().and_then(|g| g.allowed_regex.as_deref()) {
                 Some(pattern) => self.regex(pattern)?.is_match(&ip.to_string()),
@@ -89,11 +89,11 @@ impl IpRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Attributes, GroupRef};
+    use crate::model::{Attributes, GroupRef};
     use time::OffsetDateTime;
 
-    fn principal(kind: PrincipalKind, regex: Option<&str>, ips: &[&str]) -> PrincipalRecord {
-        PrincipalRecord {
+    fn principal(kind: PrincipalKind, regex: Option<&str>, ips: &[&str]) -> Principal {
+        Principal {
             id: 1,
             kind,
             name: "p".into(),

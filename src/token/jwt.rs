@@ -23,14 +23,14 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::store::{SigningKeyRecord, Store};
+use crate::model::SigningKey;
+use crate::store::Store;
 
 /// The kid of the key generated when none is configured; fixed so replicas starting at once
 /// converge on one key.
 const INITIAL_KID: &str = "initial";
 
-/// why 32 bytes: HS256's key should be at least its 256-bit output (RFC 7518 §3.2).
-pub const MIN_SECRET_BYTES: usize = 32;
+use crate::config::MIN_SECRET_BYTES;
 
 /// why 5 s: picks up a rotation quickly, bounds database reads caused by unknown kids.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -72,12 +72,12 @@ pub fn configured_kid(secret: &SecretString) -> String {
 }
 
 /// A fresh random key with a random kid.
-pub fn generate(created_at: OffsetDateTime) -> SigningKeyRecord {
+pub fn generate(created_at: OffsetDateTime) -> SigningKey {
     let mut secret = vec![0u8; MIN_SECRET_BYTES];
     OsRng.fill_bytes(&mut secret);
     let mut id = [0u8; 6];
     OsRng.fill_bytes(&mut id);
-    SigningKeyRecord { kid: format!("k-{}", hex::encode(id)), secret, created_at }
+    SigningKey { kid: format!("k-{}", hex::encode(id)), secret, created_at }
 }
 
 impl Keys {
@@ -96,7 +96,7 @@ impl Keys {
     async fn read(store: &dyn Store, configured: Option<&SecretString>, now: OffsetDateTime) -> Result<KeySet, Error> {
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() && configured.is_none() {
-            let first = SigningKeyRecord { kid: INITIAL_KID.to_owned(), ..generate(now) };
+            let first = SigningKey { kid: INITIAL_KID.to_owned(), ..generate(now) };
             store.insert_signing_key(&first).await?;
             stored = store.signing_keys().await?;
         }

@@ -14,6 +14,7 @@ mod groups;
 mod ip_rules;
 pub mod jwt;
 pub mod password;
+mod policy;
 mod principals;
 mod roles;
 pub mod secret;
@@ -34,55 +35,25 @@ pub use self::groups::check_allowed_regex;
 use self::ip_rules::IpRules;
 use self::jwt::{JwtRefusal, Keys};
 use self::password::Passwords;
+pub use self::policy::{Policies, Refresh, TokenPolicy};
 pub use self::principals::{NewProfile, check_sms_from, parse_allowed_ip, parse_balance};
 pub use self::roles::parse_acl;
-use self::secret::{PlainToken, TokenFormat, TokenHash};
+use self::secret::TokenFormat;
 use self::throttle::Throttle;
 use self::touch::TouchQueue;
 use crate::config::{ThrottleConfig, TokensConfig};
 use crate::error::{AuthFailure, CredentialFailure, Error, Malformation};
 use crate::metrics::Metrics;
-use crate::principal::{PrincipalKind, Username};
-use crate::store::{
-    InsertRules, Inserted, NewToken, Owner, PrincipalRecord, Store, StoreError, TokenKind, TokenRecord, TokenTouch,
-};
+use crate::model::{Issuer, Owner, PlainToken, Principal, PrincipalKind, Token, TokenHash, TokenKind, Username};
+use crate::store::{InsertRules, Inserted, NewToken, Store, StoreError, TokenTouch};
 
 /// why one minute: last-used times are for people reading `token list`, not for security;
 /// writing them more often would turn every token check into a write.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The name the web page's sign-ins are issued under: tokens of their own kind, accepted by
-/// the web page only (no dialect and not `/verify` knows the name) and never listed among a
-/// principal's tokens.
-pub const WEB_SESSIONS: &str = "ui";
-
 /// A token note's limit, for every dialect and the CLI. why 128: the usertoken contract's
 /// limit, and plenty for a human label.
 pub const NOTE_MAX_CHARS: usize = 128;
-
-/// How a dialect's tokens look and live. Built by each dialect from its config section.
-#[derive(Debug, Clone)]
-pub struct TokenPolicy {
-    /// The issuing dialect, stored on each row; tokens are only accepted by the same dialect.
-    pub dialect: &'static str,
-    /// Shape of the token strings.
-    pub format: TokenFormat,
-    /// Lifetime of a session token when the request names none; `None` never expires.
-    pub session_ttl: Option<Duration>,
-    /// Sliding expiry, if on.
-    pub refresh: Option<Refresh>,
-    /// Live tokens one principal may hold in this dialect; logins past it are refused.
-    pub max_live_tokens: Option<u32>,
-}
-
-/// Sliding expiry: on use, move the expiry to now + `session_ttl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refresh {
-    /// Slide only when the expiry would move by more than this.
-    pub min_interval: Duration,
-    /// Never slide past creation + this.
-    pub max_lifetime: Option<Duration>,
-}
 
 /// Options a client may give at login.
 #[derive(Debug, Clone, Default)]
@@ -110,16 +81,16 @@ pub struct Issued {
     /// The token string to hand to the client. Never stored, never logged.
     pub token: PlainToken,
     /// The stored row.
-    pub record: TokenRecord,
+    pub record: Token,
     /// The owner, as read when the token was issued.
-    pub principal: PrincipalRecord,
+    pub principal: Principal,
 }
 
 /// A token that passed `authenticate`.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     /// The token row, as read (or as cached).
-    pub token: TokenRecord,
+    pub token: Token,
     /// Its owner.
     pub owner: Owner,
     /// The digest it was found by, so a logout can drop it from the cache at once.
@@ -191,12 +162,12 @@ impl TokenService {
     }
 
     /// The throttle counters in force now.
-    pub async fn throttle_counters(&self) -> Result<Vec<crate::store::ThrottleCounter>, Error> {
+    pub async fn throttle_counters(&self) -> Result<Vec<crate::model::ThrottleCounter>, Error> {
         Ok(self.store.list_throttle(self.clock.now()).await?)
     }
 
     /// Reset one throttle counter; true if there was one.
-    pub async fn clear_throttle(&self, scope: crate::store::ThrottleScope, subject: &str) -> Result<bool, Error> {
+    pub async fn clear_throttle(&self, scope: crate::model::ThrottleScope, subject: &str) -> Result<bool, Error> {
         Ok(self.store.clear_throttle(scope, subject).await?)
     }
 
@@ -222,7 +193,7 @@ impl TokenService {
     }
 
     /// The stored JWT keys (kids and times; secrets stay inside) and the kid that signs.
-    pub async fn signing_keys(&self) -> Result<(Vec<crate::store::SigningKeyRecord>, String), Error> {
+    pub async fn signing_keys(&self) -> Result<(Vec<crate::model::SigningKey>, String), Error> {
         Ok((self.store.signing_keys().await?, self.keys.signing_kid()))
     }
 
@@ -231,8 +202,8 @@ impl TokenService {
         &self.metrics
     }
 
-    /// The database pool's `(size, idle, max)`, for the metrics.
-    pub fn pool_stats(&self) -> (u32, usize, u32) {
+    /// The database pool's figures, for the metrics.
+    pub fn pool_stats(&self) -> crate::store::PoolStats {
         self.store.pool_stats()
     }
 
@@ -258,7 +229,7 @@ impl TokenService {
 
     /// Check a username and password, and the principal's IP rules against the client's
     /// address, and issue a session token.
-    #[tracing::instrument(skip_all, fields(dialect = policy.dialect))]
+    #[tracing::instrument(skip_all, fields(dialect = %policy.issuer))]
     pub async fn login(
         &self,
         policy: &TokenPolicy,
@@ -269,7 +240,7 @@ impl TokenService {
         options: LoginOptions,
     ) -> Result<Issued, Error> {
         let result = self.login_unmetered(policy, kind, username, password, client_ip, options).await;
-        self.metrics.login(policy.dialect, &result);
+        self.metrics.login(policy.issuer, &result);
         result
     }
 
@@ -322,7 +293,7 @@ impl TokenService {
         username: &str,
         password: SecretString,
         client_ip: IpAddr,
-    ) -> Result<PrincipalRecord, Error> {
+    ) -> Result<Principal, Error> {
         // why a guard: a request cancelled here (its timeout, a client gone) must give its
         // place back too, or an outage would leave every interrupted login in flight and
         // refuse the addresses that were logging in.
@@ -346,7 +317,7 @@ impl TokenService {
         username: &str,
         password: SecretString,
         client_ip: IpAddr,
-    ) -> Result<PrincipalRecord, Error> {
+    ) -> Result<Principal, Error> {
         let record = match Username::parse(username) {
             Ok(name) => self.store.principal_by_name(kind, name.as_str()).await?,
             Err(_) => None,
@@ -372,7 +343,7 @@ impl TokenService {
             // It is a compare-and-swap, so it never undoes a password change made meanwhile.
             match self.passwords.hash(password).await {
                 Ok(hash) => match self.store.replace_password_hash(record.id, &record.password_hash, &hash).await {
-                    Ok(true) => return Ok(PrincipalRecord { password_hash: hash, ..record }),
+                    Ok(true) => return Ok(Principal { password_hash: hash, ..record }),
                     Ok(false) => tracing::info!("password changed during login; rehash skipped"),
                     Err(e) => tracing::warn!(error = %e, "could not store rehashed password"),
                 },
@@ -407,16 +378,16 @@ impl TokenService {
     async fn insert(
         &self,
         policy: &TokenPolicy,
-        principal: &PrincipalRecord,
+        principal: &Principal,
         kind: TokenKind,
         note: Option<String>,
         (created_at, expires_at): (OffsetDateTime, Option<OffsetDateTime>),
         rules: InsertRules<'_>,
     ) -> Result<Issued, Error> {
-        let record = TokenRecord {
+        let record = Token {
             id: Uuid::new_v4(),
             principal_id: principal.id,
-            dialect: policy.dialect.to_owned(),
+            issuer: policy.issuer,
             kind,
             note,
             created_at,
@@ -446,7 +417,7 @@ impl TokenService {
         let new = NewToken {
             id: record.id,
             principal_id: record.principal_id,
-            dialect: policy.dialect,
+            issuer: policy.issuer,
             kind,
             digest: &digest,
             note: record.note.as_deref(),
@@ -467,28 +438,30 @@ impl TokenService {
     /// Check a presented token for a dialect. Shape first (garbage never reaches the database),
     /// then the digest lookup, then the row's state. Schedules a touch; never writes.
     pub async fn authenticate(&self, policy: &TokenPolicy, presented: &str) -> Result<Authenticated, Error> {
-        self.authenticate_among(&[policy], presented).await
+        self.authenticate_among(std::slice::from_ref(policy), presented).await
     }
 
     /// Check a presented token issued by any of `policies`' dialects (the forward-auth
     /// endpoint accepts every dialect's tokens): the token must have the shape of one of them,
     /// and its row must name one of them. Otherwise as `authenticate`.
-    pub async fn authenticate_among(&self, policies: &[&TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
+    pub async fn authenticate_among(&self, policies: &[TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
         let result = self.authenticate_unmetered(policies, presented).await;
         self.metrics.token_check(&result);
         result
     }
 
-    async fn authenticate_unmetered(&self, policies: &[&TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
+    async fn authenticate_unmetered(&self, policies: &[TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
         let refuse = |why| Err(Error::Unauthenticated(why));
         if presented.is_empty() {
             return refuse(AuthFailure::Malformed(Malformation::Empty));
         }
-        let shaped: Vec<&TokenPolicy> = policies.iter().copied().filter(|p| p.format.accepts(presented)).collect();
-        if shaped.is_empty() {
+        // why an iterator, not a list: this runs on every check; the shape checks are cheap
+        // enough to repeat, an allocation per request is not.
+        let mut shaped = policies.iter().filter(|p| p.format.accepts(presented));
+        if shaped.clone().next().is_none() {
             return refuse(AuthFailure::Malformed(Malformation::BadFormat));
         }
-        if shaped.iter().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
+        if shaped.clone().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
             self.check_signature(presented).await?;
         }
         let digest = PlainToken::new(presented).digest();
@@ -510,7 +483,7 @@ impl TokenService {
         if let (Some(stored), Some(pending)) = (token.expires_at, self.touches.pending_expiry(token.id)) {
             token.expires_at = Some(stored.max(pending));
         }
-        let Some(policy) = shaped.iter().find(|p| p.dialect == token.dialect) else {
+        let Some(policy) = shaped.find(|p| p.issuer == token.issuer) else {
             return refuse(AuthFailure::WrongDialect);
         };
         if token.revoked_at.is_some() {
@@ -524,6 +497,11 @@ impl TokenService {
         }
         if !found.owner.enabled {
             return refuse(AuthFailure::PrincipalDisabled);
+        }
+        // why after the token's own state: a dialer reseller's revoked token on the user
+        // logout is `revoked`, as it would be on its own endpoint.
+        if policy.principal_kind.is_some_and(|kind| kind != found.owner.kind) {
+            return refuse(AuthFailure::WrongKind);
         }
         if let Some((ticket, lookup)) = read {
             let remaining = lookup.token.expires_at.map(|at| Duration::try_from(at - now).unwrap_or_default());
@@ -550,7 +528,7 @@ impl TokenService {
     }
 
     /// Queue the last-used time (at most once a minute) and the sliding expiry, if due.
-    fn schedule_touch(&self, policy: &TokenPolicy, token: &TokenRecord, now: OffsetDateTime) {
+    fn schedule_touch(&self, policy: &TokenPolicy, token: &Token, now: OffsetDateTime) {
         let last_used_at = match token.last_used_at.max(self.touches.recent_use(token.id)) {
             Some(last) if now - last < TOUCH_INTERVAL => None,
             _ => Some(now),
@@ -628,7 +606,7 @@ impl TokenService {
     /// Revoke every live token of the presented token's owner, in `scope`; returns how many.
     pub async fn revoke_all(&self, auth: &Authenticated, scope: RevokeScope) -> Result<u64, Error> {
         let dialect = match scope {
-            RevokeScope::SameDialect => Some(auth.token.dialect.as_str()),
+            RevokeScope::SameDialect => Some(auth.token.issuer),
             RevokeScope::AllDialects => None,
         };
         let revoked = self.store.revoke_all(auth.owner.id, dialect, self.clock.now()).await;
@@ -637,22 +615,16 @@ impl TokenService {
     }
 
     /// All token rows of a principal, tombstones included, newest first.
-    pub async fn list(&self, kind: PrincipalKind, name: &str) -> Result<Vec<TokenRecord>, Error> {
+    pub async fn list(&self, kind: PrincipalKind, name: &str) -> Result<Vec<Token>, Error> {
         let principal = self.principal(kind, name).await?;
         let mut tokens = self.store.list_tokens(principal.id).await?;
-        tokens.retain(|t| t.dialect != WEB_SESSIONS);
+        tokens.retain(|t| t.issuer != Issuer::WebPage);
         Ok(tokens)
     }
 
     /// Record an administrator's action in the audit log.
-    pub async fn audit(
-        &self,
-        actor: &PrincipalRecord,
-        action: &str,
-        target: &str,
-        client_ip: IpAddr,
-    ) -> Result<(), Error> {
-        let entry = crate::store::AuditEntry {
+    pub async fn audit(&self, actor: &Principal, action: &str, target: &str, client_ip: IpAddr) -> Result<(), Error> {
+        let entry = crate::model::AuditEntry {
             at: self.clock.now(),
             actor_kind: actor.kind,
             actor_name: actor.name.clone(),
@@ -664,7 +636,7 @@ impl TokenService {
     }
 
     /// The newest `limit` audit log entries, oldest first.
-    pub async fn audit_log(&self, limit: u32) -> Result<Vec<crate::store::AuditEntry>, Error> {
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<crate::model::AuditEntry>, Error> {
         Ok(self.store.list_audit(limit).await?)
     }
 
@@ -736,7 +708,7 @@ pub enum TokenState {
 
 impl TokenState {
     /// The state of `token` at `now` (revoked wins over expired wins over disabled).
-    pub fn of(token: &TokenRecord, now: OffsetDateTime) -> Self {
+    pub fn of(token: &Token, now: OffsetDateTime) -> Self {
         if token.revoked_at.is_some() {
             TokenState::Revoked
         } else if token.expires_at.is_some_and(|at| at <= now) {

@@ -12,8 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use super::TokenService;
 use super::cache::Invalidation;
 use crate::error::Error;
-use crate::principal::{PrincipalKind, Username};
-use crate::store::{Attributes, NewPrincipal, PrincipalRecord, StoreError};
+use crate::model::{Attributes, Principal};
+use crate::model::{PrincipalKind, Username};
+use crate::store::{NewPrincipal, StoreError};
 
 /// What a new principal gets besides its name and password. Which parts fit which kind:
 /// users may have a role, a group, `admin` and `sms_from`; resellers `allowed_ips` and a
@@ -122,7 +123,7 @@ pub fn parse_allowed_ip(s: &str) -> Result<IpNet, Error> {
 
 impl TokenService {
     /// Find a principal by kind and exact name.
-    pub async fn principal(&self, kind: PrincipalKind, name: &str) -> Result<PrincipalRecord, Error> {
+    pub async fn principal(&self, kind: PrincipalKind, name: &str) -> Result<Principal, Error> {
         self.store
             .principal_by_name(kind, name)
             .await?
@@ -137,7 +138,7 @@ impl TokenService {
         name: &str,
         password: SecretString,
         profile: &NewProfile,
-    ) -> Result<PrincipalRecord, Error> {
+    ) -> Result<Principal, Error> {
         let name = Username::parse(name).map_err(Error::InvalidName)?;
         check_password_text(&password)?;
         check_profile(kind, profile)?;
@@ -194,7 +195,7 @@ impl TokenService {
         let ended = if enabled || changed.is_err() {
             Ok(0)
         } else {
-            self.store.revoke_all(principal.id, Some(super::WEB_SESSIONS), self.clock.now()).await
+            self.store.revoke_all(principal.id, Some(crate::model::Issuer::WebPage), self.clock.now()).await
         };
         self.announce(Invalidation::Principal(principal.id)).await;
         changed.map_err(|e| gone(e, kind, name))?;
@@ -210,7 +211,7 @@ impl TokenService {
     }
 
     /// All principals of a kind.
-    pub async fn list_principals(&self, kind: PrincipalKind) -> Result<Vec<PrincipalRecord>, Error> {
+    pub async fn list_principals(&self, kind: PrincipalKind) -> Result<Vec<Principal>, Error> {
         Ok(self.store.list_principals(kind).await?)
     }
 }

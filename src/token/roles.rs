@@ -7,8 +7,9 @@
 use super::TokenService;
 use super::cache::Invalidation;
 use crate::error::Error;
-use crate::principal::{PrincipalKind, Username};
-use crate::store::{Acl, NewRole, RoleRecord, StoreError};
+use crate::model::{Acl, RoleSummary};
+use crate::model::{PrincipalKind, Username};
+use crate::store::{NewRole, StoreError};
 
 /// why these bounds: an ACL is a short map of resource paths to a few permission letters;
 /// anything longer is a mistake, and names end up in JWTs and headers.
@@ -59,7 +60,7 @@ pub fn parse_acl(json: &str) -> Result<Acl, Error> {
 
 impl TokenService {
     /// Create a role.
-    pub async fn create_role(&self, name: &str, code: i64, acl: &Acl) -> Result<RoleRecord, Error> {
+    pub async fn create_role(&self, name: &str, code: i64, acl: &Acl) -> Result<RoleSummary, Error> {
         let name = Username::parse(name).map_err(Error::InvalidName)?;
         let new = NewRole { name: name.as_str(), code, acl, created_at: self.clock.now() };
         match self.store.insert_role(&new).await {
@@ -69,12 +70,12 @@ impl TokenService {
     }
 
     /// Find a role by exact name.
-    pub async fn role(&self, name: &str) -> Result<RoleRecord, Error> {
+    pub async fn role(&self, name: &str) -> Result<RoleSummary, Error> {
         self.store.role_by_name(name).await?.ok_or_else(|| Error::NoSuchRole(name.to_owned()))
     }
 
     /// All roles, by name, with how many principals have each.
-    pub async fn list_roles(&self) -> Result<Vec<RoleRecord>, Error> {
+    pub async fn list_roles(&self) -> Result<Vec<RoleSummary>, Error> {
         Ok(self.store.list_roles().await?)
     }
 

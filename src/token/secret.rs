@@ -1,73 +1,15 @@
-//! Token secrets: the plaintext a client holds, and the digest the store keeps.
-//!
-//! Policy: a `PlainToken` exists only between generation and the response that hands it to
-//! the client (or between the request header and the digest). It never reaches a log: its
-//! `Debug` is redacted and it has no `Display`. The store sees only `TokenHash`.
-
-use std::fmt;
+//! Token formats: how each dialect's token strings look, how fresh ones are generated, and the
+//! cheap shape check run before any lookup. The secrets themselves (`PlainToken`, `TokenHash`)
+//! are in the model.
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::store::{PrincipalRecord, TokenRecord};
-
-/// A token as the client sees it. Redacted in `Debug`.
-#[derive(Clone)]
-pub struct PlainToken(String);
-
-impl PlainToken {
-    /// Wrap a presented or generated token string.
-    pub fn new(s: impl Into<String>) -> Self {
-        PlainToken(s.into())
-    }
-
-    /// The token string, to put in a response.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Its SHA-256 digest, the only form that is stored.
-    pub fn digest(&self) -> TokenHash {
-        TokenHash::of(&self.0)
-    }
-}
-
-impl fmt::Debug for PlainToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PlainToken([REDACTED])")
-    }
-}
-
-/// SHA-256 of a token string.
-///
-/// why SHA-256 and not argon2: tokens carry 122+ bits of randomness, so a fast digest is as
-/// safe as a slow one against guessing, and it lets the store look a token up by an index.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenHash([u8; 32]);
-
-impl TokenHash {
-    /// The digest of a token string.
-    pub fn of(token: &str) -> Self {
-        TokenHash(Sha256::digest(token.as_bytes()).into())
-    }
-
-    /// The raw digest, for binding in SQL.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // why: a digest is not a secret, but a short prefix is enough to correlate in a debugger.
-        write!(f, "TokenHash({}…)", hex::encode(&self.0[..4]))
-    }
-}
+use crate::model::{PlainToken, Principal, Token};
 
 /// The claims a JWT dialect puts in its tokens, from the row being issued and its owner. The
 /// service adds `jti` (the row id) and signs; the dialect owns every other claim and its units.
-pub type JwtClaims = fn(&TokenRecord, &PrincipalRecord) -> Map<String, Value>;
+pub type JwtClaims = fn(&Token, &Principal) -> Map<String, Value>;
 
 /// The shape of the token strings a dialect issues.
 #[derive(Clone)]
@@ -105,11 +47,11 @@ impl TokenFormat {
     /// signs instead.
     pub fn generate(&self) -> Option<PlainToken> {
         match self {
-            TokenFormat::Uuid => Some(PlainToken(uuid::Uuid::new_v4().hyphenated().to_string())),
+            TokenFormat::Uuid => Some(PlainToken::new(uuid::Uuid::new_v4().hyphenated().to_string())),
             TokenFormat::PrefixedHex { prefix } => {
                 let mut bytes = [0u8; HEX_TOKEN_BYTES];
                 OsRng.fill_bytes(&mut bytes);
-                Some(PlainToken(format!("{prefix}{}", hex::encode(bytes))))
+                Some(PlainToken::new(format!("{prefix}{}", hex::encode(bytes))))
             }
             TokenFormat::Jwt(_) => None,
         }
@@ -182,20 +124,5 @@ mod tests {
             assert!(!jwt.accepts(bad), "{bad:?}");
         }
         assert!(!jwt.accepts(&format!("a.{}.c", "b".repeat(MAX_JWT_LEN))));
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug() {
-        let t = PlainToken::new("super-secret-value");
-        assert!(!format!("{t:?}").contains("super-secret"));
-        let h = t.digest();
-        assert!(!format!("{h:?}").contains(&hex::encode(h.as_bytes())));
-    }
-
-    #[test]
-    fn digest_is_sha256() {
-        let h = TokenHash::of("abc");
-        assert_eq!(hex::encode(h.as_bytes()), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_ne!(h, TokenHash::of("abd"));
     }
 }

@@ -36,8 +36,9 @@ use tracing::Instrument as _;
 
 use crate::config::{ThrottleConfig, ThrottleRule};
 use crate::error::Error;
-use crate::principal::{PrincipalKind, Username};
-use crate::store::{Store, ThrottleCounter, ThrottleScope};
+use crate::model::{PrincipalKind, Username};
+use crate::model::{ThrottleCounter, ThrottleScope};
+use crate::store::Store;
 use crate::token::clock::Clock;
 
 /// The throttle: the rules, over the store's counters.

@@ -35,15 +35,16 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::config::SecureCookie;
-use crate::dialect::{Dialect, Rendered};
 use crate::error::Error;
 use crate::middleware::client_ip::{ClientIp, ForwardedHttps};
-use crate::principal::PrincipalKind;
-use crate::store::{PrincipalRecord, TokenRecord};
+use crate::model::PrincipalKind;
+use crate::model::{DialectId, Issuer};
+use crate::model::{Principal, Token};
+use crate::state::AppState;
+use crate::surface::{ErrorShape, Rendered};
 use crate::token::secret::TokenFormat;
-use crate::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy, WEB_SESSIONS};
+use crate::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy};
 
 pub use self::pages::STYLESHEET;
 
@@ -76,8 +77,8 @@ const MAX_EXPIRY_DAYS: u64 = 36_500;
 #[derive(Debug)]
 pub struct Ui;
 
-impl Dialect for Ui {
-    const NAME: &'static str = WEB_SESSIONS;
+impl ErrorShape for Ui {
+    const NAME: &'static str = "ui";
 
     fn error_response(err: &Error) -> Response {
         let (status, message) = match err {
@@ -107,17 +108,18 @@ impl Dialect for Ui {
     }
 }
 
-type UiError = crate::dialect::DialectError<Ui>;
+type UiError = crate::surface::ShapedError<Ui>;
 type Result<T> = std::result::Result<T, UiError>;
 
 /// The web page's token policy: sessions as long as `ui.session_ttl`, random hex tokens.
 pub fn policy(config: &crate::config::UiConfig) -> TokenPolicy {
     TokenPolicy {
-        dialect: WEB_SESSIONS,
+        issuer: Issuer::WebPage,
         format: TokenFormat::PrefixedHex { prefix: "tui_".into() },
         session_ttl: Some(config.session_ttl),
         refresh: None,
         max_live_tokens: None,
+        principal_kind: None,
     }
 }
 
@@ -272,7 +274,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 /// A signed-in visitor.
 struct Session {
     auth: Authenticated,
-    principal: PrincipalRecord,
+    principal: Principal,
     csrf: String,
 }
 
@@ -308,7 +310,7 @@ async fn session(app: &AppState, jar: &CookieJar) -> std::result::Result<Session
     let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
         return Err(Refusal::SignIn { expired: false });
     };
-    let auth = match app.tokens.authenticate(&app.policies.ui, &token).await {
+    let auth = match app.tokens.authenticate(app.policies.web(), &token).await {
         Ok(auth) => auth,
         Err(Error::Unauthenticated(_)) => return Err(Refusal::SignIn { expired: true }),
         Err(e) => return Err(e.into()),
@@ -337,7 +339,7 @@ async fn admin(app: &AppState, jar: &CookieJar) -> std::result::Result<Session, 
     Ok(session)
 }
 
-fn is_admin(p: &PrincipalRecord) -> bool {
+fn is_admin(p: &Principal) -> bool {
     p.kind == PrincipalKind::User && p.attributes.admin
 }
 
@@ -472,7 +474,7 @@ async fn signin(
     }
     let password = SecretString::from(form.get("password").to_owned());
     let options = LoginOptions { note: Some("web sign-in".into()), expires_at: None };
-    match app.tokens.login(&app.policies.ui, kind, &name, password, ip, options).await {
+    match app.tokens.login(app.policies.web(), kind, &name, password, ip, options).await {
         Ok(issued) => {
             // why: a new sign-in replaces the one this browser held, so sessions do not pile up.
             if let Ok(old) = session(&app, &jar).await
@@ -534,24 +536,11 @@ async fn signout_everywhere(
 
 /// The dialects a principal can have static tokens for: the enabled ones, and only the
 /// dialer's for resellers (they log in nowhere else).
-fn dialects_for(app: &AppState, kind: PrincipalKind) -> Vec<&'static str> {
-    let c = &app.config;
-    let mut out = Vec::new();
-    if kind == PrincipalKind::User {
-        for (enabled, name) in [
-            (c.usertoken.enabled, app.policies.usertoken.dialect),
-            (c.knox.enabled, app.policies.knox.dialect),
-            (c.webitel.enabled, app.policies.webitel.dialect),
-        ] {
-            if enabled {
-                out.push(name);
-            }
-        }
-    }
-    if c.dialer.enabled {
-        out.push(app.policies.dialer.dialect);
-    }
-    out
+fn dialects_for(app: &AppState, kind: PrincipalKind) -> Vec<DialectId> {
+    DialectId::ALL
+        .into_iter()
+        .filter(|d| app.config.dialect_enabled(*d) && (kind == PrincipalKind::User || *d == DialectId::Dialer))
+        .collect()
 }
 
 async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
@@ -566,7 +555,7 @@ async fn home(State(app): State<AppState>, jar: CookieJar) -> Response {
 
 /// A token just created, shown once.
 struct Created<'a> {
-    dialect: &'a str,
+    dialect: DialectId,
     token: &'a str,
     /// Webitel's logout needs the token's id too (`X-Key`).
     key: Option<String>,
@@ -604,9 +593,8 @@ async fn create_token(
         Err(refused) => return refused,
     };
     let result = async {
-        let dialect = form.get("dialect");
         let allowed = dialects_for(&app, s.principal.kind);
-        let Some(policy) = allowed.contains(&dialect).then(|| app.policies.by_name(dialect)).flatten() else {
+        let Some(dialect) = form.get("dialect").parse().ok().filter(|d| allowed.contains(d)) else {
             return tokens_page(&app, &s, StatusCode::BAD_REQUEST, None, Some("Choose one of the listed dialects."))
                 .await;
         };
@@ -623,9 +611,10 @@ async fn create_token(
         };
         let note = Some(form.get("note").trim().to_owned()).filter(|n| !n.is_empty());
         let options = MintOptions { static_token: true, ttl, note };
+        let policy = app.policies.get(dialect);
         match app.tokens.mint(policy, s.principal.kind, &s.principal.name, options).await {
             Ok(issued) => {
-                let key = (dialect == app.policies.webitel.dialect).then(|| issued.record.id.to_string());
+                let key = (dialect == DialectId::Webitel).then(|| issued.record.id.to_string());
                 let created = Created { dialect, token: issued.token.expose(), key };
                 tokens_page(&app, &s, StatusCode::OK, Some(created), None).await
             }
@@ -639,7 +628,7 @@ async fn create_token(
 
 /// The principal's own live token `id`, or a 404 (so ids of other people's tokens reveal
 /// nothing, and revoking twice records nothing twice).
-fn own(tokens: &[TokenRecord], id: &str) -> std::result::Result<Uuid, Error> {
+fn own(tokens: &[Token], id: &str) -> std::result::Result<Uuid, Error> {
     Uuid::parse_str(id)
         .ok()
         .filter(|id| tokens.iter().any(|t| t.id == *id && t.revoked_at.is_none()))
@@ -690,7 +679,7 @@ async fn users(State(app): State<AppState>, jar: CookieJar) -> Response {
     }
 }
 
-async fn user_by_id(app: &AppState, id: &str) -> std::result::Result<PrincipalRecord, Error> {
+async fn user_by_id(app: &AppState, id: &str) -> std::result::Result<Principal, Error> {
     let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
     let users = app.tokens.list_principals(PrincipalKind::User).await?;
     users.into_iter().find(|u| u.id == id).ok_or(Error::NotFound)
@@ -785,7 +774,7 @@ async fn admin_revoke(
         let user = user_by_id(&app, &id).await?;
         let tokens = app.tokens.list(PrincipalKind::User, &user.name).await?;
         let token_id = own(&tokens, &token)?;
-        let dialect = tokens.iter().find(|t| t.id == token_id).map_or("", |t| t.dialect.as_str());
+        let dialect = tokens.iter().find(|t| t.id == token_id).map_or("", |t| t.issuer.as_str());
         // why the record first: an action that cannot be recorded is not taken.
         app.tokens.audit(&s.principal, "token.revoke", &format!("{} {dialect} {token_id}", user.name), ip).await?;
         app.tokens.revoke_by_id(token_id).await?;

@@ -6,8 +6,8 @@ use maud::{DOCTYPE, Markup, html};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::principal::PrincipalKind;
-use crate::store::{PrincipalRecord, TokenKind, TokenRecord};
+use crate::model::{DialectId, PrincipalKind};
+use crate::model::{Principal, Token, TokenKind};
 
 /// The one stylesheet, served at `/ui/style.css`.
 pub const STYLESHEET: &str = include_str!("style.css");
@@ -17,7 +17,7 @@ pub(super) const COPY_SCRIPT: &str = include_str!("copy.js");
 
 /// Who is looking at a signed-in page.
 pub(super) struct Viewer<'a> {
-    pub(super) principal: &'a PrincipalRecord,
+    pub(super) principal: &'a Principal,
     pub(super) admin: bool,
     pub(super) csrf: &'a str,
 }
@@ -123,11 +123,11 @@ pub(super) fn signin(
 fn token_table(
     base: &str,
     csrf: &str,
-    tokens: &[TokenRecord],
+    tokens: &[Token],
     now: OffsetDateTime,
-    revoke: &dyn Fn(&TokenRecord) -> String,
+    revoke: &dyn Fn(&Token) -> String,
 ) -> Markup {
-    let live: Vec<&TokenRecord> =
+    let live: Vec<&Token> =
         tokens.iter().filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)).collect();
     html! {
         @if live.is_empty() {
@@ -150,7 +150,7 @@ fn token_table(
                     tbody {
                         @for t in &live {
                             tr {
-                                td { (t.dialect) }
+                                td { (t.issuer) }
                                 td {
                                     @if t.kind == TokenKind::Static { "static" } @else { "session" }
                                     @if !t.enabled { " " strong { "(disabled)" } }
@@ -162,7 +162,7 @@ fn token_table(
                                 td {
                                     form method="post" action={ (base) (revoke(t)) } {
                                         input type="hidden" name="csrf" value=(csrf);
-                                        button.danger type="submit" aria-label={ "Revoke the " (t.dialect) " token " (t.note.as_deref().unwrap_or("")) " created " (when_text(Some(t.created_at))) } { "Revoke" }
+                                        button.danger type="submit" aria-label={ "Revoke the " (t.issuer) " token " (t.note.as_deref().unwrap_or("")) " created " (when_text(Some(t.created_at))) } { "Revoke" }
                                     }
                                 }
                             }
@@ -178,10 +178,10 @@ fn token_table(
 pub(super) fn tokens(
     base: &str,
     viewer: &Viewer<'_>,
-    tokens: &[TokenRecord],
+    tokens: &[Token],
     now: OffsetDateTime,
-    dialects: &[&str],
-    created: Option<(&str, &str, Option<&str>)>,
+    dialects: &[DialectId],
+    created: Option<(DialectId, &str, Option<&str>)>,
     error: Option<&str>,
 ) -> Markup {
     layout(
@@ -242,7 +242,7 @@ pub(super) fn tokens(
 }
 
 /// The administrators' user list.
-pub(super) fn users(base: &str, viewer: &Viewer<'_>, users: &[PrincipalRecord]) -> Markup {
+pub(super) fn users(base: &str, viewer: &Viewer<'_>, users: &[Principal]) -> Markup {
     layout(
         base,
         "Users",
@@ -290,8 +290,8 @@ pub(super) fn users(base: &str, viewer: &Viewer<'_>, users: &[PrincipalRecord]) 
 pub(super) fn user_tokens(
     base: &str,
     viewer: &Viewer<'_>,
-    user: &PrincipalRecord,
-    tokens: &[TokenRecord],
+    user: &Principal,
+    tokens: &[Token],
     now: OffsetDateTime,
 ) -> Markup {
     layout(

@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokenauth::config::Config;
-use tokenauth::principal::PrincipalKind;
+use tokenauth::model::*;
 use tokenauth::store::*;
-use tokenauth::token::secret::TokenHash;
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp};
@@ -61,7 +60,7 @@ impl Store for CountingStore {
         self.inner.close().await
     }
 
-    fn pool_stats(&self) -> (u32, usize, u32) {
+    fn pool_stats(&self) -> PoolStats {
         self.inner.pool_stats()
     }
 
@@ -74,16 +73,16 @@ impl Store for CountingStore {
         self.inner.subscribe().await
     }
 
-    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<PrincipalRecord> {
+    async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.insert_principal(new).await
     }
 
-    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<PrincipalRecord>> {
+    async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<Principal>> {
         self.inner.principal_by_name(kind, name).await
     }
 
-    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<PrincipalRecord>> {
+    async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<Principal>> {
         self.inner.list_principals(kind).await
     }
 
@@ -117,16 +116,16 @@ impl Store for CountingStore {
         self.inner.set_principal_role(id, role_id).await
     }
 
-    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleRecord> {
+    async fn insert_role(&self, new: &NewRole<'_>) -> StoreResult<RoleSummary> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.insert_role(new).await
     }
 
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleRecord>> {
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<RoleSummary>> {
         self.inner.role_by_name(name).await
     }
 
-    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
+    async fn list_roles(&self) -> StoreResult<Vec<RoleSummary>> {
         self.inner.list_roles().await
     }
 
@@ -140,16 +139,16 @@ impl Store for CountingStore {
         self.inner.set_principal_group(id, group_id).await
     }
 
-    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupRecord> {
+    async fn insert_group(&self, new: &NewGroup<'_>) -> StoreResult<GroupSummary> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.insert_group(new).await
     }
 
-    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>> {
+    async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupSummary>> {
         self.inner.group_by_name(name).await
     }
 
-    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupRecord>> {
+    async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupSummary>> {
         self.inner.list_groups(reseller_id).await
     }
 
@@ -158,11 +157,11 @@ impl Store for CountingStore {
         self.inner.delete_group(id).await
     }
 
-    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
         self.inner.signing_keys().await
     }
 
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<bool> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.insert_signing_key(key).await
     }
@@ -180,7 +179,7 @@ impl Store for CountingStore {
         self.inner.token_by_id(id).await
     }
 
-    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<TokenRecord>> {
+    async fn list_tokens(&self, principal_id: i64) -> StoreResult<Vec<Token>> {
         self.inner.list_tokens(principal_id).await
     }
 
@@ -189,7 +188,7 @@ impl Store for CountingStore {
         self.inner.revoke_token(id, at).await
     }
 
-    async fn revoke_all(&self, principal_id: i64, dialect: Option<&str>, at: OffsetDateTime) -> StoreResult<u64> {
+    async fn revoke_all(&self, principal_id: i64, dialect: Option<Issuer>, at: OffsetDateTime) -> StoreResult<u64> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.revoke_all(principal_id, dialect, at).await
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::{Attributes, PrincipalRecord};
+use tokenauth::model::PrincipalKind;
+use tokenauth::model::{Attributes, Principal};
 use tokenauth::token::jwt::unverified_claims;
 use tokenauth::token::{MintOptions, NewProfile, parse_allowed_ip, parse_balance};
 
@@ -50,11 +50,11 @@ async fn add_group(app: &TestApp, name: &str, regex: Option<&str>, reseller: Opt
     app.tokens.create_group(name, regex, reseller).await.unwrap().group.id
 }
 
-async fn add_user(app: &TestApp, name: &str, profile: NewProfile) -> PrincipalRecord {
+async fn add_user(app: &TestApp, name: &str, profile: NewProfile) -> Principal {
     app.tokens.create_principal(USER, name, "user-pw".to_owned().into(), &profile).await.unwrap()
 }
 
-async fn add_reseller(app: &TestApp, name: &str, ips: &[&str], balance: Option<&str>) -> PrincipalRecord {
+async fn add_reseller(app: &TestApp, name: &str, ips: &[&str], balance: Option<&str>) -> Principal {
     let attributes = Attributes {
         allowed_ips: ips.iter().map(|ip| parse_allowed_ip(ip).unwrap()).collect(),
         balance: balance.map(|b| parse_balance(b).unwrap()),
@@ -133,7 +133,7 @@ async fn user_login_answers_the_seed_shape_and_claims(backend: Backend) {
     assert!(jwt_header(&token)["kid"].is_string());
     let rows = app.tokens.list(USER, "user@example.com").await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].dialect, "dialer");
+    assert_eq!(rows[0].issuer.as_str(), "dialer");
     assert_eq!(
         claims(&token),
         json!({

@@ -15,10 +15,11 @@ use serde_json::Value;
 use sqlx::Connection as _;
 use time::OffsetDateTime;
 use time::macros::datetime;
-use tokenauth::app::{self, AppState};
+use tokenauth::app;
 use tokenauth::config::{Config, DatabaseUrl};
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::{PrincipalRecord, Store};
+use tokenauth::model::Principal;
+use tokenauth::model::PrincipalKind;
+use tokenauth::store::Store;
 use tokenauth::token::clock::FixedClock;
 use tokenauth::token::{NewProfile, TokenService};
 use tower::ServiceExt as _;
@@ -182,7 +183,7 @@ impl TestApp {
         let store = wrap(app::open_store(&config).await.unwrap());
         let clock = Arc::new(FixedClock::new(T0));
         let tokens = app::token_service(&config, Arc::clone(&store), clock.clone()).await.unwrap();
-        let router = app::router(AppState::new(config.clone(), Arc::clone(&tokens))).unwrap();
+        let router = app::router(app::state(config.clone(), Arc::clone(&tokens))).unwrap();
         TestApp { router, tokens, store, clock, config, _db: Some(db) }
     }
 
@@ -191,11 +192,16 @@ impl TestApp {
     pub async fn replica(&self) -> TestApp {
         let store = app::open_store(&self.config).await.unwrap();
         let tokens = app::token_service(&self.config, Arc::clone(&store), self.clock.clone()).await.unwrap();
-        let router = app::router(AppState::new(self.config.clone(), Arc::clone(&tokens))).unwrap();
+        let router = app::router(app::state(self.config.clone(), Arc::clone(&tokens))).unwrap();
         TestApp { router, tokens, store, clock: self.clock.clone(), config: self.config.clone(), _db: None }
     }
 
-    pub async fn add_user(&self, name: &str, password: &str) -> PrincipalRecord {
+    /// The token policies this app's handlers use (every dialect's and the web page's).
+    pub fn policies(&self) -> Arc<tokenauth::token::Policies> {
+        app::state(self.config.clone(), Arc::clone(&self.tokens)).policies
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str) -> Principal {
         self.tokens
             .create_principal(PrincipalKind::User, name, password.to_owned().into(), &NewProfile::default())
             .await

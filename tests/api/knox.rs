@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::TokenRecord;
+use tokenauth::model::PrincipalKind;
+use tokenauth::model::Token;
 use tokenauth::token::secret::TokenFormat;
 use tokenauth::token::{MintOptions, TokenPolicy};
 
@@ -73,12 +73,18 @@ fn knox_policy(app: &TestApp) -> TokenPolicy {
 }
 
 /// Every knox token row (tombstones included) of `user`.
-async fn knox_rows(app: &TestApp, user: &str) -> Vec<TokenRecord> {
-    app.tokens.list(PrincipalKind::User, user).await.unwrap().into_iter().filter(|t| t.dialect == "knox").collect()
+async fn knox_rows(app: &TestApp, user: &str) -> Vec<Token> {
+    app.tokens
+        .list(PrincipalKind::User, user)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.issuer.as_str() == "knox")
+        .collect()
 }
 
 /// The single knox row of `user`.
-async fn only_row(app: &TestApp, user: &str) -> TokenRecord {
+async fn only_row(app: &TestApp, user: &str) -> Token {
     let rows = knox_rows(app, user).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows.into_iter().next().unwrap()
@@ -440,7 +446,7 @@ async fn logout_is_200_empty_and_revokes_only_that_token(backend: Backend) {
 }
 
 async fn logout_status_204_when_configured(backend: Backend) {
-    let app = TestApp::with_config(backend, |c| c.knox.logout_status = 204).await;
+    let app = TestApp::with_config(backend, |c| c.knox.logout_status = tokenauth::model::LogoutStatus::NoContent).await;
     app.add_user("alice", PW).await;
     let token = login(&app, "alice", PW).await;
     logout(&app, &token).await.assert_empty(StatusCode::NO_CONTENT);
@@ -675,11 +681,12 @@ async fn other_dialects_tokens_are_refused(backend: Backend) {
     // A row of another dialect whose string has knox's exact shape is refused on the dialect
     // check, not merely on the format check.
     let lookalike_policy = TokenPolicy {
-        dialect: "usertoken",
+        issuer: tokenauth::model::Issuer::Dialect(tokenauth::model::DialectId::Usertoken),
         format: TokenFormat::PrefixedHex { prefix: String::new() },
         session_ttl: None,
         refresh: None,
         max_live_tokens: None,
+        principal_kind: None,
     };
     let lookalike = app
         .tokens

@@ -85,7 +85,7 @@ async fn a_slow_request_times_out_as_503_in_the_dialect_shape() {
     assert_eq!(resp.json()["name"], "ServiceUnavailableError");
     // The abandoned logins issued nothing.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(app.tokens.list(tokenauth::principal::PrincipalKind::User, "alice").await.unwrap().is_empty());
+    assert!(app.tokens.list(tokenauth::model::PrincipalKind::User, "alice").await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -9,9 +9,10 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokenauth::config::Config;
 use tokenauth::dialect::{dialer, knox, usertoken, webitel};
-use tokenauth::principal::PrincipalKind;
+use tokenauth::model::LogoutStatus;
+use tokenauth::model::PrincipalKind;
 use tokenauth::token::NewProfile;
-use tokenauth::{health, openapi};
+use tokenauth::{openapi, ops};
 
 use crate::helpers::{Backend, TestApp, TestResponse};
 
@@ -59,7 +60,7 @@ fn served_paths(config: &Config) -> Vec<String> {
     let under = |prefix: &str, paths: &[&str]| -> Vec<String> {
         paths.iter().map(|p| format!("{}{p}", prefix.trim_end_matches('/'))).collect()
     };
-    let mut all = under("/", health::PATHS);
+    let mut all = under("/", ops::PATHS);
     all.extend(under("/", openapi::PATHS));
     if config.metrics_bind.is_none() {
         all.push("/metrics".to_owned());
@@ -193,8 +194,8 @@ async fn prefixes_and_disabled_dialects(backend: Backend) {
 }
 
 async fn knox_logout_status_is_documented_as_served(backend: Backend) {
-    for status in [200, 204] {
-        let app = TestApp::with_config(backend.clone(), |c| c.knox.logout_status = status).await;
+    for (status, configured) in [(200, LogoutStatus::Ok), (204, LogoutStatus::NoContent)] {
+        let app = TestApp::with_config(backend.clone(), |c| c.knox.logout_status = configured).await;
         let doc = document(&app).await;
         for path in ["/auth/logout/", "/auth/logoutall/"] {
             let responses = doc["paths"][path]["post"]["responses"].as_object().unwrap();

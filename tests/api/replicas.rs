@@ -113,7 +113,7 @@ async fn listener_reconnect_flushes(db: &TestDb, admin_url: &str, a: &Server, b:
     warm(http, b, &quiet).await;
     warm(http, b, &lost).await;
     let revoke_silently = |token: String| async move {
-        let digest = tokenauth::token::secret::PlainToken::new(token).digest();
+        let digest = tokenauth::model::PlainToken::new(token).digest();
         let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
         let done = sqlx::query("UPDATE tokens SET revoked_at = now() WHERE digest = $1")
             .bind(digest.as_bytes().as_slice())

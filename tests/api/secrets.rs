@@ -545,7 +545,7 @@ fn cli_debug_redacts_the_database_url_and_a_password_flag() {
 
 #[test]
 fn token_and_key_types_redact_in_debug() {
-    use tokenauth::token::secret::{PlainToken, TokenHash};
+    use tokenauth::model::{PlainToken, TokenHash};
     let token = "5f0c5e0b2d1f4e7a9c3b8a6d4e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
     let digest_hex = hex::encode(Sha256::digest(token.as_bytes()));
     let plain = PlainToken::new(token);
@@ -558,21 +558,22 @@ fn token_and_key_types_redact_in_debug() {
     hides("SecretString", &format!("{password:?}"), &[ALICE_PASSWORD]);
 
     let key_secret = b"signing-key-secret-0123456789abcdef".to_vec();
-    let key = tokenauth::store::SigningKeyRecord {
+    let key = tokenauth::model::SigningKey {
         kid: "kid-1".into(),
         secret: key_secret.clone(),
         created_at: crate::helpers::T0,
     };
     let shown = format!("{key:?}");
-    hides("SigningKeyRecord", &shown, &["signing-key-secret", format!("{:?}", &key_secret[..8]).trim_end_matches(']')]);
+    hides("SigningKey", &shown, &["signing-key-secret", format!("{:?}", &key_secret[..8]).trim_end_matches(']')]);
     assert!(shown.contains("kid-1"), "{shown}");
 }
 
 /// A principal's and a login's types: the argon2 hash and the token never show.
 #[tokio::test]
 async fn store_and_service_types_redact_in_debug() {
-    use tokenauth::principal::{PrincipalKind, Username};
-    use tokenauth::store::{Attributes, InsertRules, NewPrincipal};
+    use tokenauth::model::Attributes;
+    use tokenauth::model::{PrincipalKind, Username};
+    use tokenauth::store::{InsertRules, NewPrincipal};
     let app = TestApp::spawn(Backend::Sqlite).await;
     let principal = app.add_user(ALICE, ALICE_PASSWORD).await;
     let hash = principal.password_hash.clone();
@@ -580,7 +581,7 @@ async fn store_and_service_types_redact_in_debug() {
     // The salt and the digest, the parts of the PHC string that are the secret.
     let hash_tail = hash.rsplit('$').next().unwrap().to_owned();
     let shown = format!("{principal:?}");
-    hides("PrincipalRecord", &shown, &[&hash, &hash_tail]);
+    hides("Principal", &shown, &[&hash, &hash_tail]);
     assert!(shown.contains(ALICE), "{shown}");
 
     let name = Username::parse(ALICE).unwrap();
@@ -634,7 +635,7 @@ async fn service_store_and_server_hide_the_database_password(backend: Backend) {
     let store = tokenauth::app::open_store(&config).await.unwrap();
     let clock = Arc::new(tokenauth::token::clock::FixedClock::new(crate::helpers::T0));
     let tokens = tokenauth::app::token_service(&config, Arc::clone(&store), clock.clone()).await.unwrap();
-    let state = tokenauth::app::AppState::new(config.clone(), Arc::clone(&tokens));
+    let state = tokenauth::app::state(config.clone(), Arc::clone(&tokens));
     let server = tokenauth::server::Server::bind_with(config.clone(), Arc::clone(&store), clock).await.unwrap();
     let url = url::Url::parse(&db.url).unwrap();
     for (what, shown) in [

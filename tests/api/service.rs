@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use tokenauth::app;
 use tokenauth::error::{AuthFailure, CredentialFailure, Error, Malformation};
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::TokenKind;
+use tokenauth::model::{DialectId, Issuer, PrincipalKind, TokenKind};
 use tokenauth::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy};
 
 use crate::helpers::{Backend, LOCALHOST, T0, TestApp};
@@ -157,7 +156,7 @@ async fn tokens_are_refused_by_other_dialects(backend: Backend) {
     assert_eq!(refused(&app, &k, &ut).await, AuthFailure::Malformed(Malformation::BadFormat));
     assert_eq!(refused(&app, &u, &kt).await, AuthFailure::Malformed(Malformation::BadFormat));
     // Same shape, other dialect: found, then refused as another dialect's token.
-    let pretend = TokenPolicy { dialect: "other", ..k.clone() };
+    let pretend = TokenPolicy { issuer: Issuer::Dialect(DialectId::Webitel), ..k.clone() };
     assert_eq!(refused(&app, &pretend, &kt).await, AuthFailure::WrongDialect);
 }
 

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokenauth::config::{DatabaseConfig, DatabaseUrl};
-use tokenauth::principal::{PrincipalKind, Username};
-use tokenauth::store::{
-    self, Acl, Attributes, GroupRef, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, PrincipalRecord,
-    Role, RoleRecord, SigningKeyRecord, Store, StoreError, TokenKind, TokenTouch,
+use tokenauth::model::{
+    Acl, Attributes, DialectId, GroupRef, Issuer, Principal, PrincipalKind, Role, RoleSummary, SigningKey, TokenHash,
+    TokenKind, Username,
 };
-use tokenauth::token::secret::TokenHash;
+use tokenauth::store::{
+    self, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, Store, StoreError, TokenTouch,
+};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, T0, TestDb};
@@ -25,7 +26,7 @@ async fn open(backend: &Backend) -> (Arc<dyn Store>, TestDb) {
     (store, db)
 }
 
-async fn principal(store: &dyn Store, kind: PrincipalKind, name: &str) -> PrincipalRecord {
+async fn principal(store: &dyn Store, kind: PrincipalKind, name: &str) -> Principal {
     let name = Username::parse(name).unwrap();
     store
         .insert_principal(&NewPrincipal {
@@ -69,7 +70,7 @@ async fn token_with(
     let new = NewToken {
         id: minted.id,
         principal_id: owner,
-        dialect,
+        issuer: dialect.parse().unwrap(),
         kind: TokenKind::Session,
         digest: &minted.digest,
         note: Some("a note"),
@@ -193,7 +194,7 @@ async fn tokens_round_trip_exactly(backend: Backend) {
     let found = store.token_by_digest(&minted.digest).await.unwrap().unwrap();
     assert_eq!(found.token.id, minted.id);
     assert_eq!(found.token.principal_id, alice.id);
-    assert_eq!(found.token.dialect, "knox");
+    assert_eq!(found.token.issuer.as_str(), "knox");
     assert_eq!(found.token.kind, TokenKind::Session);
     assert_eq!(found.token.note.as_deref(), Some("a note"));
     assert_eq!(found.token.created_at, created);
@@ -239,7 +240,11 @@ async fn revoke_all_is_scoped(backend: Backend) {
     let b1 = mint(&*store, bob.id, "knox", None).await;
     store.revoke_token(k2.id, T0).await.unwrap();
 
-    assert_eq!(store.revoke_all(alice.id, Some("knox"), T0 + HOUR).await.unwrap(), 1, "k2 was already revoked");
+    assert_eq!(
+        store.revoke_all(alice.id, Some(Issuer::Dialect(DialectId::Knox)), T0 + HOUR).await.unwrap(),
+        1,
+        "k2 was already revoked"
+    );
     let revoked = |m: &Minted| {
         let store = Arc::clone(&store);
         let digest = m.digest;
@@ -421,7 +426,7 @@ async fn duplicate_digest_is_a_conflict(backend: Backend) {
     let again = NewToken {
         id: Uuid::new_v4(),
         principal_id: alice.id,
-        dialect: "knox",
+        issuer: Issuer::Dialect(DialectId::Knox),
         kind: TokenKind::Static,
         digest: &first.digest,
         note: None,
@@ -487,11 +492,11 @@ fn acl(entries: &[(&str, &[&str])]) -> Acl {
         .collect()
 }
 
-async fn role(store: &dyn Store, name: &str, code: i64, acl: &Acl) -> RoleRecord {
+async fn role(store: &dyn Store, name: &str, code: i64, acl: &Acl) -> RoleSummary {
     store.insert_role(&NewRole { name, code, acl, created_at: T0 }).await.unwrap()
 }
 
-async fn principal_with_role(store: &dyn Store, name: &str, role_id: Option<i64>) -> PrincipalRecord {
+async fn principal_with_role(store: &dyn Store, name: &str, role_id: Option<i64>) -> Principal {
     let name = Username::parse(name).unwrap();
     let new = NewPrincipal {
         kind: PrincipalKind::User,
@@ -612,7 +617,7 @@ async fn roles_in_use_cannot_be_deleted(backend: Backend) {
 
     // The error kind is checked in `deleting_a_role_in_use_is_a_conflict`.
     assert!(store.delete_role(root.id).await.is_err(), "a role in use must not be deleted");
-    assert_eq!(store.role_by_name("root").await.unwrap(), Some(RoleRecord { members: 1, ..root.clone() }));
+    assert_eq!(store.role_by_name("root").await.unwrap(), Some(RoleSummary { members: 1, ..root.clone() }));
     let still = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
     assert_eq!(still.role, Some(root.role.clone()), "the member keeps its role");
 
@@ -633,7 +638,7 @@ async fn roles_in_use_cannot_be_deleted(backend: Backend) {
 async fn signing_keys_are_kept_exactly_and_never_overwritten(backend: Backend) {
     let (store, _db) = open(&backend).await;
     assert!(store.signing_keys().await.unwrap().is_empty());
-    let key = |kid: &str, secret: Vec<u8>, created_at| SigningKeyRecord { kid: kid.into(), secret, created_at };
+    let key = |kid: &str, secret: Vec<u8>, created_at| SigningKey { kid: kid.into(), secret, created_at };
     // Every byte value, including NUL and 0xff, must survive.
     let all_bytes: Vec<u8> = (0..=255u8).collect();
     let middle = key("k-000000000002", (0..32u8).map(|b| b.wrapping_mul(37)).collect(), T0 + Duration::from_micros(7));
@@ -688,7 +693,7 @@ async fn principal_with(
     name: &str,
     group_id: Option<i64>,
     attributes: &Attributes,
-) -> StoreResultOf<PrincipalRecord> {
+) -> StoreResultOf<Principal> {
     let name = Username::parse(name).unwrap();
     let new = NewPrincipal {
         kind,
@@ -773,7 +778,7 @@ async fn groups_round_trip_and_are_listed_by_owner(backend: Backend) {
     let dup =
         store.insert_group(&NewGroup { name: "west", allowed_regex: None, reseller_id: None, created_at: T0 }).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    let names = |list: Vec<tokenauth::store::GroupRecord>| list.into_iter().map(|g| g.group.name).collect::<Vec<_>>();
+    let names = |list: Vec<tokenauth::model::GroupSummary>| list.into_iter().map(|g| g.group.name).collect::<Vec<_>>();
     assert_eq!(names(store.list_groups(None).await.unwrap()), ["east", "free", "theirs", "west"]);
     assert_eq!(names(store.list_groups(Some(acme.id)).await.unwrap()), ["east", "west"]);
     assert_eq!(names(store.list_groups(Some(other.id)).await.unwrap()), ["theirs"]);

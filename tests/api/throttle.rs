@@ -13,8 +13,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tokenauth::app;
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::ThrottleScope;
+use tokenauth::model::PrincipalKind;
+use tokenauth::model::ThrottleScope;
 use tokenauth::token::NewProfile;
 use tokenauth::token::clock::SystemClock;
 

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::Attributes;
+use tokenauth::model::Attributes;
+use tokenauth::model::PrincipalKind;
 use tokenauth::token::NewProfile;
 
 use crate::cli::{admin, ok};
@@ -190,7 +190,7 @@ async fn signing_in_sets_a_strict_http_only_session_cookie_and_hides_the_session
     // The sign-in is a token of its own: stored, never listed, never accepted by /verify.
     let alice = app.tokens.principal(PrincipalKind::User, "alice").await.unwrap();
     let stored = app.store.list_tokens(alice.id).await.unwrap();
-    assert_eq!(stored.iter().map(|t| t.dialect.as_str()).collect::<Vec<_>>(), ["ui"]);
+    assert_eq!(stored.iter().map(|t| t.issuer.as_str()).collect::<Vec<_>>(), ["ui"]);
     assert!(app.tokens.list(PrincipalKind::User, "alice").await.unwrap().is_empty());
     // Odd query strings are no error; a second visit to the form keeps the first's token.
     assert_eq!(b.cookies.get("tokenauth_csrf"), None, "signing in cleared the form's cookie");
@@ -362,14 +362,14 @@ async fn static_tokens_are_created_shown_once_and_work(backend: Backend) {
     assert!(again.contains("CI deploys") && again.contains("static") && again.contains("no expiry"), "{again}");
     let rows = app.tokens.list(PrincipalKind::User, "alice@example.com").await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].dialect.as_str(), rows[0].expires_at), ("knox", None));
+    assert_eq!((rows[0].issuer.as_str(), rows[0].expires_at), ("knox", None));
 
     // An expiry in days; webitel shows its key (X-Key) too, and the key logs the token out.
     let web = b.post("/ui/tokens", &[("csrf", &csrf), ("dialect", "webitel"), ("expires_days", "30")]).await;
     let jwt = new_token(&web);
     let key = attr_after(&text(&web), r#"id="new-key" type="text" readonly value=""#).unwrap();
     let row = app.tokens.list(PrincipalKind::User, "alice@example.com").await.unwrap();
-    let row = row.iter().find(|t| t.dialect == "webitel").unwrap();
+    let row = row.iter().find(|t| t.issuer.as_str() == "webitel").unwrap();
     assert_eq!(row.id.to_string(), key);
     assert_eq!(row.expires_at, Some(app.tokens.now() + time::Duration::days(30)));
     let logout = app.post("/logout").header("x-access-token", &jwt).header("x-key", &key).send().await;

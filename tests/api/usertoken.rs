@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokenauth::principal::PrincipalKind;
+use tokenauth::model::PrincipalKind;
 
 use crate::helpers::{Backend, T0, TestApp, TestResponse, rfc3339};
 
@@ -70,7 +70,7 @@ async fn login_returns_a_user_token(backend: Backend) {
     let rows = app.tokens.list(PrincipalKind::User, "alice").await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_ne!(rows[0].id, parsed, "the token is not the row id");
-    assert_eq!(rows[0].dialect, "usertoken");
+    assert_eq!(rows[0].issuer.as_str(), "usertoken");
     // The login counts as a login.
     assert_eq!(app.tokens.principal(PrincipalKind::User, "alice").await.unwrap().last_login_at, Some(T0));
     // A second login is a second token.

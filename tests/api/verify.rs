@@ -9,10 +9,11 @@ use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use tokenauth::app::{self, AppState};
+use tokenauth::app;
 use tokenauth::config::AclRule;
-use tokenauth::principal::PrincipalKind;
-use tokenauth::store::Attributes;
+use tokenauth::model::Attributes;
+use tokenauth::model::DialectId;
+use tokenauth::model::PrincipalKind;
 use tokenauth::token::{MintOptions, NewProfile, parse_acl};
 use tower::ServiceExt as _;
 
@@ -52,8 +53,8 @@ async fn session_tokens(app: &TestApp) -> Vec<(&'static str, String)> {
     vec![("usertoken", ut), ("knox", knox), ("webitel", webitel), ("dialer", dialer)]
 }
 
-fn token_id(app_rows: &[tokenauth::store::TokenRecord], dialect: &str) -> String {
-    app_rows.iter().find(|r| r.dialect == dialect).unwrap().id.to_string()
+fn token_id(app_rows: &[tokenauth::model::Token], dialect: &str) -> String {
+    app_rows.iter().find(|r| r.issuer.as_str() == dialect).unwrap().id.to_string()
 }
 
 #[track_caller]
@@ -91,7 +92,7 @@ async fn every_dialect_and_transport_verifies(backend: Backend) {
     let rows = app.tokens.list(USER, "alice").await.unwrap();
     for (dialect, token) in &tokens {
         let id = token_id(&rows, dialect);
-        let expires = rows.iter().find(|r| r.dialect == *dialect).unwrap().expires_at;
+        let expires = rows.iter().find(|r| r.issuer.as_str() == *dialect).unwrap().expires_at;
         let transports = [
             app.get("/verify").bearer(token).send().await,
             app.get("/verify").token(token).send().await,
@@ -115,7 +116,7 @@ async fn every_dialect_and_transport_verifies(backend: Backend) {
         assert_refused(&resp, "unknown");
     }
     // usertoken and knox have no expiry by default; the JWT dialects expire a day later.
-    let expiring: Vec<_> = rows.iter().filter(|r| r.expires_at.is_some()).map(|r| r.dialect.as_str()).collect();
+    let expiring: Vec<_> = rows.iter().filter(|r| r.expires_at.is_some()).map(|r| r.issuer.as_str()).collect();
     assert_eq!(expiring.len(), 2, "{expiring:?}");
     assert!(rows.iter().filter(|r| r.expires_at.is_some()).all(|r| r.expires_at == Some(T0 + DAY)));
 }
@@ -123,10 +124,10 @@ async fn every_dialect_and_transport_verifies(backend: Backend) {
 async fn tokens_of_disabled_dialects_are_refused(backend: Backend) {
     let app = TestApp::with_config(backend, |c| c.knox.enabled = false).await;
     setup(&app).await;
-    let policies = tokenauth::dialect::Policies::from_config(&app.config);
+    let policies = app.policies();
     let options = MintOptions { static_token: true, ..MintOptions::default() };
-    let knox = app.tokens.mint(policies.by_name("knox").unwrap(), USER, "alice", options.clone()).await.unwrap();
-    let ut = app.tokens.mint(policies.by_name("usertoken").unwrap(), USER, "alice", options).await.unwrap();
+    let knox = app.tokens.mint(policies.get(DialectId::Knox), USER, "alice", options.clone()).await.unwrap();
+    let ut = app.tokens.mint(policies.get(DialectId::Usertoken), USER, "alice", options).await.unwrap();
     // knox is off: its (static, never-expiring) tokens no longer open anything.
     assert_refused(&app.get("/verify").token(knox.token.expose()).send().await, "malformed");
     assert_eq!(app.get("/verify").bearer(ut.token.expose()).send().await.status, StatusCode::OK);
@@ -136,9 +137,9 @@ async fn static_and_reseller_tokens_verify(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     setup(&app).await;
     let options = MintOptions { static_token: true, ..MintOptions::default() };
-    let policies = tokenauth::dialect::Policies::from_config(&app.config);
+    let policies = app.policies();
     for dialect in ["usertoken", "knox", "webitel", "dialer"] {
-        let policy = policies.by_name(dialect).unwrap();
+        let policy = policies.get(dialect.parse().unwrap());
         let issued = app.tokens.mint(policy, USER, "alice", options.clone()).await.unwrap();
         let resp = app.get("/verify").bearer(issued.token.expose()).send().await;
         assert_granted(&resp, "alice", "user", dialect, &issued.record.id.to_string());
@@ -180,7 +181,7 @@ async fn each_refusal_has_its_reason(backend: Backend) {
     assert_refused(&app.get("/verify").token(knox).send().await, "revoked");
     // Disabled: the token, then the user.
     let rows = app.tokens.list(USER, "alice").await.unwrap();
-    let ut_id = rows.iter().find(|r| r.dialect == "usertoken").unwrap().id;
+    let ut_id = rows.iter().find(|r| r.issuer.as_str() == "usertoken").unwrap().id;
     app.tokens.set_token_enabled(ut_id, false).await.unwrap();
     assert_refused(&app.get("/verify").bearer(&tokens[0].1).send().await, "disabled");
     app.tokens.set_token_enabled(ut_id, true).await.unwrap();
@@ -352,7 +353,7 @@ async fn verify_never_writes_to_the_database(backend: Backend) {
     config.database_url = tokenauth::config::DatabaseUrl::new(&url);
     let store = tokenauth::store::connect(&config.database_url, &config.database).await.unwrap();
     let service = app::token_service(&config, Arc::clone(&store), app.clock.clone()).await.unwrap();
-    let router = app::router(AppState::new(config, Arc::clone(&service))).unwrap();
+    let router = app::router(app::state(config, Arc::clone(&service))).unwrap();
     let verify = |token: String| {
         let router = router.clone();
         async move {

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokenauth::app;
 use tokenauth::config::Secret;
-use tokenauth::principal::PrincipalKind;
+use tokenauth::model::PrincipalKind;
 use tokenauth::token::jwt::unverified_claims;
 use tokenauth::token::{LoginOptions, MintOptions, NewProfile};
 
@@ -114,7 +114,7 @@ async fn login_with_domain_and_role(backend: Backend) {
     assert_eq!(uuid::Uuid::parse_str(&key).unwrap().get_version_num(), 4);
     let rows = app.tokens.list(USER, "100@mydomain.com").await.unwrap();
     assert_eq!(rows[0].id.to_string(), key);
-    assert_eq!(rows[0].dialect, "webitel");
+    assert_eq!(rows[0].issuer.as_str(), "webitel");
 
     // The JWT: HS256 with a kid; exp in MILLISECONDS equal to `expires`, jti = key, the ACL.
     let header = jwt_header(&token);

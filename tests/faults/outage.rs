@@ -17,11 +17,11 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
-use tokenauth::principal::PrincipalKind;
+use tokenauth::model::PlainToken;
+use tokenauth::model::PrincipalKind;
 use tokenauth::server::Server;
 use tokenauth::token::NewProfile;
 use tokenauth::token::clock::SystemClock;
-use tokenauth::token::secret::PlainToken;
 
 use crate::forwarder::{Forwarder, Mode};
 use crate::helpers::{Backend, TestDb, init_test_log, test_config};

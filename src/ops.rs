@@ -1,20 +1,24 @@
-//! Health endpoints for orchestrators: `/healthz` says the process is up (no database
-//! access, so a database outage does not get the process killed); `/readyz` says the
-//! database answers (503 when it does not, so traffic is routed elsewhere).
+//! The operations surface. Health endpoints for orchestrators: `/healthz` says the process is
+//! up (no database access, so a database outage does not get the process killed); `/readyz`
+//! says the database answers (503 when it does not, so traffic is routed elsewhere). And
+//! `/metrics` for Prometheus (on the main listener, or alone on `metrics_bind`).
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
-/// Paths served here, for the overlap check.
+/// Health paths, for the overlap check.
 #[doc(hidden)]
 pub const PATHS: &[&str] = &["/healthz", "/readyz"];
+
+/// The metrics path, for the overlap check.
+pub(crate) const METRICS_PATHS: &[&str] = &["/metrics"];
 
 /// The health routes.
 pub(crate) fn router() -> Router<AppState> {
@@ -73,3 +77,39 @@ async fn readyz(State(app): State<AppState>) -> Response {
     tracing::warn!(error = %failed, "readiness check failed");
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "unavailable" }))).into_response()
 }
+
+/// The `/metrics` route.
+pub(crate) fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(serve))
+}
+
+/// The metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (OpenMetrics text), unless served on metrics_bind",
+    responses(
+        (status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 405, description = "Only GET (and HEAD)"),
+        (status = 500, description = "The metrics could not be rendered (logged)"),
+    )
+)]
+pub(crate) async fn serve(State(app): State<AppState>) -> Response {
+    match app.tokens.metrics().render(app.tokens.pool_stats(), app.tokens.cache().stats()) {
+        Ok(text) => {
+            let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+            ([(header::CONTENT_TYPE, content_type)], text).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `/metrics`, merged when it is served on the main listener (no `metrics_bind`).
+#[derive(OpenApi)]
+#[openapi(paths(serve), tags((name = "metrics", description = "Prometheus metrics")))]
+pub(crate) struct MetricsApi;

@@ -12,6 +12,8 @@
 //! - It never writes to the database: a check is one indexed read, and last-used times go
 //!   through the service's deferred, batched touch queue.
 
+mod openapi;
+
 use std::borrow::Cow;
 
 use axum::extract::State;
@@ -21,14 +23,15 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::AppState;
+pub(crate) use self::openapi::Api;
 use crate::config::AclRule;
-use crate::dialect::{Dialect, DialectError, rfc3339, scheme_credentials};
 use crate::error::{AuthFailure, Error};
-use crate::store::Role;
+use crate::model::Role;
+use crate::state::AppState;
+use crate::surface::{ErrorShape, ShapedError, rfc3339, scheme_credentials};
 use crate::token::Authenticated;
 
-/// The forward-auth endpoint, as a `Dialect` only so that what happens outside its handler
+/// The forward-auth endpoint, as a `ErrorShape` only so that what happens outside its handler
 /// (a timeout, a caught panic) is answered in its shape. It issues no tokens.
 #[derive(Debug)]
 pub struct Verify;
@@ -139,13 +142,13 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Result<Presented, AuthFailure> {
         [[verify.acl]] rules map the proxied request to a permission the token's role lacks. \
         Never writes to the database.",
     security((), ("bearer" = []), ("token" = [])),
-    params(crate::openapi::VerifyHeaders, crate::openapi::VerifyQuery),
-    responses(crate::openapi::VerifyResponses)
+    params(self::openapi::VerifyHeaders, self::openapi::VerifyQuery),
+    responses(self::openapi::VerifyResponses)
 )]
 pub(crate) async fn verify(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     match check(&app, &method, &uri, &headers).await {
-        Ok(auth) => granted(&auth).unwrap_or_else(|e| DialectError::<Verify>::from(e).into_response()),
-        Err(e) => DialectError::<Verify>::from(e).into_response(),
+        Ok(auth) => granted(&auth).unwrap_or_else(|e| ShapedError::<Verify>::from(e).into_response()),
+        Err(e) => ShapedError::<Verify>::from(e).into_response(),
     }
 }
 
@@ -159,10 +162,10 @@ pub(crate) async fn verify(State(app): State<AppState>, method: Method, uri: Uri
     security((), ("bearer" = []), ("token" = [])),
     params(
         ("original" = String, Path, description = "The original request's path (it may contain slashes)"),
-        crate::openapi::VerifyHeaders,
-        crate::openapi::VerifyQuery
+        self::openapi::VerifyHeaders,
+        self::openapi::VerifyQuery
     ),
-    responses(crate::openapi::VerifyResponses)
+    responses(self::openapi::VerifyResponses)
 )]
 pub(crate) async fn verify_envoy(state: State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     verify(state, method, uri, headers).await
@@ -174,8 +177,7 @@ async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) 
         Error::Unauthenticated(failure)
     })?;
     // why only the enabled dialects: an operator who turns a dialect off means its tokens too.
-    let policies: Vec<_> = app.policies.all().into_iter().filter(|p| app.config.dialect_enabled(p.dialect)).collect();
-    let auth = app.tokens.authenticate_among(&policies, &presented.token).await?;
+    let auth = app.tokens.authenticate_among(app.policies.enabled(), &presented.token).await?;
     // why: as webitel's logout, a key given with the token must be that very token's id.
     if presented.key.is_some_and(|key| key != auth.token.id.to_string()) {
         return Err(Error::Unauthenticated(AuthFailure::Unknown));
@@ -309,7 +311,7 @@ fn granted(auth: &Authenticated) -> Result<Response, Error> {
         "kind": auth.owner.kind.as_str(),
         "role": role,
         "token_id": auth.token.id.to_string(),
-        "dialect": auth.token.dialect,
+        "dialect": auth.token.issuer,
         "expires": expires,
     });
     let mut resp = Json(body).into_response();
@@ -329,14 +331,14 @@ fn granted(auth: &Authenticated) -> Result<Response, Error> {
         set("x-auth-role", role)?;
     }
     set("x-auth-token-id", &auth.token.id.to_string())?;
-    set("x-auth-dialect", &auth.token.dialect)?;
+    set("x-auth-dialect", auth.token.issuer.as_str())?;
     if let Some(expires) = &expires {
         set("x-auth-expires", expires)?;
     }
     Ok(resp)
 }
 
-impl Dialect for Verify {
+impl ErrorShape for Verify {
     const NAME: &'static str = "verify";
 
     fn error_response(err: &Error) -> Response {

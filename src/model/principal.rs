@@ -1,9 +1,16 @@
-//! Principals: whoever logs in. Their kinds and the rules for their names.
+//! Principals: whoever logs in. Their kinds, the rules for their names, and the principal as
+//! stored.
 //!
 //! Policy: a name is parsed into a `Username` at the edge (CLI, login) and only that type goes
 //! inward. Names are matched exactly (case-sensitive), as `principals (kind, name)` is unique.
 
 use std::fmt;
+
+use ipnet::IpNet;
+use rust_decimal::Decimal;
+use time::OffsetDateTime;
+
+use super::role::{GroupRef, Role};
 
 /// What kind of principal: every dialect logs in users; the dialer dialect also has resellers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -78,10 +85,60 @@ impl fmt::Display for Username {
     }
 }
 
-/// The domain of a `name@domain` username (Webitel's `100@mydomain.com`): what follows the
-/// last `@`, when both sides are non-empty.
-pub fn domain_of(username: &str) -> Option<&str> {
-    username.rsplit_once('@').and_then(|(name, domain)| (!name.is_empty() && !domain.is_empty()).then_some(domain))
+/// A principal as stored. Its password hash is redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Integer id, as the dialer dialect shows it.
+    pub id: i64,
+    /// User or reseller.
+    pub kind: PrincipalKind,
+    /// Unique per kind.
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// A disabled principal cannot log in and its tokens stop working.
+    pub enabled: bool,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Last login or bump.
+    pub last_login_at: Option<OffsetDateTime>,
+    /// The principal's role, if any (webitel).
+    pub role: Option<Role>,
+    /// The principal's user group, if any (dialer).
+    pub group: Option<GroupRef>,
+    /// Everything else a dialect may show or check.
+    pub attributes: Attributes,
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("password_hash", &"[REDACTED]")
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .field("last_login_at", &self.last_login_at)
+            .field("role", &self.role)
+            .field("group", &self.group)
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
+/// A principal's attributes beyond its name, password and role: the dialer dialect's, which
+/// the token service also checks (the IP rules).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    /// Users: an administrator (the dialer JWT's `admin` claim, and the web page's admin pages).
+    pub admin: bool,
+    /// Users: the SMS sender (the dialer JWT's `sms_from` claim).
+    pub sms_from: Option<String>,
+    /// Resellers: the client addresses it may log in from; empty means any.
+    pub allowed_ips: Vec<IpNet>,
+    /// Resellers: the account balance, an exact decimal.
+    pub balance: Option<Decimal>,
 }
 
 #[cfg(test)]
@@ -98,15 +155,6 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Username::parse(&"x".repeat(151)).is_err());
-    }
-
-    #[test]
-    fn domains() {
-        assert_eq!(domain_of("100@mydomain.com"), Some("mydomain.com"));
-        assert_eq!(domain_of("a@b@c"), Some("c"));
-        for none in ["root", "@mydomain.com", "100@", "@"] {
-            assert_eq!(domain_of(none), None, "{none}");
-        }
     }
 
     #[test]
