@@ -1,29 +1,37 @@
-//! The store: a narrow async trait over the database, one implementation per backend.
+//! The store: a narrow async trait over the database, and its one implementation over SQLite
+//! or Postgres.
 //!
-//! Policy: SQL lives only in `postgres.rs` and `sqlite.rs`. Both implement the same `Store`
-//! trait and run the same contract suite (`tests/api/store_contract.rs`). The trait speaks in
-//! records and never decides policy: the token service decides what is valid; the store only
-//! reads and writes, atomically where the service needs it (the token limit).
-//! `connect` picks the backend from the URL scheme.
+//! Policy: SQL lives only here. The trait speaks in the model's types and never decides
+//! policy: the token service decides what is valid; the store only reads and writes,
+//! atomically where the service needs it (the token limit, the throttle's counters).
+//! `connect` picks the engine from the URL scheme. The layout:
+//! - `sql_store.rs`: `SqlStore`, every query and write, once, for both engines;
+//! - `rows.rs`: the row structs, once, and their conversion into the model;
+//! - `codec.rs` and `sql.rs`: how a column is read and a value bound on each engine;
+//! - `sqlite.rs` and `postgres.rs`: only what the engines do differently (connecting,
+//!   migrating, invalidations between processes, the touch batch).
+//!
+//! The contract suite (`tests/api/store_contract.rs`) runs against both engines.
 
+mod codec;
 mod postgres;
+mod rows;
+mod sql;
+mod sql_store;
 mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ipnet::IpNet;
-use rust_decimal::Decimal;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use self::postgres::PgStore;
-pub use self::sqlite::SqliteStore;
+pub use self::sql_store::SqlStore;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::model::{
-    Acl, Attributes, AuditEntry, GroupRef, GroupSummary, Issuer, Principal, PrincipalKind, Role, RoleSummary,
-    SigningKey, ThrottleCounter, ThrottleScope, Token, TokenHash, TokenKind, TokenLookup, Username,
+    Acl, Attributes, AuditEntry, GroupSummary, Issuer, Principal, PrincipalKind, RoleSummary, SigningKey,
+    ThrottleCounter, ThrottleScope, Token, TokenHash, TokenKind, TokenLookup, Username,
 };
 
 /// What a store operation can fail with.
@@ -117,90 +125,6 @@ pub struct NewGroup<'a> {
 /// A change to a set of throttle counters, applied by `Store::update_throttle` while it holds
 /// their rows locked, so concurrent logins (on any replica) never lose an update.
 pub type ThrottleStep<'a> = &'a (dyn Fn(&mut [ThrottleCounter]) + Send + Sync);
-
-/// The attribute and group columns of a principal row with `LEFT JOIN user_groups g`
-/// (`p.admin, p.sms_from, p.allowed_ips, p.balance` as text, `g.id AS group_id`,
-/// `g.name AS group_name`, `g.allowed_regex AS group_regex`), flattened into either backend's rows.
-#[derive(sqlx::FromRow)]
-struct AttributeColumns {
-    admin: bool,
-    sms_from: Option<String>,
-    allowed_ips: String,
-    balance: Option<String>,
-    group_id: Option<i64>,
-    group_name: Option<String>,
-    group_regex: Option<String>,
-}
-
-impl AttributeColumns {
-    fn into_parts(self) -> StoreResult<(Attributes, Option<GroupRef>)> {
-        let allowed_ips = serde_json::from_str(&self.allowed_ips)
-            .map_err(|e| StoreError::Other(format!("unreadable allowed_ips {:?}: {e}", self.allowed_ips)))?;
-        let balance = self
-            .balance
-            .map(|b| b.parse::<Decimal>().map_err(|e| StoreError::Other(format!("unreadable balance {b:?}: {e}"))))
-            .transpose()?;
-        let group = match (self.group_id, self.group_name) {
-            (Some(id), Some(name)) => Some(GroupRef { id, name, allowed_regex: self.group_regex }),
-            _ => None,
-        };
-        Ok((Attributes { admin: self.admin, sms_from: self.sms_from, allowed_ips, balance }, group))
-    }
-}
-
-fn allowed_ips_json(ips: &[IpNet]) -> StoreResult<String> {
-    serde_json::to_string(ips).map_err(|e| StoreError::Other(format!("cannot encode allowed IPs: {e}")))
-}
-
-/// The group columns of `user_groups g LEFT JOIN principals rp ON rp.id = g.reseller_id`
-/// (`g.id, g.name, g.allowed_regex, g.reseller_id, rp.name AS reseller_name, g.created_at`,
-/// and a `members` count), for either backend; the time is decoded by the caller.
-#[derive(sqlx::FromRow)]
-struct GroupColumns {
-    id: i64,
-    name: String,
-    allowed_regex: Option<String>,
-    reseller_id: Option<i64>,
-    reseller_name: Option<String>,
-    members: i64,
-}
-
-impl GroupColumns {
-    fn into_record(self, created_at: OffsetDateTime) -> GroupSummary {
-        GroupSummary {
-            group: GroupRef { id: self.id, name: self.name, allowed_regex: self.allowed_regex },
-            reseller: self.reseller_id.zip(self.reseller_name),
-            created_at,
-            members: self.members,
-        }
-    }
-}
-
-/// The role columns of a `LEFT JOIN roles r`, flattened into either backend's rows
-/// (`r.name AS role_name, r.code AS role_code, r.acl AS role_acl`).
-#[derive(sqlx::FromRow)]
-struct RoleColumns {
-    role_name: Option<String>,
-    role_code: Option<i64>,
-    role_acl: Option<String>,
-}
-
-impl RoleColumns {
-    fn into_role(self) -> StoreResult<Option<Role>> {
-        match (self.role_name, self.role_code, self.role_acl) {
-            (Some(name), Some(code), Some(acl)) => {
-                let acl = serde_json::from_str(&acl)
-                    .map_err(|e| StoreError::Other(format!("role {name:?} has an unreadable ACL: {e}")))?;
-                Ok(Some(Role { name, code, acl }))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
-fn acl_json(acl: &Acl) -> StoreResult<String> {
-    serde_json::to_string(acl).map_err(|e| StoreError::Other(format!("cannot encode an ACL: {e}")))
-}
 
 /// A principal to insert. Its password hash is redacted in `Debug`.
 pub struct NewPrincipal<'a> {
@@ -346,6 +270,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal>;
     /// Find a principal by kind and exact name.
     async fn principal_by_name(&self, kind: PrincipalKind, name: &str) -> StoreResult<Option<Principal>>;
+    /// Find a principal by id.
+    async fn principal_by_id(&self, id: i64) -> StoreResult<Option<Principal>>;
     /// All principals of a kind, by id.
     async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<Principal>>;
     /// Enable or disable; `NotFound` when absent.
@@ -441,8 +367,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// database names the (password-masked) URL and the cause.
 pub async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
     match url.scheme().as_str() {
-        "sqlite" => Ok(Arc::new(SqliteStore::connect(url, cfg).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(url, cfg).await?)),
+        "sqlite" => Ok(Arc::new(sqlite::SqliteEngine::connect(url, cfg).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::PgEngine::connect(url, cfg).await?)),
         other => Err(StoreError::Config(format!(
             "unsupported database URL scheme {other:?} in {url}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
         ))),

@@ -82,6 +82,10 @@ impl Store for CountingStore {
         self.inner.principal_by_name(kind, name).await
     }
 
+    async fn principal_by_id(&self, id: i64) -> StoreResult<Option<Principal>> {
+        self.inner.principal_by_id(id).await
+    }
+
     async fn list_principals(&self, kind: PrincipalKind) -> StoreResult<Vec<Principal>> {
         self.inner.list_principals(kind).await
     }
