@@ -1,0 +1,209 @@
+//! The server-wide sections: logging, HTTP limits, the database pool, password hashing, token
+//! housekeeping, the token-check cache, login throttling and CORS.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (`text` is accepted too).
+    #[serde(alias = "text")]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// HTTP serving limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request that takes longer gets a 503 in its dialect's shape.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes; larger gets a 413 in the dialect's shape.
+    pub body_limit: usize,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            request_timeout: Duration::from_secs(30),
+            // why 64 KiB: every request body of every dialect is a few hundred bytes.
+            body_limit: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before a 503; must be below the request timeout.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// argon2id parameters and the hashing pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Memory cost in KiB (OWASP: 19 MiB).
+    pub memory_kib: u32,
+    /// Time cost (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// Hashes running at once; 0 means one per CPU less one (at least one).
+    pub workers: usize,
+    /// Hashes waiting beyond those running; past this, logins get a 503 at once.
+    pub queue: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        // why: OWASP Password Storage Cheat Sheet, argon2id m=19456 KiB, t=2, p=1.
+        PasswordConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1, workers: 0, queue: 64 }
+    }
+}
+
+impl PasswordConfig {
+    /// `workers`, with 0 resolved to one less than the CPUs (at least one). why: a login
+    /// flood then saturates all but one core, which stays free for token checks.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| usize::from(n).saturating_sub(1).max(1))
+        }
+    }
+}
+
+/// Token housekeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// How long revoked and expired rows are kept (so they can be told from unknown ones).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the sweep deletes rows past retention.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How often deferred last-used and sliding-expiry writes are flushed.
+    #[serde(with = "humantime_serde")]
+    pub touch_flush_interval: Duration,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            sweep_interval: Duration::from_secs(3600),
+            touch_flush_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The token-check cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Successful token lookups kept in memory (about 1 KiB each); 0 turns the cache off.
+    pub capacity: u64,
+    /// The longest a cached lookup is trusted without reading its row again: the bound on
+    /// how late a revocation on another replica can be seen if its notice is lost.
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        // why 5 s: revocations normally arrive by NOTIFY within milliseconds; this is the
+        // safety net, and a few seconds of database reads per token is cheap.
+        CacheConfig { capacity: 100_000, max_staleness: Duration::from_secs(5) }
+    }
+}
+
+/// Login throttling. Failed logins are counted in the database (so every replica sees the
+/// same counts) per client address and per account; past a limit, logins are refused with 429
+/// and `Retry-After` before any password is hashed, for a lockout that doubles each time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Off turns the counting and the 429s off.
+    pub enabled: bool,
+    /// Per client address (IPv6 by /64, since one host usually holds a whole /64).
+    pub ip: ThrottleRule,
+    /// Per account name (unknown names too, so a 429 does not tell which accounts exist).
+    pub account: ThrottleRule,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            enabled: true,
+            // why 10 a minute: a person mistyping a password stays far below it; a guesser
+            // gets 10 tries, then a lockout that doubles (1, 2, 4 ... 60 minutes).
+            ip: ThrottleRule {
+                max_failures: 10,
+                window: Duration::from_secs(60),
+                lockout: Duration::from_secs(60),
+                max_lockout: Duration::from_secs(3600),
+                forget_after: Duration::from_secs(3600),
+            },
+            // why 100 in 15 minutes: well above what one address can reach (so an attacker
+            // at one address cannot lock the owner out), low enough to slow a guesser who
+            // spreads over many addresses.
+            account: ThrottleRule {
+                max_failures: 100,
+                window: Duration::from_secs(900),
+                lockout: Duration::from_secs(300),
+                max_lockout: Duration::from_secs(3600),
+                forget_after: Duration::from_secs(3600),
+            },
+        }
+    }
+}
+
+/// One throttle: a sliding window of failures and a growing lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleRule {
+    /// Failures allowed within `window`; the next attempt is refused and starts a lockout.
+    pub max_failures: u32,
+    /// The sliding window the failures are counted over.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// The first lockout; each further one doubles, up to `max_lockout`.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+    /// The longest lockout.
+    #[serde(with = "humantime_serde")]
+    pub max_lockout: Duration,
+    /// A counter with no failures for this long (after its window and lockout) is forgotten,
+    /// lockout count included.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+}
+
+/// CORS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to call tokenauth from a browser; empty turns CORS off.
+    pub allowed_origins: Vec<String>,
+}
