@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use crate::model::{Attributes, PrincipalKind};
+use crate::token::admin::Actor;
 use crate::token::{NewProfile, TokenService, parse_allowed_ip, parse_balance};
 
 use super::output;
@@ -75,11 +76,13 @@ pub(super) async fn run(cmd: ResellerCommand, tokens: Arc<TokenService>) -> anyh
             println!("password changed for reseller {name}; all of its tokens are revoked");
         }
         ResellerCommand::Disable { name } => {
-            tokens.set_principal_enabled(kind, &name, false).await?;
+            let target = tokens.principal(kind, &name).await?;
+            tokens.set_enabled_as(Actor::Operator, &target, false).await?;
             println!("disabled reseller {name}");
         }
         ResellerCommand::Enable { name } => {
-            tokens.set_principal_enabled(kind, &name, true).await?;
+            let target = tokens.principal(kind, &name).await?;
+            tokens.set_enabled_as(Actor::Operator, &target, true).await?;
             println!("enabled reseller {name}");
         }
         ResellerCommand::Remove { name } => {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::config;
 use crate::model::{DialectId, PrincipalKind};
+use crate::token::admin::Actor;
 use crate::token::{MintOptions, Policies, TokenService};
 
 use super::output;
@@ -133,7 +134,7 @@ pub(super) async fn run(cmd: TokenCommand, tokens: Arc<TokenService>, policies: 
             print!("{}", if json { output::tokens_json(&list, now)? } else { output::tokens_table(&list, now) });
         }
         TokenCommand::Revoke { id } => {
-            tokens.revoke_by_id(id).await?;
+            tokens.revoke_token_as(Actor::Operator, id).await?;
             println!("revoked token {id}");
         }
         TokenCommand::Disable { id } => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use crate::model::{Attributes, PrincipalKind};
+use crate::token::admin::Actor;
 use crate::token::{NewProfile, TokenService, check_sms_from};
 
 use super::output;
@@ -128,11 +129,13 @@ pub(super) async fn run(cmd: UserCommand, tokens: Arc<TokenService>) -> anyhow::
             println!("password changed for user {name}; all of its tokens are revoked");
         }
         UserCommand::Disable { name } => {
-            tokens.set_principal_enabled(kind, &name, false).await?;
+            let target = tokens.principal(kind, &name).await?;
+            tokens.set_enabled_as(Actor::Operator, &target, false).await?;
             println!("disabled user {name}");
         }
         UserCommand::Enable { name } => {
-            tokens.set_principal_enabled(kind, &name, true).await?;
+            let target = tokens.principal(kind, &name).await?;
+            tokens.set_enabled_as(Actor::Operator, &target, true).await?;
             println!("enabled user {name}");
         }
         UserCommand::Remove { name } => {

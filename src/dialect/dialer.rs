@@ -126,21 +126,14 @@ impl Side for DialerReseller {
     const IP_REFUSED: (StatusCode, &'static str) = (StatusCode::UNAUTHORIZED, "Your IP is not allowed");
 }
 
-/// Read both login fields, reporting every missing one, and log in as `S::KIND`.
-async fn login<S: Side>(
-    app: &AppState,
-    ip: std::net::IpAddr,
-    body: Option<&Map<String, Value>>,
-) -> Result<crate::token::Issued, ShapedError<S>> {
+/// Read both login fields, reporting every missing one.
+fn login_fields<S: Side>(body: Option<&Map<String, Value>>) -> Result<(String, String), ShapedError<S>> {
     let (name_field, password_field) = S::FIELDS;
     // why no trim: names are matched exactly, and a password is a password.
-    let (name, password) =
-        match (required_string(body, name_field, false), required_string(body, password_field, false)) {
-            (Ok(n), Ok(p)) => (n, p),
-            (n, p) => return Err(Error::Fields(n.err().into_iter().chain(p.err()).collect()).into()),
-        };
-    let policy = app.policies.get(DialectId::Dialer);
-    Ok(app.tokens.login(policy, S::KIND, &name, password.into(), ip, LoginOptions::default()).await?)
+    match (required_string(body, name_field, false), required_string(body, password_field, false)) {
+        (Ok(n), Ok(p)) => Ok((n, p)),
+        (n, p) => Err(Error::Fields(n.err().into_iter().chain(p.err()).collect()).into()),
+    }
 }
 
 #[utoipa::path(
@@ -169,7 +162,10 @@ async fn user_login(
     Extension(ClientIp(ip)): Extension<ClientIp>,
     JsonObject(body, _): JsonObject<Dialer>,
 ) -> Result<Json<Value>, ShapedError<Dialer>> {
-    let issued = login::<Dialer>(&app, ip, body.as_ref()).await?;
+    let (login, password) = login_fields::<Dialer>(body.as_ref())?;
+    let policy = app.policies.get(DialectId::Dialer);
+    let options = LoginOptions::default();
+    let issued = app.tokens.login(policy, PrincipalKind::User, &login, password.into(), ip, options).await?;
     // why `blocked: false`: a disabled (blocked) account cannot log in, so a 200 never has one.
     Ok(Json(json!({
         "user": { "id": issued.principal.id, "blocked": false },
@@ -229,18 +225,10 @@ async fn reseller_login(
     Extension(ClientIp(ip)): Extension<ClientIp>,
     JsonObject(body, _): JsonObject<DialerReseller>,
 ) -> Result<Response, ShapedError<DialerReseller>> {
-    let issued = login::<DialerReseller>(&app, ip, body.as_ref()).await?;
+    let (name, pass) = login_fields::<DialerReseller>(body.as_ref())?;
+    let policy = app.policies.get(DialectId::Dialer);
+    let (issued, groups) = app.tokens.reseller_login(policy, &name, pass.into(), ip).await?;
     let reseller = &issued.principal;
-    let groups = match app.tokens.list_groups(Some(reseller.id)).await {
-        Ok(groups) => groups,
-        Err(e) => {
-            // why: the client never receives this token; it must not stay valid for a day.
-            if let Err(revoke) = app.tokens.revoke_by_id(issued.record.id).await {
-                tracing::warn!(error = %revoke, "could not revoke the token of a failed reseller login");
-            }
-            return Err(e.into());
-        }
-    };
     // why a raw number: a decimal balance (1000.00) must not pass through a binary float.
     let balance = reseller.attributes.balance.unwrap_or(Decimal::new(0, 2)).to_string();
     let user_balance =

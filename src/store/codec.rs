@@ -6,8 +6,8 @@
 //! goes the other way, in `sql::Value`.)
 
 use rust_decimal::Decimal;
-use sqlx::error::BoxDynError;
 use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};

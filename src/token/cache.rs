@@ -67,7 +67,7 @@ impl Invalidation {
 
 #[derive(Debug)]
 struct Entry {
-    lookup: TokenLookup,
+    lookup: Arc<TokenLookup>,
     /// How long this entry may live: the staleness bound or the token's remaining life.
     ttl: Duration,
 }
@@ -138,8 +138,8 @@ impl TokenCache {
     }
 
     /// A cached lookup for `digest`, if any.
-    pub(crate) fn get(&self, digest: &TokenHash) -> Option<TokenLookup> {
-        let found = self.live()?.get(digest).map(|e| e.lookup.clone());
+    pub(crate) fn get(&self, digest: &TokenHash) -> Option<Arc<TokenLookup>> {
+        let found = self.live()?.get(digest).map(|e| Arc::clone(&e.lookup));
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -151,7 +151,7 @@ impl TokenCache {
     }
 
     /// Cache a lookup that passed every check, for at most `remaining` (the token's life).
-    pub(crate) fn put(&self, ticket: Ticket, digest: TokenHash, lookup: TokenLookup, remaining: Option<Duration>) {
+    pub(crate) fn put(&self, ticket: Ticket, digest: TokenHash, lookup: Arc<TokenLookup>, remaining: Option<Duration>) {
         let Some(entries) = self.live() else { return };
         let ttl = remaining.map_or(self.max_staleness, |r| r.min(self.max_staleness));
         if ttl.is_zero() {
@@ -228,8 +228,8 @@ mod tests {
     use crate::model::{Owner, Token, TokenKind};
     use time::OffsetDateTime;
 
-    fn lookup(token: Uuid, owner: i64) -> TokenLookup {
-        TokenLookup {
+    fn lookup(token: Uuid, owner: i64) -> Arc<TokenLookup> {
+        Arc::new(TokenLookup {
             token: Token {
                 id: token,
                 principal_id: owner,
@@ -244,7 +244,7 @@ mod tests {
                 revoked_at: None,
             },
             owner: Owner { id: owner, kind: PrincipalKind::User, name: "u".into(), enabled: true, role: None },
-        }
+        })
     }
 
     fn cache() -> TokenCache {

@@ -8,6 +8,8 @@
 //! Explicit writes (login, bump, logout) commit before the call returns; implicit ones (last
 //! use, sliding expiry) are queued and flushed in the background (see `touch`).
 
+pub mod acl;
+pub mod admin;
 pub mod cache;
 pub mod clock;
 mod groups;
@@ -44,7 +46,10 @@ use self::touch::TouchQueue;
 use crate::config::{ThrottleConfig, TokensConfig};
 use crate::error::{AuthFailure, CredentialFailure, Error, Malformation};
 use crate::metrics::Metrics;
-use crate::model::{Issuer, Owner, PlainToken, Principal, PrincipalKind, Token, TokenHash, TokenKind, Username};
+use crate::model::{
+    GroupSummary, Issuer, Owner, PlainToken, Principal, PrincipalKind, Token, TokenHash, TokenKind, TokenLookup,
+    Username,
+};
 use crate::store::{InsertRules, Inserted, NewToken, Store, StoreError, TokenTouch};
 
 /// why one minute: last-used times are for people reading `token list`, not for security;
@@ -86,15 +91,25 @@ pub struct Issued {
     pub principal: Principal,
 }
 
-/// A token that passed `authenticate`.
+/// A token that passed `authenticate`: its row and owner as read (or as cached, shared with
+/// the cache rather than copied), and the digest it was found by.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// The token row, as read (or as cached).
-    pub token: Token,
-    /// Its owner.
-    pub owner: Owner,
+    found: Arc<TokenLookup>,
     /// The digest it was found by, so a logout can drop it from the cache at once.
     pub digest: TokenHash,
+}
+
+impl Authenticated {
+    /// The token row (with a sliding expiry that is still queued already applied).
+    pub fn token(&self) -> &Token {
+        &self.found.token
+    }
+
+    /// Its owner.
+    pub fn owner(&self) -> &Owner {
+        &self.found.owner
+    }
 }
 
 /// Which tokens `revoke_all` revokes.
@@ -253,34 +268,71 @@ impl TokenService {
         client_ip: IpAddr,
         options: LoginOptions,
     ) -> Result<Issued, Error> {
-        let now = self.clock.now();
+        let asked = self.check_login_options(options)?;
+        let principal = self.check_password(kind, username, password, client_ip).await?;
+        self.issue_session(policy, &principal, asked).await
+    }
+
+    /// A reseller logs in (the dialer's reseller login): as `login`, and its user groups too.
+    /// The groups are read before the token is issued, so a failure to read them issues
+    /// nothing.
+    #[tracing::instrument(skip_all, fields(dialect = %policy.issuer))]
+    pub async fn reseller_login(
+        &self,
+        policy: &TokenPolicy,
+        name: &str,
+        password: SecretString,
+        client_ip: IpAddr,
+    ) -> Result<(Issued, Vec<GroupSummary>), Error> {
+        let result = async {
+            let asked = self.check_login_options(LoginOptions::default())?;
+            let reseller = self.check_password(PrincipalKind::Reseller, name, password, client_ip).await?;
+            let groups = self.store.list_groups(Some(reseller.id)).await?;
+            Ok((self.issue_session(policy, &reseller, asked).await?, groups))
+        }
+        .await;
+        self.metrics.login(policy.issuer, &result);
+        result
+    }
+
+    /// A login's note and expiry, checked before the (slow) password check.
+    fn check_login_options(&self, options: LoginOptions) -> Result<LoginOptions, Error> {
         let note = check_note(options.note)?;
         // why: stored and echoed in UTC, to the microsecond, like every other time.
-        let requested_expiry = match options.expires_at {
+        let expires_at = match options.expires_at {
             Some(at) => Some(
                 clock::to_utc_checked(at)
                     .ok_or_else(|| Error::Invalid("expiration time is outside the years 1 to 9999".into()))?,
             ),
             None => None,
         };
-        if requested_expiry.is_some_and(|at| at <= now) {
+        if expires_at.is_some_and(|at| at <= self.clock.now()) {
             return Err(Error::Invalid("expiration time is in the past".into()));
         }
-        let principal = self.check_password(kind, username, password, client_ip).await?;
-        // why a second reading: the token is issued now, after the (slow) password check, so
+        Ok(LoginOptions { note, expires_at })
+    }
+
+    /// Issue a session token to a principal whose password was just verified (`asked` as
+    /// `check_login_options` returned it).
+    async fn issue_session(
+        &self,
+        policy: &TokenPolicy,
+        principal: &Principal,
+        asked: LoginOptions,
+    ) -> Result<Issued, Error> {
+        // why a new reading: the token is issued now, after the (slow) password check, so
         // that its creation, its expiry and a JWT's iat/exp all come from this one instant.
         let now = self.clock.now();
-        let verified_hash = principal.password_hash.clone();
-        let expires_at = match requested_expiry {
+        let expires_at = match asked.expires_at {
             Some(at) => Some(at),
             None => policy.session_ttl.map(|ttl| after(now, ttl)).transpose()?,
         };
         let rules = InsertRules {
             max_live_tokens: policy.max_live_tokens,
             login_at: Some(now),
-            verified_hash: Some(&verified_hash),
+            verified_hash: Some(&principal.password_hash),
         };
-        self.insert(policy, &principal, TokenKind::Session, note, (now, expires_at), rules).await
+        self.insert(policy, principal, TokenKind::Session, asked.note, (now, expires_at), rules).await
     }
 
     /// Verify a password, then the principal's IP rules against the client's address; an
@@ -445,12 +497,31 @@ impl TokenService {
     /// endpoint accepts every dialect's tokens): the token must have the shape of one of them,
     /// and its row must name one of them. Otherwise as `authenticate`.
     pub async fn authenticate_among(&self, policies: &[TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
-        let result = self.authenticate_unmetered(policies, presented).await;
+        let result = self.authenticate_unmetered(policies, presented, None).await;
         self.metrics.token_check(&result);
         result
     }
 
-    async fn authenticate_unmetered(&self, policies: &[TokenPolicy], presented: &str) -> Result<Authenticated, Error> {
+    /// As `authenticate_among`, for a token presented with the key that must name it (webitel's
+    /// `X-Key`, at its logout and at `/verify`): a key of another token, even a live one of the
+    /// same owner, is refused as `unknown`.
+    pub async fn authenticate_with_key(
+        &self,
+        policies: &[TokenPolicy],
+        presented: &str,
+        key: Uuid,
+    ) -> Result<Authenticated, Error> {
+        let result = self.authenticate_unmetered(policies, presented, Some(key)).await;
+        self.metrics.token_check(&result);
+        result
+    }
+
+    async fn authenticate_unmetered(
+        &self,
+        policies: &[TokenPolicy],
+        presented: &str,
+        key: Option<Uuid>,
+    ) -> Result<Authenticated, Error> {
         let refuse = |why| Err(Error::Unauthenticated(why));
         if presented.is_empty() {
             return refuse(AuthFailure::Malformed(Malformation::Empty));
@@ -465,24 +536,27 @@ impl TokenService {
             self.check_signature(presented).await?;
         }
         let digest = PlainToken::new(presented).digest();
-        let (found, ticket) = match self.cache.get(&digest) {
+        let (mut found, ticket) = match self.cache.get(&digest) {
             Some(hit) => (hit, None),
             None => {
                 let ticket = self.cache.ticket();
                 let Some(found) = self.store.token_by_digest(&digest).await? else {
                     return refuse(AuthFailure::Unknown);
                 };
-                (found, Some(ticket))
+                (Arc::new(found), Some(ticket))
             }
         };
-        let read = ticket.map(|t| (t, found.clone()));
-        let mut token = found.token;
+        let read = ticket.map(|t| (t, Arc::clone(&found)));
         let now = self.clock.now();
         // why: a sliding refresh waits in the touch queue until the next flush; the token must
-        // not be refused meanwhile for an expiry that has already been moved.
-        if let (Some(stored), Some(pending)) = (token.expires_at, self.touches.pending_expiry(token.id)) {
-            token.expires_at = Some(stored.max(pending));
+        // not be refused meanwhile for an expiry that has already been moved. (The copy is
+        // made only then; the cached lookup keeps the stored expiry.)
+        if let (Some(stored), Some(pending)) = (found.token.expires_at, self.touches.pending_expiry(found.token.id))
+            && pending > stored
+        {
+            Arc::make_mut(&mut found).token.expires_at = Some(pending);
         }
+        let token = &found.token;
         let Some(policy) = shaped.find(|p| p.issuer == token.issuer) else {
             return refuse(AuthFailure::WrongDialect);
         };
@@ -503,12 +577,17 @@ impl TokenService {
         if policy.principal_kind.is_some_and(|kind| kind != found.owner.kind) {
             return refuse(AuthFailure::WrongKind);
         }
+        // why last: a key is checked only against a token that is good in every other way, so
+        // `/verify` still tells a revoked token from a wrong key.
+        if key.is_some_and(|key| key != token.id) {
+            return refuse(AuthFailure::Unknown);
+        }
         if let Some((ticket, lookup)) = read {
             let remaining = lookup.token.expires_at.map(|at| Duration::try_from(at - now).unwrap_or_default());
             self.cache.put(ticket, digest, lookup, remaining);
         }
-        self.schedule_touch(policy, &token, now);
-        Ok(Authenticated { token, owner: found.owner, digest })
+        self.schedule_touch(policy, token, now);
+        Ok(Authenticated { found, digest })
     }
 
     /// A JWT must carry a good signature by a key we know before the database is asked. An
@@ -572,7 +651,7 @@ impl TokenService {
     /// Set the owner's last-login time and the token's last-use time to now; returns now.
     pub async fn bump(&self, auth: &Authenticated) -> Result<OffsetDateTime, Error> {
         let now = self.clock.now();
-        match self.store.bump(auth.owner.id, auth.token.id, now).await {
+        match self.store.bump(auth.owner().id, auth.token().id, now).await {
             Ok(()) => Ok(now),
             Err(StoreError::NotFound) => Err(Error::Unauthenticated(AuthFailure::Unknown)),
             Err(e) => Err(e.into()),
@@ -581,9 +660,9 @@ impl TokenService {
 
     /// Revoke the presented token. A token revoked meanwhile by another request is refused.
     pub async fn revoke(&self, auth: &Authenticated) -> Result<(), Error> {
-        let revoked = self.store.revoke_token(auth.token.id, self.clock.now()).await;
+        let revoked = self.store.revoke_token(auth.token().id, self.clock.now()).await;
         self.cache.forget(&auth.digest);
-        self.announce(Invalidation::Token(auth.token.id)).await;
+        self.announce(Invalidation::Token(auth.token().id)).await;
         if revoked? { Ok(()) } else { Err(Error::Unauthenticated(AuthFailure::Revoked)) }
     }
 
@@ -606,11 +685,11 @@ impl TokenService {
     /// Revoke every live token of the presented token's owner, in `scope`; returns how many.
     pub async fn revoke_all(&self, auth: &Authenticated, scope: RevokeScope) -> Result<u64, Error> {
         let dialect = match scope {
-            RevokeScope::SameDialect => Some(auth.token.issuer),
+            RevokeScope::SameDialect => Some(auth.token().issuer),
             RevokeScope::AllDialects => None,
         };
-        let revoked = self.store.revoke_all(auth.owner.id, dialect, self.clock.now()).await;
-        self.announce(Invalidation::Principal(auth.owner.id)).await;
+        let revoked = self.store.revoke_all(auth.owner().id, dialect, self.clock.now()).await;
+        self.announce(Invalidation::Principal(auth.owner().id)).await;
         Ok(revoked?)
     }
 
@@ -620,24 +699,6 @@ impl TokenService {
         let mut tokens = self.store.list_tokens(principal.id).await?;
         tokens.retain(|t| t.issuer != Issuer::WebPage);
         Ok(tokens)
-    }
-
-    /// Record an administrator's action in the audit log.
-    pub async fn audit(&self, actor: &Principal, action: &str, target: &str, client_ip: IpAddr) -> Result<(), Error> {
-        let entry = crate::model::AuditEntry {
-            at: self.clock.now(),
-            actor_kind: actor.kind,
-            actor_name: actor.name.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            client_ip: client_ip.to_string(),
-        };
-        Ok(self.store.insert_audit(&entry).await?)
-    }
-
-    /// The newest `limit` audit log entries, oldest first.
-    pub async fn audit_log(&self, limit: u32) -> Result<Vec<crate::model::AuditEntry>, Error> {
-        Ok(self.store.list_audit(limit).await?)
     }
 
     /// Revoke a token by id (administrators). Revoking a revoked token is a no-op.

@@ -1,6 +1,6 @@
 //! The administrators' pages: the user list, enabling and disabling a user, a user's tokens
-//! and revoking one. Each action is recorded in the audit log before it is taken, in the
-//! `audited_*` functions at the end (one place each for the record and the act).
+//! and revoking one. What an administrator may do, and the audit record written before each
+//! action, are the service's (`token::admin`); these handlers only translate.
 
 use std::net::IpAddr;
 
@@ -9,7 +9,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use uuid::Uuid;
 
 use super::session::{AdminSession, SignedForm};
 use super::{Result, base, html, own, pages, param, see_other};
@@ -17,6 +16,7 @@ use crate::error::Error;
 use crate::middleware::client_ip::ClientIp;
 use crate::model::{Principal, PrincipalKind};
 use crate::state::AppState;
+use crate::token::admin::Actor;
 
 pub(super) async fn users(State(app): State<AppState>, AdminSession(s): AdminSession) -> Result<Response> {
     let list = app.tokens.list_principals(PrincipalKind::User).await?;
@@ -26,8 +26,7 @@ pub(super) async fn users(State(app): State<AppState>, AdminSession(s): AdminSes
 
 async fn user_by_id(app: &AppState, id: &str) -> std::result::Result<Principal, Error> {
     let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
-    let users = app.tokens.list_principals(PrincipalKind::User).await?;
-    users.into_iter().find(|u| u.id == id).ok_or(Error::NotFound)
+    app.tokens.user_by_id(id).await?.ok_or(Error::NotFound)
 }
 
 /// Enable or disable a user (administrators), and record it.
@@ -39,12 +38,7 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<Response> {
     let user = user_by_id(app, &param(id)?).await?;
-    if user.id == admin.id && !enabled {
-        return Err(Error::Invalid("You cannot disable yourself: ask another administrator.".into()).into());
-    }
-    if user.enabled != enabled {
-        audited_set_enabled(app, admin, &user, enabled, ip).await?;
-    }
+    app.tokens.set_enabled_as(Actor::Administrator { principal: admin, client_ip: ip }, &user, enabled).await?;
     Ok(see_other(app, "/admin/users"))
 }
 
@@ -87,40 +81,6 @@ pub(super) async fn admin_revoke(
     let user = user_by_id(&app, &id).await?;
     let tokens = app.tokens.list(PrincipalKind::User, &user.name).await?;
     let token_id = own(&tokens, &token)?;
-    let dialect = tokens.iter().find(|t| t.id == token_id).map_or("", |t| t.issuer.as_str());
-    audited_revoke(&app, &s.principal, &user, dialect, token_id, ip).await?;
+    app.tokens.revoke_token_as(Actor::Administrator { principal: &s.principal, client_ip: ip }, token_id).await?;
     Ok(see_other(&app, &format!("/admin/users/{}/tokens", user.id)))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The administrators' actions: the record, then the act
-// ---------------------------------------------------------------------------------------------
-
-/// `admin` enables or disables `user`: recorded as `user.enable` / `user.disable`.
-async fn audited_set_enabled(
-    app: &AppState,
-    admin: &Principal,
-    user: &Principal,
-    enabled: bool,
-    ip: IpAddr,
-) -> std::result::Result<(), Error> {
-    // why the record first: an action that cannot be recorded is not taken.
-    let action = if enabled { "user.enable" } else { "user.disable" };
-    app.tokens.audit(admin, action, &user.name, ip).await?;
-    // Disabling also ends the user's web sessions (see `set_principal_enabled`).
-    app.tokens.set_principal_enabled(PrincipalKind::User, &user.name, enabled).await
-}
-
-/// `admin` revokes `user`'s token `token_id` of `dialect`: recorded as `token.revoke`.
-async fn audited_revoke(
-    app: &AppState,
-    admin: &Principal,
-    user: &Principal,
-    dialect: &str,
-    token_id: Uuid,
-    ip: IpAddr,
-) -> std::result::Result<(), Error> {
-    // why the record first: an action that cannot be recorded is not taken.
-    app.tokens.audit(admin, "token.revoke", &format!("{} {dialect} {token_id}", user.name), ip).await?;
-    app.tokens.revoke_by_id(token_id).await
 }

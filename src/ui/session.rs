@@ -17,9 +17,10 @@ use super::{UiError, base, see_other};
 use crate::config::SecureCookie;
 use crate::error::Error;
 use crate::middleware::client_ip::ForwardedHttps;
-use crate::model::{Principal, PrincipalKind};
+use crate::model::Principal;
 use crate::state::AppState;
 use crate::token::Authenticated;
+use crate::token::admin::is_administrator;
 
 /// The session cookie (the web session's token).
 pub const SESSION_COOKIE: &str = "tokenauth_session";
@@ -142,10 +143,6 @@ pub(super) struct Session {
 /// anyone else.
 pub(super) struct AdminSession(pub(super) Session);
 
-pub(super) fn is_admin(p: &Principal) -> bool {
-    p.kind == PrincipalKind::User && p.attributes.admin
-}
-
 /// Why a page cannot be shown to this visitor.
 enum Refusal {
     /// No session, or it expired or was revoked: sign in (again).
@@ -183,7 +180,7 @@ async fn lookup(app: &AppState, jar: &CookieJar) -> Result<Session, Refusal> {
         Err(Error::Unauthenticated(_)) => return Err(Refusal::SignIn { expired: true }),
         Err(e) => return Err(e.into()),
     };
-    let principal = app.tokens.principal(auth.owner.kind, &auth.owner.name).await?;
+    let principal = app.tokens.principal(auth.owner().kind, &auth.owner().name).await?;
     Ok(Session { auth, principal, csrf: session_csrf(&token) })
 }
 
@@ -217,7 +214,7 @@ impl Admit for Session {
 
 impl Admit for AdminSession {
     fn admit(session: Session) -> Result<Self, Error> {
-        if !is_admin(&session.principal) {
+        if !is_administrator(&session.principal) {
             return Err(Error::Forbidden);
         }
         Ok(AdminSession(session))

@@ -5,12 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::session::{Session, SignedForm, is_admin};
+use super::session::{Session, SignedForm};
 use super::{Result, base, html, own, pages, param, see_other};
 use crate::error::Error;
 use crate::model::{DialectId, PrincipalKind};
 use crate::state::AppState;
 use crate::token::MintOptions;
+use crate::token::admin::is_administrator;
 
 /// why 36,500 days: a hundred years is "no expiry" in practice; an empty field is the real one.
 const MAX_EXPIRY_DAYS: u64 = 36_500;
@@ -47,7 +48,7 @@ async fn tokens_page(
     let now = app.tokens.now();
     let page = pages::tokens(
         base(app),
-        &pages::Viewer { principal: &s.principal, admin: is_admin(&s.principal), csrf: &s.csrf },
+        &pages::Viewer { principal: &s.principal, admin: is_administrator(&s.principal), csrf: &s.csrf },
         &tokens,
         now,
         &dialects_for(app, s.principal.kind),

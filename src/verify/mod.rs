@@ -22,14 +22,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::json;
+use uuid::Uuid;
 
 pub(crate) use self::openapi::Api;
-use crate::config::AclRule;
 use crate::error::{AuthFailure, Error};
-use crate::model::Role;
 use crate::state::AppState;
 use crate::surface::{ErrorShape, ShapedError, rfc3339, scheme_credentials};
-use crate::token::Authenticated;
+use crate::token::{Authenticated, acl};
 
 /// The forward-auth endpoint, as a `ErrorShape` only so that what happens outside its handler
 /// (a timeout, a caught panic) is answered in its shape. It issues no tokens.
@@ -177,11 +176,18 @@ async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) 
         Error::Unauthenticated(failure)
     })?;
     // why only the enabled dialects: an operator who turns a dialect off means its tokens too.
-    let auth = app.tokens.authenticate_among(app.policies.enabled(), &presented.token).await?;
-    // why: as webitel's logout, a key given with the token must be that very token's id.
-    if presented.key.is_some_and(|key| key != auth.token.id.to_string()) {
-        return Err(Error::Unauthenticated(AuthFailure::Unknown));
-    }
+    let policies = app.policies.enabled();
+    // why: as at webitel's logout, a key given with the token must be that very token's id.
+    let auth = match presented.key {
+        None => app.tokens.authenticate_among(policies, &presented.token).await?,
+        Some(key) => {
+            let key = Uuid::parse_str(&key).map_err(|_| {
+                app.tokens.metrics().token_check_refused(AuthFailure::Unknown);
+                Error::Unauthenticated(AuthFailure::Unknown)
+            })?;
+            app.tokens.authenticate_with_key(policies, &presented.token, key).await?
+        }
+    };
     let rules = &app.config.verify.acl;
     if !rules.is_empty() {
         let described = one_of(headers, &X_ORIGINAL_METHOD, &X_FORWARDED_METHOD)
@@ -193,125 +199,23 @@ async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) 
             tracing::warn!("verify: ACL rules are configured but the proxied request is missing or ambiguous");
             return Err(Error::Forbidden);
         };
-        let raw = original.split(['?', '#']).next().unwrap_or_default();
-        // why refuse: dot segments and encoded separators are resolved differently by
-        // different applications (most route on the raw path), so no reading of them is safe
-        // to check a rule against; a client has no honest need for them.
-        if ambiguous(raw) {
-            return Err(Error::Forbidden);
-        }
-        let path = normalize_path(raw);
-        match matching_rule(rules, &path, original_method) {
-            Rule::Matched(rule) if !grants(auth.owner.role.as_ref(), rule) => return Err(Error::Forbidden),
-            // why: a protected path with a method no rule lists is not an open door.
-            Rule::PrefixOnly => return Err(Error::Forbidden),
-            Rule::Matched(_) | Rule::None => {}
-        }
+        acl::check(rules, auth.owner().role.as_ref(), original_method, &original)?;
     }
     Ok(auth)
 }
 
-/// What the rules say about a request.
-#[derive(Debug, PartialEq, Eq)]
-enum Rule<'r> {
-    /// The longest-prefix rule covering the path and the method.
-    Matched(&'r AclRule),
-    /// Rules cover the path, but none the method.
-    PrefixOnly,
-    /// No rule covers the path.
-    None,
-}
-
-/// The longest-prefix rule covering `path` and `method` (HEAD counts as GET: servers answer
-/// it with the GET handler).
-fn matching_rule<'r>(rules: &'r [AclRule], path: &str, method: &str) -> Rule<'r> {
-    let method = if method.eq_ignore_ascii_case("HEAD") { "GET" } else { method };
-    let covers = |r: &AclRule| {
-        r.methods.is_empty()
-            || r.methods
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(method) || (method == "GET" && m.eq_ignore_ascii_case("HEAD")))
-    };
-    let under_path: Vec<&AclRule> = rules.iter().filter(|r| under(path, &r.prefix)).collect();
-    match under_path.iter().copied().filter(|r| covers(r)).max_by_key(|r| r.prefix.len()) {
-        Some(rule) => Rule::Matched(rule),
-        None if !under_path.is_empty() => Rule::PrefixOnly,
-        None => Rule::None,
-    }
-}
-
-/// A raw path with dot segments (plain or encoded), encoded separators, backslashes or
-/// path parameters (`;`).
-fn ambiguous(raw: &str) -> bool {
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || raw.contains('\\') || raw.contains(';') {
-        return true;
-    }
-    percent_decode(raw).split('/').any(|segment| segment == "." || segment == "..")
-}
-
-/// `path` is `prefix` or below it, on a segment boundary.
-fn under(path: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    prefix.is_empty() || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Whether `role`'s ACL grants `rule`'s permission (or `*`) on its resource.
-fn grants(role: Option<&Role>, rule: &AclRule) -> bool {
-    role.and_then(|r| r.acl.get(&rule.resource))
-        .is_some_and(|perms| perms.iter().any(|p| p == "*" || *p == rule.permission))
-}
-
-/// The path as an upstream will resolve it: percent-decoded, empty and `.` segments dropped,
-/// `..` applied. why: a raw URI such as `/api/%63dr` or `/x/../api/cdr` must not slip past a
-/// rule for `/api/cdr` that the upstream would then serve.
-fn normalize_path(raw: &str) -> String {
-    let decoded = percent_decode(raw);
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    format!("/{}", segments.join("/"))
-}
-
-fn percent_decode(s: &str) -> String {
-    // why not form_urlencoded: in a path `+` is a plus, not a space.
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The 200: identity headers for the proxy to pass upstream, and the same as JSON.
 fn granted(auth: &Authenticated) -> Result<Response, Error> {
-    let expires = auth.token.expires_at.map(rfc3339).transpose()?;
-    let role = auth.owner.role.as_ref().map(|r| r.name.as_str());
+    let expires = auth.token().expires_at.map(rfc3339).transpose()?;
+    let role = auth.owner().role.as_ref().map(|r| r.name.as_str());
     let body = json!({
         "status": "ok",
-        "user": auth.owner.name,
-        "user_id": auth.owner.id,
-        "kind": auth.owner.kind.as_str(),
+        "user": auth.owner().name,
+        "user_id": auth.owner().id,
+        "kind": auth.owner().kind.as_str(),
         "role": role,
-        "token_id": auth.token.id.to_string(),
-        "dialect": auth.token.issuer,
+        "token_id": auth.token().id.to_string(),
+        "dialect": auth.token().issuer,
         "expires": expires,
     });
     let mut resp = Json(body).into_response();
@@ -324,14 +228,14 @@ fn granted(auth: &Authenticated) -> Result<Response, Error> {
         headers.insert(HeaderName::from_static(name), value);
         Ok(())
     };
-    set("x-auth-user", &auth.owner.name)?;
-    set("x-auth-user-id", &auth.owner.id.to_string())?;
-    set("x-auth-kind", auth.owner.kind.as_str())?;
+    set("x-auth-user", &auth.owner().name)?;
+    set("x-auth-user-id", &auth.owner().id.to_string())?;
+    set("x-auth-kind", auth.owner().kind.as_str())?;
     if let Some(role) = role {
         set("x-auth-role", role)?;
     }
-    set("x-auth-token-id", &auth.token.id.to_string())?;
-    set("x-auth-dialect", auth.token.issuer.as_str())?;
+    set("x-auth-token-id", &auth.token().id.to_string())?;
+    set("x-auth-dialect", auth.token().issuer.as_str())?;
     if let Some(expires) = &expires {
         set("x-auth-expires", expires)?;
     }
@@ -430,67 +334,5 @@ mod tests {
         assert_eq!(original_uri(&h, &plain), Ok(Some("/x".to_owned())), "agreeing headers are fine");
         let h = headers(&[("x-original-uri", "/x"), ("x-forwarded-uri", "/y")]);
         assert_eq!(original_uri(&h, &plain), Err(Conflict));
-    }
-
-    #[test]
-    fn ambiguous_paths_are_recognized() {
-        for bad in [
-            "/api/cdr/1%2F..%2F..%2Fpublic",
-            "/api/cdr/%2e%2e/%2e%2e/public",
-            "/api/cdr/../../public",
-            "/api/cdr/./1",
-            "/api/cdr;x/1",
-            "/api\\cdr",
-            "/a%5Cb",
-        ] {
-            assert!(ambiguous(bad), "{bad}");
-        }
-        for fine in ["/api/cdr/1", "/api/%63dr", "/a..b/c", "/x/.hidden", "/"] {
-            assert!(!ambiguous(fine), "{fine}");
-        }
-    }
-
-    #[test]
-    fn paths_are_normalized_before_rules_match() {
-        assert_eq!(normalize_path("/api/%63dr/1"), "/api/cdr/1");
-        assert_eq!(normalize_path("/x/../api//cdr/./files"), "/api/cdr/files");
-        assert_eq!(normalize_path("/../../etc"), "/etc");
-        assert_eq!(normalize_path("/a%2Fb"), "/a/b");
-        assert_eq!(normalize_path("/a+b%zz%4"), "/a+b%zz%4");
-        assert_eq!(normalize_path(""), "/");
-        assert!(under("/api/cdr", "/api/cdr"));
-        assert!(under("/api/cdr/1", "/api/cdr/"));
-        assert!(!under("/api/cdrx", "/api/cdr"));
-        assert!(under("/anything", "/"));
-    }
-
-    #[test]
-    fn the_longest_matching_rule_decides() {
-        let rule = |prefix: &str, methods: &[&str], permission: &str| AclRule {
-            prefix: prefix.into(),
-            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
-            resource: "cdr".into(),
-            permission: permission.into(),
-        };
-        let rules = [rule("/api", &[], "r"), rule("/api/cdr", &["POST"], "w"), rule("/api/cdr", &["get"], "r")];
-        assert_eq!(matching_rule(&rules, "/api/cdr/1", "POST"), Rule::Matched(&rules[1]));
-        assert_eq!(matching_rule(&rules, "/api/cdr", "GET"), Rule::Matched(&rules[2]));
-        assert_eq!(matching_rule(&rules, "/api/cdr", "HEAD"), Rule::Matched(&rules[2]), "HEAD is GET");
-        // A method no /api/cdr rule names falls back to the shorter /api rule (all methods).
-        assert_eq!(matching_rule(&rules, "/api/cdr", "PATCH"), Rule::Matched(&rules[0]));
-        assert_eq!(matching_rule(&rules, "/api/other", "DELETE"), Rule::Matched(&rules[0]));
-        assert_eq!(matching_rule(&rules, "/public", "GET"), Rule::None);
-        let only_get = [rule("/api/cdr", &["GET"], "r")];
-        assert_eq!(matching_rule(&only_get, "/api/cdr/1", "PATCH"), Rule::PrefixOnly);
-        assert_eq!(matching_rule(&only_get, "/api/cdr/1", "HEAD"), Rule::Matched(&only_get[0]));
-        let role = |perms: &[&str]| Role {
-            name: "r".into(),
-            code: 0,
-            acl: [("cdr".to_owned(), perms.iter().map(|p| (*p).to_owned()).collect())].into_iter().collect(),
-        };
-        assert!(grants(Some(&role(&["r", "w"])), &rules[1]));
-        assert!(grants(Some(&role(&["*"])), &rules[1]));
-        assert!(!grants(Some(&role(&["r"])), &rules[1]));
-        assert!(!grants(None, &rules[0]));
     }
 }

@@ -2,7 +2,7 @@
 //! delegation from the trait: every method forwards; the writing ones count first).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -17,11 +17,13 @@ use crate::helpers::{Backend, TestApp};
 pub struct CountingStore {
     pub inner: Arc<dyn Store>,
     pub writes: AtomicU64,
+    /// While set, `list_groups` fails as an outage would (to prove what a failed read leaves).
+    pub fail_list_groups: AtomicBool,
 }
 
 impl CountingStore {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        CountingStore { inner, writes: AtomicU64::new(0) }
+        CountingStore { inner, writes: AtomicU64::new(0), fail_list_groups: AtomicBool::new(false) }
     }
 
     pub fn writes(&self) -> u64 {
@@ -153,6 +155,9 @@ impl Store for CountingStore {
     }
 
     async fn list_groups(&self, reseller_id: Option<i64>) -> StoreResult<Vec<GroupSummary>> {
+        if self.fail_list_groups.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
         self.inner.list_groups(reseller_id).await
     }
 

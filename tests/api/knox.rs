@@ -34,7 +34,14 @@ async fn login(app: &TestApp, user: &str, pw: &str) -> String {
     let resp = post_login(app, json!({"username": user, "password": pw})).await;
     assert_eq!(resp.status, StatusCode::OK, "login of {user}: {}", String::from_utf8_lossy(&resp.body));
     let token = resp.json()["token"].as_str().expect("token is a string").to_owned();
-    let expiry = resp.json()["expiry"].clone();
+    // The configured prefix, then 64 lowercase hex; `expiry` null without a lifetime, else the
+    // login's time (the fixed clock's) plus the lifetime, in RFC 3339 UTC.
+    let prefix = &app.config.knox.token_prefix;
+    assert_hex64(token.strip_prefix(prefix.as_str()).unwrap_or_else(|| panic!("{token:?} lacks {prefix:?}")));
+    let expiry = match app.config.knox.token_ttl {
+        None => Value::Null,
+        Some(ttl) => json!(rfc3339(app.tokens.now() + ttl)),
+    };
     resp.assert_json(StatusCode::OK, json!({"token": token, "expiry": expiry}));
     token
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokenauth::app;
 use tokenauth::error::{AuthFailure, CredentialFailure, Error, Malformation};
 use tokenauth::model::{DialectId, Issuer, PrincipalKind, TokenKind};
+use tokenauth::token::admin::Actor;
 use tokenauth::token::{Authenticated, LoginOptions, MintOptions, RevokeScope, TokenPolicy};
 
 use crate::helpers::{Backend, LOCALHOST, T0, TestApp};
@@ -59,6 +60,7 @@ backend_tests!(
     minted_tokens,
     notes_are_limited,
     revoke_all_scopes,
+    administrators_actions_are_recorded_before_they_are_taken,
 );
 
 async fn session_tokens_expire_at_their_ttl(backend: Backend) {
@@ -67,7 +69,7 @@ async fn session_tokens_expire_at_their_ttl(backend: Backend) {
     let policy = usertoken(&app);
     let token = login(&app, &policy).await;
     let auth = ok(&app, &policy, &token).await;
-    assert_eq!(auth.token.expires_at, Some(T0 + HOUR));
+    assert_eq!(auth.token().expires_at, Some(T0 + HOUR));
     app.advance(HOUR - Duration::from_micros(1));
     ok(&app, &policy, &token).await;
     app.advance(Duration::from_micros(1));
@@ -320,7 +322,7 @@ async fn a_refresh_waiting_to_be_written_already_counts(backend: Backend) {
     ok(&app, &policy, &token).await; // queues expiry T0 + 19h, not yet written
     app.advance(HOUR * 2); // T0 + 11h: past the stored expiry, before the queued one
     let auth = ok(&app, &policy, &token).await;
-    assert_eq!(auth.token.expires_at, Some(T0 + HOUR * 19), "the queued expiry is the one in force");
+    assert_eq!(auth.token().expires_at, Some(T0 + HOUR * 19), "the queued expiry is the one in force");
     app.flush().await;
     assert_eq!(app.tokens.list(USER, "alice").await.unwrap()[0].expires_at, Some(T0 + HOUR * 21));
 }
@@ -344,4 +346,63 @@ async fn a_failed_flush_is_retried() {
 
     assert_eq!(app.tokens.flush_touches().await.unwrap(), 1, "the batch was kept");
     assert_eq!(app.tokens.list(USER, "alice").await.unwrap()[0].last_used_at, Some(T0));
+}
+
+/// The admin facade: one place for who may act, what is refused, and the audit record.
+async fn administrators_actions_are_recorded_before_they_are_taken(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let profile = tokenauth::token::NewProfile {
+        attributes: tokenauth::model::Attributes { admin: true, ..Default::default() },
+        ..Default::default()
+    };
+    let root = app.tokens.create_principal(USER, "root", "pw".to_owned().into(), &profile).await.unwrap();
+    let bob = app.add_user("bob", "pw").await;
+    let ip = "192.0.2.9".parse().unwrap();
+    let admin = Actor::Administrator { principal: &root, client_ip: ip };
+    let audit = |limit| {
+        let tokens = Arc::clone(&app.tokens);
+        async move { tokens.audit_log(limit).await.unwrap() }
+    };
+
+    // Administrators cannot disable themselves; nothing is recorded.
+    let err = app.tokens.set_enabled_as(admin, &root, false).await.unwrap_err();
+    assert!(matches!(&err, Error::Invalid(m) if m.contains("cannot disable yourself")), "{err:?}");
+    // A change is recorded, then made; the same again changes nothing and records nothing.
+    app.tokens.set_enabled_as(admin, &bob, false).await.unwrap();
+    let bob = app.tokens.principal(USER, "bob").await.unwrap();
+    assert!(!bob.enabled);
+    app.tokens.set_enabled_as(admin, &bob, false).await.unwrap();
+    let log = audit(10).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (log[0].action.as_str(), log[0].target.as_str(), log[0].actor_name.as_str()),
+        ("user.disable", "bob", "root")
+    );
+    assert_eq!(log[0].client_ip, "192.0.2.9");
+    // The operator's actions are taken and not recorded (the log names principals).
+    app.tokens.set_enabled_as(Actor::Operator, &bob, true).await.unwrap();
+    assert!(app.tokens.principal(USER, "bob").await.unwrap().enabled);
+    assert_eq!(audit(10).await.len(), 1);
+
+    // A revocation is recorded with the token's owner and dialect.
+    let policy = knox(&app);
+    let issued = app.tokens.mint(&policy, USER, "bob", Default::default()).await.unwrap();
+    app.tokens.revoke_token_as(admin, issued.record.id).await.unwrap();
+    let log = audit(10).await;
+    assert_eq!(log[1].action, "token.revoke");
+    assert_eq!(log[1].target, format!("bob knox {}", issued.record.id));
+    assert_eq!(refused(&app, &policy, issued.token.expose()).await, AuthFailure::Revoked);
+    let missing = uuid::Uuid::new_v4();
+    assert!(matches!(app.tokens.revoke_token_as(admin, missing).await, Err(Error::NoSuchToken(_))));
+    assert_eq!(audit(10).await.len(), 2, "an action on nothing is not recorded");
+
+    // Someone who is not an administrator is refused, and nothing is recorded or done.
+    let not_admin = Actor::Administrator { principal: &bob, client_ip: ip };
+    let carol = app.add_user("carol", "pw").await;
+    assert!(matches!(app.tokens.set_enabled_as(not_admin, &carol, false).await, Err(Error::Forbidden)));
+    assert!(app.tokens.principal(USER, "carol").await.unwrap().enabled);
+    assert_eq!(audit(10).await.len(), 2);
+    // Users by id: users only.
+    assert_eq!(app.tokens.user_by_id(carol.id).await.unwrap().map(|p| p.name), Some("carol".to_owned()));
+    assert_eq!(app.tokens.user_by_id(carol.id + 1000).await.unwrap(), None);
 }

@@ -615,8 +615,8 @@ async fn roles_in_use_cannot_be_deleted(backend: Backend) {
     let alice = principal_with_role(&*store, "alice", Some(root.id)).await;
     let bob = principal_with_role(&*store, "bob", Some(admin.id)).await;
 
-    // The error kind is checked in `deleting_a_role_in_use_is_a_conflict`.
-    assert!(store.delete_role(root.id).await.is_err(), "a role in use must not be deleted");
+    let refused = store.delete_role(root.id).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "a role in use must not be deleted: {refused:?}");
     assert_eq!(store.role_by_name("root").await.unwrap(), Some(RoleSummary { members: 1, ..root.clone() }));
     let still = store.principal_by_name(PrincipalKind::User, "alice").await.unwrap().unwrap();
     assert_eq!(still.role, Some(root.role.clone()), "the member keeps its role");
@@ -628,7 +628,8 @@ async fn roles_in_use_cannot_be_deleted(backend: Backend) {
     assert!(matches!(store.delete_role(root.id + admin.id + 100).await, Err(StoreError::NotFound)));
 
     // Removing the last member makes a role deletable too.
-    assert!(store.delete_role(admin.id).await.is_err());
+    let refused = store.delete_role(admin.id).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     store.delete_principal(bob.id).await.unwrap();
     store.delete_role(admin.id).await.unwrap();
     assert!(store.list_roles().await.unwrap().is_empty());

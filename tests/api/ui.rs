@@ -601,8 +601,12 @@ async fn tokenauth_audit_prints_the_log() {
     let store = tokenauth::app::open_store(&config).await.unwrap();
     let clock = std::sync::Arc::new(tokenauth::token::clock::SystemClock);
     let tokens = tokenauth::app::token_service(&config, store, clock).await.unwrap();
+    ok(&admin(&db, &["user", "add", "bob", "--password-stdin"], Some("pw\n")).await);
     let root = tokens.principal(PrincipalKind::User, "root").await.unwrap();
-    tokens.audit(&root, "user.disable", "bob", "192.0.2.1".parse().unwrap()).await.unwrap();
+    let bob = tokens.principal(PrincipalKind::User, "bob").await.unwrap();
+    let actor =
+        tokenauth::token::admin::Actor::Administrator { principal: &root, client_ip: "192.0.2.1".parse().unwrap() };
+    tokens.set_enabled_as(actor, &bob, false).await.unwrap();
     let table = ok(&admin(&db, &["audit"], None).await);
     let lines: Vec<_> = table.lines().collect();
     assert!(lines[0].starts_with("AT") && lines[0].contains("ACTION"), "{table}");

@@ -110,10 +110,15 @@ async fn every_dialect_and_transport_verifies(backend: Backend) {
             assert_eq!(resp.json()["role"], "agent");
             assert_eq!(resp.json()["kind"], "user");
         }
-        // An X-Key naming another token is refused, as webitel's logout refuses it.
+        // An X-Key naming another token is refused, as webitel's logout refuses it; so is one
+        // that is no UUID. The same key in upper case is the same UUID, as at webitel's logout.
         let other = uuid::Uuid::new_v4().to_string();
         let resp = app.get("/verify").header("x-access-token", token).header("x-key", other).send().await;
         assert_refused(&resp, "unknown");
+        let resp = app.get("/verify").header("x-access-token", token).header("x-key", "not-a-key").send().await;
+        assert_refused(&resp, "unknown");
+        let upper = app.get("/verify").header("x-access-token", token).header("x-key", id.to_uppercase()).send().await;
+        assert_granted(&upper, "alice", "user", dialect, &id);
     }
     // usertoken and knox have no expiry by default; the JWT dialects expire a day later.
     let expiring: Vec<_> = rows.iter().filter(|r| r.expires_at.is_some()).map(|r| r.issuer.as_str()).collect();

@@ -80,6 +80,7 @@ backend_tests!(
     unknown_users_can_be_hidden,
     logout_with_headers_query_or_body,
     logout_refusals,
+    an_upper_case_key_names_the_same_token,
     expired_and_disabled_tokens,
     tokens_stay_in_their_dialect,
     static_tokens_have_no_expiry,
@@ -261,6 +262,19 @@ async fn logout_with_headers_query_or_body(backend: Backend) {
         app.tokens.list(USER, "100@mydomain.com").await.unwrap().into_iter().map(|t| t.revoked_at).collect();
     assert_eq!(states.len(), 7);
     assert!(states.iter().all(Option::is_some), "all seven revoked");
+}
+
+/// A key is a UUID, compared as one: `X-Key` in upper case names the same token, here and at
+/// `/verify` (tests/api/verify.rs), by the one rule in the token service.
+async fn an_upper_case_key_names_the_same_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    seed_user(&app).await;
+    let (token, key) = session(&app, "100@mydomain.com", "secret").await;
+    assert_eq!(key, key.to_lowercase(), "keys are issued in lower case");
+    let resp = app.get("/verify").header("x-access-token", &token).header("x-key", key.to_uppercase()).send().await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", String::from_utf8_lossy(&resp.body));
+    assert_logged_out(&logout(&app, &token, &key.to_uppercase()).await);
+    assert_refused(&logout(&app, &token, &key).await);
 }
 
 async fn logout_refusals(backend: Backend) {
