@@ -459,7 +459,7 @@ fn render<S: Side>(err: &Error) -> Response {
 }
 
 impl ErrorShape for Dialer {
-    const NAME: &'static str = "dialer";
+    const NAME: &'static str = DialectId::Dialer.as_str();
 
     fn error_response(err: &Error) -> Response {
         render::<Dialer>(err)
@@ -467,7 +467,7 @@ impl ErrorShape for Dialer {
 }
 
 impl ErrorShape for DialerReseller {
-    const NAME: &'static str = "dialer";
+    const NAME: &'static str = DialectId::Dialer.as_str();
 
     fn error_response(err: &Error) -> Response {
         render::<DialerReseller>(err)

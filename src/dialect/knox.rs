@@ -331,7 +331,7 @@ fn unauthenticated_detail(failure: AuthFailure) -> &'static str {
 }
 
 impl ErrorShape for Knox {
-    const NAME: &'static str = "knox";
+    const NAME: &'static str = DialectId::Knox.as_str();
 
     fn error_response(err: &Error) -> Response {
         match err {

@@ -379,7 +379,7 @@ fn field_message(e: &FieldError) -> String {
 }
 
 impl ErrorShape for Usertoken {
-    const NAME: &'static str = "usertoken";
+    const NAME: &'static str = DialectId::Usertoken.as_str();
 
     fn error_response(err: &Error) -> Response {
         const AUTH: (&str, &str) = ("AuthError", "Authentication error");

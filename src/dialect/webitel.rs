@@ -333,7 +333,7 @@ enum OutsideErrors {
 }
 
 impl ErrorShape for Webitel {
-    const NAME: &'static str = "webitel";
+    const NAME: &'static str = DialectId::Webitel.as_str();
 
     fn error_response(err: &Error) -> Response {
         let (status, info): (StatusCode, String) = match err {
