@@ -1,12 +1,17 @@
 //! tokenauth: a standalone token-authentication server.
 //!
-//! A guided map: requests enter through `app::router`, whose layers live in `middleware`;
-//! each `dialect` parses its wire shape and calls the one `token::TokenService`, which holds
-//! all policy and reaches the database only through the `store::Store` trait (Postgres or
-//! SQLite). `error::Error` is the one error type, rendered per dialect. `config` is loaded
-//! once by the `cli`, which also runs the `server`.
+//! A guided map, lowest layer first (each module imports only from those before it; CI checks
+//! it with `scripts/check-layers.py`):
+//! - `model`: what tokenauth knows about (principals, tokens, dialects, ...); imports nothing.
+//! - `config`: loaded once, in layers. `store`: the `Store` trait and its one SQL
+//!   implementation over Postgres or SQLite. `error`: the one error type. `metrics`: the
+//!   registry.
+//! - `token`: the `TokenService`, the only policy code (no axum).
+//! - `state`, `middleware`, `surface`: what the HTTP surfaces share. Then the surfaces: each
+//!   `dialect` parses its wire shape and calls the service; `verify`, `ui`, `ops`, `openapi`.
+//! - `app` composes the router, `server` serves it, `cli` runs everything.
 
-/// Composition root: `AppState` and the router with its layers.
+/// Composition root: the state builder and the router with its layers.
 pub mod app;
 /// The command line: serve, migrate, config; users, resellers, groups, roles, keys, tokens.
 pub mod cli;
@@ -16,9 +21,9 @@ pub mod config;
 pub mod dialect;
 /// The one error type.
 pub mod error;
-/// Prometheus metrics and `/metrics`.
+/// The Prometheus metrics registry (served by `ops`).
 pub mod metrics;
-/// Cross-cutting HTTP layers: request id, client IP, access log, error log.
+/// Cross-cutting HTTP layers: request id, client IP, access log, error log, metrics.
 pub mod middleware;
 /// The model: principals, tokens, dialects and the rest; the lowest layer.
 pub mod model;
@@ -35,13 +40,14 @@ mod proptests;
 pub mod server;
 /// `AppState`, what every handler reaches.
 pub mod state;
-/// The storage seam and its Postgres and SQLite implementations.
+/// The storage seam and its one implementation over Postgres and SQLite.
 pub mod store;
 /// What every HTTP surface shares: error shapes, the per-mount layers, credential parsers.
 pub mod surface;
 /// Logging setup.
 pub mod telemetry;
-/// The token service: issue, authenticate, bump, revoke, list; passwords; the clock.
+/// The token service: issue, authenticate, bump, revoke, list; passwords; the clock; the
+/// administrators' actions.
 pub mod token;
 /// The static-token web page at `/ui/`: sign-in, my tokens, administrators' pages.
 pub mod ui;
