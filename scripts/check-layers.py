@@ -35,7 +35,7 @@ LAYERS = [
     ["cli"],
 ]
 # Modules compiled only for tests may look at anything.
-TEST_ONLY = {"proptests"}
+TEST_ONLY = {"test_strategies"}
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 

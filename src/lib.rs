@@ -31,11 +31,6 @@ pub mod model;
 pub mod openapi;
 /// The operations surface: `/healthz`, `/readyz`, `/metrics`.
 pub mod ops;
-/// Property tests (proptest) of every parser of untrusted input: `Authorization` headers,
-/// token shapes, JWTs, RFC 3339 times, forwarding headers and allowed-IP networks; they must
-/// never panic and must accept exactly what they document.
-#[cfg(test)]
-mod proptests;
 /// Binding, serving and graceful shutdown.
 pub mod server;
 /// `AppState`, what every handler reaches.
@@ -46,6 +41,12 @@ pub mod store;
 pub mod surface;
 /// Logging setup.
 pub mod telemetry;
+/// Strategies shared by the property tests (proptest) of every parser of untrusted input
+/// (`Authorization` headers, token shapes, JWTs, RFC 3339 times, forwarding headers and
+/// allowed-IP networks), which live in a `proptests` module next to each parser: the parsers
+/// must never panic and must accept exactly what they document.
+#[cfg(test)]
+mod test_strategies;
 /// The token service: issue, authenticate, bump, revoke, list; passwords; the clock; the
 /// administrators' actions.
 pub mod token;

@@ -235,7 +235,7 @@ fn check_password_text(password: &SecretString) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    /// Regression, found by `proptests::allowed_ips::mapped_addresses_with_short_prefixes_are_refused`:
+    /// Regression, found by `proptests::mapped_addresses_with_short_prefixes_are_refused`:
     /// the network was truncated before the IPv4-mapped check, which so never saw a mapped
     /// address with a short prefix: `::ffff:192.0.2.0/64` was accepted as `::/64` and
     /// `::ffff:0:0/95` as `::fffe:0:0/95`, instead of being refused as documented.
@@ -248,5 +248,112 @@ mod tests {
         assert_eq!(parse_allowed_ip("::ffff:192.0.2.7/96").unwrap().to_string(), "0.0.0.0/0");
         assert_eq!(parse_allowed_ip("::ffff:192.0.2.7/120").unwrap().to_string(), "192.0.2.0/24");
         assert_eq!(parse_allowed_ip("::/64").unwrap().to_string(), "::/64");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    //! Property tests of `parse_allowed_ip`: a reseller's allowed address or CIDR. (The
+    //! configuration's `trusted_proxies` are read by `ipnet`'s own deserializer: no parser of
+    //! ours.) Why property tests, and which oracles: `crate::test_strategies`.
+
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+    use proptest::prelude::*;
+
+    use crate::error::Error;
+    use crate::test_strategies::canonical;
+    use crate::token::parse_allowed_ip;
+
+    /// An IPv6 address written out in full, eight groups of four hex digits (no `::`).
+    fn expanded(ip: Ipv6Addr) -> String {
+        ip.segments().iter().map(|s| format!("{s:04x}")).collect::<Vec<_>>().join(":")
+    }
+
+    /// An IPv6 address that is not IPv4-mapped.
+    fn ipv6() -> impl Strategy<Value = Ipv6Addr> {
+        any::<Ipv6Addr>().prop_filter("not IPv4-mapped", |ip| ip.to_ipv4_mapped().is_none())
+    }
+
+    /// The standard spelling of an address, or (IPv6) all eight groups written out.
+    fn spell(ip: Ipv6Addr, full: bool) -> String {
+        if full { expanded(ip) } else { ip.to_string() }
+    }
+
+    /// Arbitrary strings and strings near an address or a CIDR.
+    fn candidate() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9./]{1,20}",
+            "[0-9a-fA-F:./]{1,45}",
+            "(::ffff:)?[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(/[0-9]{1,3})?",
+        ]
+    }
+
+    proptest! {
+        /// Any IPv4 address with any prefix length 0 to 32 is that network (host bits cleared).
+        #[test]
+        fn ipv4_networks_round_trip(ip in any::<Ipv4Addr>(), len in 0..=32u8) {
+            let want = IpNet::V4(Ipv4Net::new(ip, len).unwrap().trunc());
+            prop_assert_eq!(parse_allowed_ip(&format!("{ip}/{len}")).unwrap(), want);
+        }
+
+        /// Any IPv6 address (not IPv4-mapped) with any prefix length 0 to 128, compressed or
+        /// written out, is that network (host bits cleared).
+        #[test]
+        fn ipv6_networks_round_trip(ip in ipv6(), len in 0..=128u8, full in any::<bool>()) {
+            let want = IpNet::V6(Ipv6Net::new(ip, len).unwrap().trunc());
+            prop_assert_eq!(parse_allowed_ip(&format!("{}/{len}", spell(ip, full))).unwrap(), want);
+        }
+
+        /// An IPv4-mapped network with a prefix of 96 or more is its IPv4 network.
+        #[test]
+        fn mapped_networks_fold_to_ipv4(ip in any::<Ipv4Addr>(), len in 96..=128u8, full in any::<bool>()) {
+            let want = IpNet::V4(Ipv4Net::new(ip, len - 96).unwrap().trunc());
+            prop_assert_eq!(parse_allowed_ip(&format!("{}/{len}", spell(ip.to_ipv6_mapped(), full))).unwrap(), want);
+        }
+
+        /// An IPv4-mapped address with a prefix under 96 (a network that mixes mapped and
+        /// other IPv6 addresses) is refused, as `parse_allowed_ip` documents.
+        #[test]
+        fn mapped_addresses_with_short_prefixes_are_refused(ip in any::<Ipv4Addr>(), len in 0..96u8, full in any::<bool>()) {
+            let s = format!("{}/{len}", spell(ip.to_ipv6_mapped(), full));
+            let got = parse_allowed_ip(&s);
+            prop_assert!(matches!(got, Err(Error::InvalidAttribute(_))), "{}: {:?}", s, got);
+        }
+
+        /// A bare address is one host; an IPv4-mapped one is that IPv4 host.
+        #[test]
+        fn bare_addresses_are_one_host(ip in any::<IpAddr>()) {
+            let want = match canonical(ip) {
+                IpAddr::V4(v4) => IpNet::V4(Ipv4Net::new(v4, 32).unwrap()),
+                IpAddr::V6(v6) => IpNet::V6(Ipv6Net::new(v6, 128).unwrap()),
+            };
+            prop_assert_eq!(parse_allowed_ip(&ip.to_string()).unwrap(), want);
+        }
+
+        /// A prefix length past the address's width is refused.
+        #[test]
+        fn invalid_prefix_lengths_are_refused(ip in any::<IpAddr>(), extra in prop_oneof![0..=4u64, 0..=1000u64, Just(u64::from(u32::MAX))]) {
+            let len = extra + if ip.is_ipv4() { 33 } else { 129 };
+            let s = format!("{ip}/{len}");
+            prop_assert!(matches!(parse_allowed_ip(&s), Err(Error::InvalidAttribute(_))), "{}", s);
+        }
+
+        /// Arbitrary strings never panic; an accepted network has its host bits cleared, is
+        /// never an IPv4-mapped IPv6 network, and contains the address it was written with.
+        #[test]
+        fn accepted_networks_are_canonical(s in candidate()) {
+            let Ok(net) = parse_allowed_ip(&s) else { return Ok(()) };
+            prop_assert_eq!(net, net.trunc(), "{}", s);
+            if let IpNet::V6(v6) = net {
+                prop_assert!(v6.addr().to_ipv4_mapped().is_none(), "{}: {}", s, net);
+            }
+            let written = s.split_once('/').map_or(s.as_str(), |(addr, _)| addr);
+            if let Ok(ip) = written.parse::<IpAddr>() {
+                prop_assert!(net.contains(&canonical(ip)), "{}: {}", s, net);
+            }
+        }
     }
 }

@@ -126,3 +126,130 @@ mod tests {
         assert!(!jwt.accepts(&format!("a.{}.c", "b".repeat(MAX_JWT_LEN))));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! Property tests of `TokenFormat::accepts` and `TokenFormat::generate`.
+    //! Why property tests, and which oracles: `crate::test_strategies`.
+
+    use proptest::prelude::*;
+    use regex::Regex;
+    use serde_json::Map;
+
+    use crate::token::secret::{MAX_JWT_LEN, TokenFormat};
+
+    /// Prefixes a knox deployment might configure, and arbitrary ones.
+    fn prefix() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), Just("tka_".to_owned()), Just("é-".to_owned()), "\\PC{0,6}"]
+    }
+
+    /// Arbitrary strings, and strings near each shape.
+    fn candidate() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[0-9a-fA-F-]{30,40}",
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-fA-F]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "(tka_|é-)?[0-9a-hA-H]{62,66}",
+            "(tka_|é-)?[0-9a-f]{64}",
+            "[A-Za-z0-9_.+/=-]{1,40}",
+            "[A-Za-z0-9_-]{1,12}\\.[A-Za-z0-9_-]{0,12}\\.[A-Za-z0-9_-]{0,12}",
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Change(prop::sample::Index, char),
+        Remove(prop::sample::Index),
+        Insert(prop::sample::Index, char),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let c = || prop_oneof![3 => prop::char::range('0', 'z'), 1 => any::<char>()];
+        prop_oneof![
+            (any::<prop::sample::Index>(), c()).prop_map(|(i, c)| Edit::Change(i, c)),
+            any::<prop::sample::Index>().prop_map(Edit::Remove),
+            (any::<prop::sample::Index>(), c()).prop_map(|(i, c)| Edit::Insert(i, c)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every generated token has the shape its own format accepts.
+        #[test]
+        fn generated_tokens_are_accepted_by_their_format(prefix in prefix()) {
+            let uuid = TokenFormat::Uuid.generate().unwrap();
+            prop_assert!(TokenFormat::Uuid.accepts(uuid.expose()), "{}", uuid.expose());
+            let format = TokenFormat::PrefixedHex { prefix: prefix.clone() };
+            let knox = format.generate().unwrap();
+            prop_assert!(format.accepts(knox.expose()), "{}", knox.expose());
+            prop_assert_eq!(knox.expose().len(), prefix.len() + 64);
+            prop_assert!(TokenFormat::Jwt(|_, _| Map::new()).generate().is_none());
+        }
+    }
+
+    proptest! {
+        /// On any string each format answers exactly its documented shape: the canonical
+        /// (lowercase, hyphenated) spelling of a UUID; the prefix then the lowercase hex of 32
+        /// bytes; three non-empty base64url segments within `MAX_JWT_LEN`.
+        #[test]
+        fn acceptance_is_exactly_the_shape(s in candidate(), prefix in prefix()) {
+            let canonical_uuid = uuid::Uuid::try_parse(&s).is_ok_and(|u| u.hyphenated().to_string() == s);
+            prop_assert_eq!(TokenFormat::Uuid.accepts(&s), canonical_uuid);
+
+            let canonical_hex = s
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| hex::decode(rest).is_ok_and(|b| b.len() == 32 && hex::encode(b) == rest));
+            prop_assert_eq!(TokenFormat::PrefixedHex { prefix }.accepts(&s), canonical_hex);
+
+            let jwt_shape = Regex::new(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$").unwrap();
+            let jwt = TokenFormat::Jwt(|_, _| Map::new());
+            prop_assert_eq!(jwt.accepts(&s), s.len() <= MAX_JWT_LEN && jwt_shape.is_match(&s));
+        }
+
+        /// A knox token with one character changed, removed or added is refused; the only
+        /// exception is a hex digit changed to another lowercase hex digit, which is another
+        /// well-shaped token (the shape check cannot know which random bytes were issued).
+        #[test]
+        fn knox_tokens_with_one_edit_are_refused(prefix in prefix(), bytes in any::<[u8; 32]>(), edit in edit()) {
+            let format = TokenFormat::PrefixedHex { prefix: prefix.clone() };
+            let token = format!("{prefix}{}", hex::encode(bytes));
+            prop_assert!(format.accepts(&token));
+            let mut chars: Vec<char> = token.chars().collect();
+            let in_prefix = prefix.chars().count();
+            let expected = match edit {
+                Edit::Change(at, c) => {
+                    let at = at.index(chars.len());
+                    prop_assume!(chars[at] != c);
+                    chars[at] = c;
+                    at >= in_prefix && matches!(c, '0'..='9' | 'a'..='f')
+                }
+                Edit::Remove(at) => {
+                    chars.remove(at.index(chars.len()));
+                    false
+                }
+                Edit::Insert(at, c) => {
+                    chars.insert(at.index(chars.len() + 1), c);
+                    false
+                }
+            };
+            let edited: String = chars.into_iter().collect();
+            prop_assert_eq!(format.accepts(&edited), expected, "{:?}", edited);
+        }
+
+        /// Every UUID (any version) is accepted in its canonical spelling, and no other spelling
+        /// of it: uppercase, without hyphens, braced, or as a URN.
+        #[test]
+        fn uuid_format_accepts_only_canonical_uuids(n in any::<u128>()) {
+            let u = uuid::Uuid::from_u128(n);
+            let canonical = u.hyphenated().to_string();
+            prop_assert!(TokenFormat::Uuid.accepts(&canonical));
+            if canonical.bytes().any(|b| b.is_ascii_alphabetic()) {
+                prop_assert!(!TokenFormat::Uuid.accepts(&canonical.to_uppercase()));
+            }
+            for other in [u.simple().to_string(), u.braced().to_string(), u.urn().to_string()] {
+                prop_assert!(!TokenFormat::Uuid.accepts(&other), "{}", other);
+            }
+        }
+    }
+}

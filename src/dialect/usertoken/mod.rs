@@ -436,3 +436,6 @@ impl ErrorShape for Usertoken {
         resp.into_response()
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -251,3 +251,6 @@ mod tests {
         assert!(!forwarded_https(&HeaderMap::new()));
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -186,3 +186,6 @@ impl Keys {
 pub fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
     jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token).ok().map(|d| d.claims)
 }
+
+#[cfg(test)]
+mod proptests;
