@@ -1,4 +1,4 @@
-//! The store contract: one set of stories run against SqliteStore and PgStore, so the two
+//! The store contract: one set of stories run against the store over SQLite and over Postgres, so the two
 //! backends cannot drift (the compile-time query check sqlx would give is replaced by this).
 
 use std::sync::Arc;
