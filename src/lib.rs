@@ -21,6 +21,8 @@ pub mod config;
 pub mod dialect;
 /// The one error type.
 pub mod error;
+/// Moving in: `tokenauth import` from django-rest-knox, szurubooru, Webitel or a file.
+pub mod import;
 /// The Prometheus metrics registry (served by `ops`).
 pub mod metrics;
 /// Cross-cutting HTTP layers: request id, client IP, access log, error log, metrics.

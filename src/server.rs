@@ -35,7 +35,6 @@ use crate::app::{self, AppState};
 use crate::config::Config;
 use crate::store::{Store, Subscription};
 use crate::token::TokenService;
-use crate::token::cache::Invalidation;
 use crate::token::clock::{Clock, SystemClock};
 
 /// A bound, ready-to-run server.
@@ -409,7 +408,7 @@ async fn listen_for_invalidations(
         loop {
             tokio::select! {
                 notice = subscription.next() => match notice {
-                    Ok(Some(payload)) => tokens.cache().invalidate(Invalidation::decode(&payload)),
+                    Ok(Some(payload)) => tokens.hear(&payload),
                     Ok(None) | Err(_) => {
                         tracing::warn!("lost the revocation listener's connection; token cache off until it is back");
                         tokens.cache().set_listening(false);

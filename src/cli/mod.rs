@@ -8,6 +8,7 @@
 mod audit;
 mod group;
 mod healthcheck;
+mod import;
 mod keys;
 mod output;
 mod password;
@@ -32,6 +33,7 @@ use crate::token::TokenService;
 use crate::token::clock::SystemClock;
 
 pub use self::group::GroupCommand;
+pub use self::import::ImportCommand;
 pub use self::keys::KeysCommand;
 pub use self::password::PasswordSource;
 pub use self::reseller::ResellerCommand;
@@ -115,6 +117,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move in from django-rest-knox, szurubooru, Webitel or a file: users, their passwords as
+    /// they are (replaced with argon2id at each first login) and their live tokens.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Inspect and reset the login throttle's counters (failed logins per address and account).
     #[command(subcommand)]
     Throttle(ThrottleCommand),
@@ -174,6 +180,11 @@ impl Cli {
             Command::Keys(cmd) => {
                 let configured = config.jwt_secret.is_some();
                 with_service(&config, |tokens| keys::run(cmd, tokens, configured)).await
+            }
+            Command::Import(cmd) => {
+                let policies = crate::dialect::policies(&config, crate::ui::policy(&config.ui));
+                let prefix = config.knox.token_prefix.clone();
+                with_service(&config, |tokens| import::run(cmd, tokens, policies, prefix)).await
             }
             Command::Token(cmd) => {
                 let policies = crate::dialect::policies(&config, crate::ui::policy(&config.ui));

@@ -8,7 +8,7 @@ pub struct ConfigError(pub String);
 
 /// Keys whose values are secrets: an error about one names the key and where it was set,
 /// never the value (figment's "invalid type: found string \"...\"" would quote it).
-const SECRET_KEYS: &[&str] = &["jwt_secret", "database_url"];
+const SECRET_KEYS: &[&str] = &["jwt_secret", "database_url", "peppers"];
 
 pub(super) fn flatten(err: figment::Error) -> String {
     err.into_iter()

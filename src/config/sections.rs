@@ -1,9 +1,12 @@
 //! The server-wide sections: logging, HTTP limits, the database pool, password hashing, token
 //! housekeeping, the token-check cache, login throttling and CORS.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::secrets::Secret;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -72,12 +75,22 @@ pub struct PasswordConfig {
     pub workers: usize,
     /// Hashes waiting beyond those running; past this, logins get a 503 at once.
     pub queue: usize,
+    /// Peppers of imported password hashes, by name (`szurubooru`, `devise`): a legacy scheme
+    /// names its pepper, whose value lives here and never in the database.
+    pub peppers: BTreeMap<String, Secret>,
 }
 
 impl Default for PasswordConfig {
     fn default() -> Self {
         // why: OWASP Password Storage Cheat Sheet, argon2id m=19456 KiB, t=2, p=1.
-        PasswordConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1, workers: 0, queue: 64 }
+        PasswordConfig {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            workers: 0,
+            queue: 64,
+            peppers: BTreeMap::new(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod audit;
 mod dialect;
+mod legacy;
 mod principal;
 mod role;
 mod throttle;
@@ -15,6 +16,7 @@ mod token;
 
 pub use self::audit::AuditEntry;
 pub use self::dialect::{DialectId, Issuer, LogoutStatus, UnknownDialect};
+pub use self::legacy::{KnoxHash, KnoxVersion, LegacyToken, PasswordScheme, TokenDigest, UnknownScheme};
 pub use self::principal::{Attributes, MAX_NAME_CHARS, Principal, PrincipalKind, Username};
 pub use self::role::{Acl, GroupRef, GroupSummary, Role, RoleSummary};
 pub use self::throttle::{ThrottleCounter, ThrottleScope};

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 
+use super::legacy::PasswordScheme;
 use super::role::{GroupRef, Role};
 
 /// What kind of principal: every dialect logs in users; the dialer dialect also has resellers.
@@ -94,8 +95,10 @@ pub struct Principal {
     pub kind: PrincipalKind,
     /// Unique per kind.
     pub name: String,
-    /// argon2id PHC string.
+    /// tokenauth's argon2id PHC string, or a legacy hash kept exactly as imported.
     pub password_hash: String,
+    /// How `password_hash` is verified: `Native` unless imported and not logged in since.
+    pub password_scheme: PasswordScheme,
     /// A disabled principal cannot log in and its tokens stop working.
     pub enabled: bool,
     /// When it was created.
@@ -117,6 +120,7 @@ impl fmt::Debug for Principal {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("password_hash", &"[REDACTED]")
+            .field("password_scheme", &self.password_scheme)
             .field("enabled", &self.enabled)
             .field("created_at", &self.created_at)
             .field("last_login_at", &self.last_login_at)

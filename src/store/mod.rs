@@ -14,9 +14,12 @@
 //! The contract suite (`tests/api/store_contract.rs`) runs against both engines.
 
 mod codec;
+mod import;
 mod postgres;
 mod rows;
+pub mod source;
 mod sql;
+mod sql_import;
 mod sql_store;
 mod sqlite;
 
@@ -27,11 +30,14 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use self::import::{
+    ImportApplied, ImportBatch, ImportJwtKey, ImportPrincipal, ImportRole, ImportToken, PrincipalAction,
+};
 pub use self::sql_store::SqlStore;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::model::{
-    Acl, Attributes, AuditEntry, GroupSummary, Issuer, Principal, PrincipalKind, RoleSummary, SigningKey,
-    ThrottleCounter, ThrottleScope, Token, TokenHash, TokenKind, TokenLookup, Username,
+    Acl, Attributes, AuditEntry, GroupSummary, Issuer, LegacyToken, Principal, PrincipalKind, RoleSummary, SigningKey,
+    ThrottleCounter, ThrottleScope, Token, TokenDigest, TokenHash, TokenKind, TokenLookup, Username,
 };
 
 /// What a store operation can fail with.
@@ -359,6 +365,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn clear_throttle(&self, scope: ThrottleScope, subject: &str) -> StoreResult<bool>;
     /// Delete the counters expired before `now`; returns how many.
     async fn sweep_throttle(&self, now: OffsetDateTime) -> StoreResult<u64>;
+
+    // --- moving in (`tokenauth import`) ---
+    /// Apply a planned import in one transaction: all of it, or nothing. Without `commit` (a
+    /// dry run) the transaction is rolled back, after every statement ran.
+    async fn apply_import(
+        &self,
+        batch: &ImportBatch<'_>,
+        now: OffsetDateTime,
+        commit: bool,
+    ) -> StoreResult<ImportApplied>;
+    /// `(id, name, fingerprint)` of the principals of `kind` that were imported.
+    async fn imported_credentials(&self, kind: PrincipalKind) -> StoreResult<Vec<(i64, String, String)>>;
+    /// Token rows with a legacy digest filed under one of `keys` (one or two).
+    async fn legacy_tokens(&self, keys: &[&str]) -> StoreResult<Vec<LegacyToken>>;
+    /// Rewrite a legacy token row to the SHA-256 `digest` of its token, if it still has
+    /// `scheme`; `false` when another check did it first.
+    async fn adopt_legacy_token(&self, id: Uuid, scheme: &TokenDigest, digest: &TokenHash) -> StoreResult<bool>;
+    /// Whether any token row still has a legacy digest.
+    async fn has_legacy_tokens(&self) -> StoreResult<bool>;
+    /// The secrets of the old systems' JWT keys, which verify tokens without a `kid`.
+    async fn legacy_jwt_keys(&self) -> StoreResult<Vec<Vec<u8>>>;
 }
 
 /// Open the store named by `url`, picking the backend from its scheme.

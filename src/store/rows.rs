@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use super::codec::{Count, Dec, Id, Time};
 use super::{StoreError, StoreResult};
 use crate::model::{
-    Acl, Attributes, AuditEntry, GroupRef, GroupSummary, Owner, Principal, PrincipalKind, Role, RoleSummary,
-    SigningKey, ThrottleCounter, ThrottleScope, Token, TokenKind, TokenLookup,
+    Acl, Attributes, AuditEntry, GroupRef, GroupSummary, LegacyToken, Owner, PasswordScheme, Principal, PrincipalKind,
+    Role, RoleSummary, SigningKey, ThrottleCounter, ThrottleScope, Token, TokenKind, TokenLookup,
 };
 
 fn unreadable(what: &str, value: &str, e: impl std::fmt::Display) -> StoreError {
@@ -66,6 +66,7 @@ pub(super) struct PrincipalRow {
     kind: String,
     name: String,
     password_hash: String,
+    password_scheme: Option<String>,
     enabled: bool,
     created_at: Time,
     last_login_at: Option<Time>,
@@ -84,7 +85,7 @@ pub(super) struct PrincipalRow {
 macro_rules! principal_select {
     () => {
         concat!(
-            "SELECT p.id, p.kind, p.name, p.password_hash, p.enabled, p.created_at, p.last_login_at, ",
+            "SELECT p.id, p.kind, p.name, p.password_hash, p.password_scheme, p.enabled, p.created_at, p.last_login_at, ",
             $crate::store::rows::role_columns!(),
             ", p.admin, p.sms_from, p.allowed_ips, p.balance, ",
             "g.id AS group_id, g.name AS group_name, g.allowed_regex AS group_regex ",
@@ -108,6 +109,8 @@ impl TryFrom<PrincipalRow> for Principal {
             kind: kind(&r.kind)?,
             name: r.name,
             password_hash: r.password_hash,
+            password_scheme: PasswordScheme::from_stored(r.password_scheme.as_deref())
+                .map_err(|e| unreadable("password scheme", r.password_scheme.as_deref().unwrap_or_default(), e))?,
             enabled: r.enabled,
             created_at: r.created_at.0,
             last_login_at: r.last_login_at.map(|t| t.0),
@@ -360,5 +363,26 @@ pub(super) struct SigningKeyRow {
 impl From<SigningKeyRow> for SigningKey {
     fn from(r: SigningKeyRow) -> Self {
         SigningKey { kid: r.kid, secret: r.secret, created_at: r.created_at.0 }
+    }
+}
+
+/// A token row with a legacy digest, as the check path needs it.
+#[derive(sqlx::FromRow)]
+pub(super) struct LegacyTokenRow {
+    id: Id,
+    digest_scheme: String,
+    legacy_digest: Option<String>,
+    legacy_salt: Option<String>,
+}
+
+impl TryFrom<LegacyTokenRow> for LegacyToken {
+    type Error = StoreError;
+    fn try_from(r: LegacyTokenRow) -> StoreResult<Self> {
+        Ok(LegacyToken {
+            id: r.id.0,
+            scheme: r.digest_scheme.parse().map_err(|e| unreadable("digest scheme", &r.digest_scheme, e))?,
+            digest: r.legacy_digest.ok_or_else(|| StoreError::Other("a legacy token row without its digest".into()))?,
+            salt: r.legacy_salt,
+        })
     }
 }

@@ -19,13 +19,15 @@ use super::rows::{
     allowed_ips_json, group_select, lookup_select, principal_select, role_select, throttle_columns, token_columns,
 };
 use super::sql::{Pool, args};
+use super::sql_import;
+use super::{ImportApplied, ImportBatch};
 use super::{
     InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, PoolStats, Store, StoreError, StoreResult,
     Subscription, ThrottleStep, TokenTouch,
 };
 use crate::model::{
-    AuditEntry, GroupSummary, Issuer, Principal, PrincipalKind, RoleSummary, SigningKey, ThrottleCounter,
-    ThrottleScope, Token, TokenHash, TokenLookup,
+    AuditEntry, GroupSummary, Issuer, LegacyToken, Principal, PrincipalKind, RoleSummary, SigningKey, ThrottleCounter,
+    ThrottleScope, Token, TokenDigest, TokenHash, TokenLookup,
 };
 
 /// What differs per engine.
@@ -59,7 +61,8 @@ const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
 const ROLE_BY_NAME: &str = concat!(role_select!(), "WHERE r.name = $1");
 const GROUP_BY_NAME: &str = concat!(group_select!(), "WHERE g.name = $1");
 const LIST_GROUPS: &str = concat!(group_select!(), "WHERE $1 IS NULL OR g.reseller_id = $1");
-const TOKEN_BY_DIGEST: &str = concat!(lookup_select!(), "WHERE t.digest = $1");
+/// why the scheme: a legacy row's `digest` is a placeholder, never a token's own digest.
+const TOKEN_BY_DIGEST: &str = concat!(lookup_select!(), "WHERE t.digest = $1 AND t.digest_scheme = 'sha256'");
 const TOKEN_BY_ID: &str = concat!(lookup_select!(), "WHERE t.id = $1");
 const LIST_TOKENS: &str =
     concat!("SELECT ", token_columns!(), " FROM tokens t WHERE t.principal_id = $1 ORDER BY t.created_at DESC, t.id");
@@ -199,7 +202,8 @@ impl Store for SqlStore {
         revoke_tokens_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        found(tx.execute("UPDATE principals SET password_hash = $1 WHERE id = $2", &args![hash, id]).await?)?;
+        let sql = "UPDATE principals SET password_hash = $1, password_scheme = NULL WHERE id = $2";
+        found(tx.execute(sql, &args![hash, id]).await?)?;
         if let Some(at) = revoke_tokens_at {
             tx.execute(REVOKE_ALL, &args![at, id, None::<Issuer>]).await?;
         }
@@ -207,7 +211,9 @@ impl Store for SqlStore {
     }
 
     async fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> StoreResult<bool> {
-        let sql = "UPDATE principals SET password_hash = $3 WHERE id = $1 AND password_hash = $2";
+        // why the scheme too: a rehash replaces a legacy hash with argon2id.
+        let sql =
+            "UPDATE principals SET password_hash = $3, password_scheme = NULL WHERE id = $1 AND password_hash = $2";
         Ok(self.pool.execute(sql, &args![id, old, new]).await? > 0)
     }
 
@@ -417,5 +423,34 @@ impl Store for SqlStore {
 
     async fn sweep_throttle(&self, now: OffsetDateTime) -> StoreResult<u64> {
         self.pool.execute("DELETE FROM login_throttle WHERE expires_at <= $1", &args![now]).await
+    }
+
+    async fn apply_import(
+        &self,
+        batch: &ImportBatch<'_>,
+        now: OffsetDateTime,
+        commit: bool,
+    ) -> StoreResult<ImportApplied> {
+        sql_import::apply(&self.pool, batch, now, commit).await
+    }
+
+    async fn imported_credentials(&self, kind: PrincipalKind) -> StoreResult<Vec<(i64, String, String)>> {
+        sql_import::imported_credentials(&self.pool, kind).await
+    }
+
+    async fn legacy_tokens(&self, keys: &[&str]) -> StoreResult<Vec<LegacyToken>> {
+        sql_import::legacy_tokens(&self.pool, keys).await
+    }
+
+    async fn adopt_legacy_token(&self, id: Uuid, scheme: &TokenDigest, digest: &TokenHash) -> StoreResult<bool> {
+        sql_import::adopt(&self.pool, id, scheme, digest).await
+    }
+
+    async fn has_legacy_tokens(&self) -> StoreResult<bool> {
+        sql_import::has_legacy_tokens(&self.pool).await
+    }
+
+    async fn legacy_jwt_keys(&self) -> StoreResult<Vec<Vec<u8>>> {
+        sql_import::legacy_jwt_keys(&self.pool).await
     }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::cache::Invalidation;
 use super::jwt::JwtRefusal;
 use super::secret::TokenFormat;
-use super::{TOUCH_INTERVAL, TokenPolicy, TokenService, after};
+use super::{TOUCH_INTERVAL, TokenPolicy, TokenService, after, legacy};
 use crate::error::{AuthFailure, Error, Malformation};
 use crate::model::{Owner, PlainToken, Token, TokenHash, TokenKind, TokenLookup};
 use crate::store::TokenTouch;
@@ -91,8 +91,15 @@ impl TokenService {
             Some(hit) => (hit, None),
             None => {
                 let ticket = self.cache.ticket();
-                let Some(found) = self.store.token_by_digest(&digest).await? else {
-                    return refuse(AuthFailure::Unknown);
+                let found = match self.store.token_by_digest(&digest).await? {
+                    Some(found) => found,
+                    None if self.may_be_legacy(policies, presented) => {
+                        match self.adopt_legacy(presented, &digest).await? {
+                            Some(found) => found,
+                            None => return refuse(AuthFailure::Unknown),
+                        }
+                    }
+                    None => return refuse(AuthFailure::Unknown),
                 };
                 (Arc::new(found), Some(ticket))
             }
@@ -197,5 +204,30 @@ impl TokenService {
             self.cache.invalidate(Invalidation::Token(touch.id));
         }
         Ok(batch.len())
+    }
+
+    /// Whether a token that missed the SHA-256 lookup may be a legacy one: legacy tokens remain,
+    /// and it has the shape of a knox token (the only legacy digests are knox's).
+    fn may_be_legacy(&self, policies: &[TokenPolicy], presented: &str) -> bool {
+        self.legacy_tokens_remain()
+            && policies
+                .iter()
+                .any(|p| matches!(p.format, TokenFormat::PrefixedHex { .. }) && p.format.accepts(presented))
+    }
+
+    /// Find the legacy row `presented` is the token of, by its key and a recomputed digest
+    /// (constant-time); rewrite the row to `digest` (the SHA-256 of `presented`), so each
+    /// legacy token pays this once, and return it as a lookup by digest would.
+    async fn adopt_legacy(&self, presented: &str, digest: &TokenHash) -> Result<Option<TokenLookup>, Error> {
+        let keys = legacy::knox::candidate_keys(presented);
+        let rows = self.store.legacy_tokens(&keys).await?;
+        let Some(row) = rows.iter().find(|row| legacy::knox::matches(row, presented)) else {
+            return Ok(None);
+        };
+        // why not an error when another check adopted it first: it wrote the same digest.
+        if self.store.adopt_legacy_token(row.id, &row.scheme, digest).await? {
+            tracing::info!(token_id = %row.id, scheme = %row.scheme, "legacy token adopted");
+        }
+        Ok(self.store.token_by_digest(digest).await?)
     }
 }

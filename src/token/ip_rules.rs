@@ -98,6 +98,7 @@ mod tests {
             kind,
             name: "p".into(),
             password_hash: String::new(),
+            password_scheme: crate::model::PasswordScheme::Native,
             enabled: true,
             created_at: OffsetDateTime::UNIX_EPOCH,
             last_login_at: None,

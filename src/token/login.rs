@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::issue::{after, check_note};
 use super::{Issued, TokenPolicy, TokenService, clock, throttle};
 use crate::error::{CredentialFailure, Error};
-use crate::model::{GroupSummary, Principal, PrincipalKind, TokenKind, Username};
+use crate::model::{GroupSummary, PasswordScheme, Principal, PrincipalKind, TokenKind, Username};
 use crate::store::InsertRules;
 
 /// Options a client may give at login.
@@ -155,8 +155,12 @@ impl TokenService {
             Ok(name) => self.store.principal_by_name(kind, name.as_str()).await?,
             Err(_) => None,
         };
-        let verified =
-            self.passwords.verify(record.as_ref().map(|r| r.password_hash.clone()), password.clone()).await?;
+        let verified = match &record {
+            Some(r) if r.password_scheme != PasswordScheme::Native => {
+                self.passwords.verify_legacy(r, password.clone()).await?
+            }
+            _ => self.passwords.verify(record.as_ref().map(|r| r.password_hash.clone()), password.clone()).await?,
+        };
         let Some(record) = record else {
             return Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal));
         };
@@ -172,17 +176,54 @@ impl TokenService {
         // Before the rehash, so a refused login writes nothing.
         self.ip_rules.check(&record, client_ip)?;
         if verified.needs_rehash {
-            // why: a failed rehash must not fail a login that verified; it is retried next login.
-            // It is a compare-and-swap, so it never undoes a password change made meanwhile.
-            match self.passwords.hash(password).await {
+            // why: a failed rehash must not fail a login that verified; it is retried next login
+            // (an imported hash keeps working until then). It is a compare-and-swap, so it never
+            // undoes a password change made meanwhile.
+            match self.passwords.hash(password.clone()).await {
                 Ok(hash) => match self.store.replace_password_hash(record.id, &record.password_hash, &hash).await {
-                    Ok(true) => return Ok(Principal { password_hash: hash, ..record }),
-                    Ok(false) => tracing::info!("password changed during login; rehash skipped"),
+                    Ok(true) => {
+                        return Ok(Principal {
+                            password_hash: hash,
+                            password_scheme: PasswordScheme::Native,
+                            ..record
+                        });
+                    }
+                    Ok(false) => return self.after_a_concurrent_change(kind, record, password).await,
                     Err(e) => tracing::warn!(error = %e, "could not store rehashed password"),
                 },
                 Err(e) => tracing::warn!(error = %e, "could not rehash password"),
             }
         }
         Ok(record)
+    }
+
+    /// The stored hash changed while this login verified it: another login of the same
+    /// principal rehashed it (two first logins of an imported account at once, both with the
+    /// right password), or the password was changed. Read it again and verify against what is
+    /// stored now: the first case succeeds, for one more verification, so concurrent logins do
+    /// not fail each other; the second is refused, as a password change always wins.
+    async fn after_a_concurrent_change(
+        &self,
+        kind: PrincipalKind,
+        record: Principal,
+        password: SecretString,
+    ) -> Result<Principal, Error> {
+        let fresh = self.store.principal_by_name(kind, &record.name).await?.filter(|p| p.id == record.id);
+        let Some(fresh) = fresh else {
+            return Err(Error::BadCredentials(CredentialFailure::UnknownPrincipal));
+        };
+        let again = if fresh.password_scheme == PasswordScheme::Native {
+            self.passwords.verify(Some(fresh.password_hash.clone()), password).await?
+        } else {
+            self.passwords.verify_legacy(&fresh, password).await?
+        };
+        if !again.ok {
+            tracing::info!("password changed during login");
+            return Err(Error::BadCredentials(CredentialFailure::WrongPassword));
+        }
+        if !fresh.enabled {
+            return Err(Error::BadCredentials(CredentialFailure::Disabled));
+        }
+        Ok(fresh)
     }
 }

@@ -24,7 +24,9 @@ mod groups;
 mod ip_rules;
 mod issue;
 pub mod jwt;
+pub mod legacy;
 mod login;
+mod moving_in;
 pub mod password;
 mod policy;
 mod principals;
@@ -34,6 +36,7 @@ pub mod throttle;
 mod touch;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -65,6 +68,10 @@ use crate::store::{Store, StoreError};
 /// writing them more often would turn every token check into a write.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The notice that legacy tokens exist (an import made some). why not an `Invalidation`: it
+/// invalidates nothing, it switches the legacy lookup on.
+const LEGACY_TOKENS_NOTICE: &str = "legacy-tokens";
+
 /// A token note's limit, for every dialect and the CLI. why 128: the usertoken contract's
 /// limit, and plenty for a human label.
 pub const NOTE_MAX_CHARS: usize = 128;
@@ -92,6 +99,10 @@ pub struct TokenService {
     metrics: Arc<Metrics>,
     cache: TokenCache,
     throttle: Throttle,
+    /// Whether any token row may still hold a legacy digest (imported, not checked since). Read
+    /// at start, set when an import announces some, cleared by the sweep when none remain: while
+    /// it is false, an unknown token costs exactly what it did before imports existed.
+    legacy_tokens: AtomicBool,
 }
 
 impl TokenService {
@@ -106,6 +117,7 @@ impl TokenService {
         cache: TokenCache,
     ) -> Result<Self, Error> {
         let keys = Keys::load(&*store, jwt_secret.as_ref(), clock.now()).await?;
+        let legacy_tokens = AtomicBool::new(store.has_legacy_tokens().await?);
         Ok(TokenService {
             store,
             clock,
@@ -118,6 +130,7 @@ impl TokenService {
             metrics,
             cache,
             throttle: Throttle::new(ThrottleConfig::default(), crate::config::HttpConfig::default().request_timeout),
+            legacy_tokens,
         })
     }
 
@@ -228,6 +241,29 @@ impl TokenService {
         }
     }
 
+    /// A notice another process published (`announce`, `announce_legacy_tokens`).
+    pub fn hear(&self, payload: &str) {
+        if payload == LEGACY_TOKENS_NOTICE {
+            self.legacy_tokens.store(true, Ordering::SeqCst);
+        } else {
+            self.cache.invalidate(Invalidation::decode(payload));
+        }
+    }
+
+    /// Tell every process sharing the database that legacy tokens exist now (an import made
+    /// some), so their checks look for them.
+    pub async fn announce_legacy_tokens(&self) {
+        self.legacy_tokens.store(true, Ordering::SeqCst);
+        if let Err(e) = self.store.publish_invalidation(LEGACY_TOKENS_NOTICE).await {
+            tracing::warn!(error = %e, "could not tell the servers about the imported tokens; they see them at their next sweep");
+        }
+    }
+
+    /// Whether legacy tokens may remain (see `legacy_tokens`).
+    pub fn legacy_tokens_remain(&self) -> bool {
+        self.legacy_tokens.load(Ordering::Relaxed)
+    }
+
     /// The token-check cache, for the invalidation listener.
     pub fn cache(&self) -> &TokenCache {
         &self.cache
@@ -273,6 +309,9 @@ impl TokenService {
     /// Delete revoked and expired token rows older than the retention period (returns how
     /// many) and the expired throttle counters.
     pub async fn sweep(&self) -> Result<u64, Error> {
+        // why here: the sweep runs every few minutes on every replica; it notices an import
+        // whose notice was lost, and that the last legacy token was adopted.
+        self.legacy_tokens.store(self.store.has_legacy_tokens().await?, Ordering::SeqCst);
         let forgotten = self.store.sweep_throttle(self.clock.now()).await?;
         tracing::debug!(forgotten, "expired throttle counters deleted");
         let retention = time::Duration::try_from(self.retention).unwrap_or(time::Duration::MAX);

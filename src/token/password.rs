@@ -10,6 +10,7 @@
 //! - A hash made with other parameters still verifies, and `Verified::needs_rehash` tells the
 //!   service to store a fresh one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,9 +22,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::Span;
 
+use super::legacy;
 use crate::config::PasswordConfig;
 use crate::error::Error;
 use crate::metrics::HashingMetrics;
+use crate::model::{PasswordScheme, Principal};
 
 /// why: the dummy password is never compared with anything a client can know; it only has
 /// to produce a valid hash with the current parameters.
@@ -53,6 +56,8 @@ pub struct Passwords {
     /// Verifications run to completion, dummy ones included (for metrics and tests).
     verifications: Arc<AtomicU64>,
     metrics: HashingMetrics,
+    /// Peppers of imported hashes, by the name a scheme gives.
+    peppers: Arc<BTreeMap<String, SecretString>>,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -78,6 +83,7 @@ impl Passwords {
             dummy: Arc::new(OnceCell::new()),
             verifications: Arc::new(AtomicU64::new(0)),
             metrics,
+            peppers: Arc::new(cfg.peppers.iter().map(|(name, p)| (name.clone(), p.expose().clone())).collect()),
         })
     }
 
@@ -136,6 +142,61 @@ impl Passwords {
             })
             .await?;
         Ok(Verified { ok: verified.ok && known, needs_rehash: verified.needs_rehash && known })
+    }
+
+    /// Verify `password` against a principal's imported (legacy) hash, with its scheme's own
+    /// parameters, on the same bounded pool as argon2. A principal without a usable password
+    /// costs a dummy verification, as an unknown user does. A match always asks for a rehash:
+    /// the legacy hash is then replaced with argon2id.
+    pub async fn verify_legacy(&self, principal: &Principal, password: SecretString) -> Result<Verified, Error> {
+        if principal.password_scheme == PasswordScheme::Unusable {
+            return self.verify(None, password).await;
+        }
+        let pepper = match principal.password_scheme.pepper() {
+            Some(name) => Some(self.peppers.get(name).cloned().ok_or_else(|| {
+                Error::Internal(format!(
+                    "the pepper {name:?} of imported password hashes is not configured (passwords.peppers)"
+                ))
+            })?),
+            None => None,
+        };
+        let (scheme, encoded, name) =
+            (principal.password_scheme.clone(), principal.password_hash.clone(), principal.name.clone());
+        let counter = Arc::clone(&self.verifications);
+        let ok = self
+            .run(move || {
+                let pepper = pepper.as_ref().map(|p| p.expose_secret().as_bytes());
+                let ok = match legacy::password::verify(
+                    &scheme,
+                    &encoded,
+                    &name,
+                    password.expose_secret().as_bytes(),
+                    pepper,
+                ) {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        // why: a stored hash that no longer passes its checks must not open the
+                        // door nor crash the request (the import refused such hashes).
+                        tracing::error!(error = %e, "stored legacy password hash refused");
+                        false
+                    }
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(ok)
+            })
+            .await?;
+        Ok(Verified { ok, needs_rehash: ok })
+    }
+
+    /// The names of the configured peppers.
+    pub fn pepper_names(&self) -> impl Iterator<Item = &str> {
+        self.peppers.keys().map(String::as_str)
+    }
+
+    /// The value of the pepper `name`, if configured (the importer checks a given secret
+    /// against it).
+    pub fn pepper(&self, name: &str) -> Option<&SecretString> {
+        self.peppers.get(name)
     }
 
     /// How many verifications have run to completion, dummy ones included.
@@ -202,7 +263,7 @@ mod tests {
     use super::*;
 
     fn cheap(memory_kib: u32) -> PasswordConfig {
-        PasswordConfig { memory_kib, iterations: 1, parallelism: 1, workers: 1, queue: 0 }
+        PasswordConfig { memory_kib, iterations: 1, parallelism: 1, workers: 1, queue: 0, peppers: Default::default() }
     }
 
     #[tokio::test]

@@ -253,4 +253,35 @@ impl Store for CountingStore {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.sweep_throttle(now).await
     }
+
+    async fn apply_import(
+        &self,
+        batch: &ImportBatch<'_>,
+        now: OffsetDateTime,
+        commit: bool,
+    ) -> StoreResult<ImportApplied> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.apply_import(batch, now, commit).await
+    }
+
+    async fn imported_credentials(&self, kind: PrincipalKind) -> StoreResult<Vec<(i64, String, String)>> {
+        self.inner.imported_credentials(kind).await
+    }
+
+    async fn legacy_tokens(&self, keys: &[&str]) -> StoreResult<Vec<LegacyToken>> {
+        self.inner.legacy_tokens(keys).await
+    }
+
+    async fn adopt_legacy_token(&self, id: Uuid, scheme: &TokenDigest, digest: &TokenHash) -> StoreResult<bool> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.adopt_legacy_token(id, scheme, digest).await
+    }
+
+    async fn has_legacy_tokens(&self) -> StoreResult<bool> {
+        self.inner.has_legacy_tokens().await
+    }
+
+    async fn legacy_jwt_keys(&self) -> StoreResult<Vec<Vec<u8>>> {
+        self.inner.legacy_jwt_keys().await
+    }
 }

@@ -12,6 +12,7 @@ mod config_file;
 mod counting_store;
 mod dialer;
 mod e2e;
+mod import;
 mod knox;
 mod layers;
 mod metrics;

@@ -50,6 +50,9 @@ struct KeySet {
     signing_kid: String,
     signing: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
+    /// Keys of the systems tokenauth replaced (Webitel's), which verify their tokens: those
+    /// carry no `kid`. They never sign.
+    legacy: Vec<DecodingKey>,
 }
 
 /// The loaded keys. Cheap to use from many tasks; reloads swap the set atomically.
@@ -118,7 +121,8 @@ impl Keys {
                 (newest.kid.clone(), EncodingKey::from_secret(&newest.secret))
             }
         };
-        Ok(KeySet { signing_kid, signing, verifying })
+        let legacy = store.legacy_jwt_keys().await?.iter().map(|s| DecodingKey::from_secret(s)).collect();
+        Ok(KeySet { signing_kid, signing, verifying, legacy })
     }
 
     /// Re-read the keys from the database (a rotation elsewhere), at most once per interval
@@ -164,21 +168,42 @@ impl Keys {
         if header.alg != Algorithm::HS256 {
             return Err(JwtRefusal::Malformed);
         }
-        let kid = header.kid.ok_or(JwtRefusal::Malformed)?;
         let set = self.set.read().unwrap_or_else(|e| e.into_inner());
-        let key = set.verifying.get(&kid).ok_or(JwtRefusal::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        // why: Webitel's exp is in milliseconds and static tokens have none; the row decides.
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
-                Err(JwtRefusal::BadSignature)
+        let Some(kid) = header.kid else {
+            // An old system's token (Webitel signs without a kid): one of its keys must verify it.
+            // why UnknownKey when there are none: an import (another process) may have added
+            // one; the caller reloads, rate-limited, as for a kid rotated in elsewhere.
+            if set.legacy.is_empty() {
+                return Err(JwtRefusal::UnknownKey);
             }
-            Err(_) => Err(JwtRefusal::Malformed),
+            let mut refusal = JwtRefusal::BadSignature;
+            for key in &set.legacy {
+                match check(token, key) {
+                    Ok(()) => return Ok(()),
+                    Err(JwtRefusal::Malformed) => refusal = JwtRefusal::Malformed,
+                    Err(_) => {}
+                }
+            }
+            return Err(refusal);
+        };
+        let key = set.verifying.get(&kid).ok_or(JwtRefusal::UnknownKey)?;
+        check(token, key)
+    }
+}
+
+/// Check an HS256 signature with `key`, and nothing else.
+fn check(token: &str, key: &DecodingKey) -> Result<(), JwtRefusal> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    // why: Webitel's exp is in milliseconds and static tokens have none; the row decides.
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
+            Err(JwtRefusal::BadSignature)
         }
+        Err(_) => Err(JwtRefusal::Malformed),
     }
 }
 
