@@ -81,6 +81,13 @@ pub enum ImportCommand {
         /// configured one).
         #[arg(long, value_name = "VAR")]
         pepper_env: Option<String>,
+        /// The key the file's JWTs were signed with (HS256), kept to verify them until they
+        /// expire (Hello Hunter's dialer tokens, say); its bytes as they are.
+        #[arg(long, value_name = "PATH")]
+        jwt_key_file: Option<PathBuf>,
+        /// The name that key is kept under (another name per system).
+        #[arg(long, value_name = "NAME", default_value = "file", requires = "jwt_key_file")]
+        jwt_key_name: String,
         #[command(flatten)]
         common: Common,
     },
@@ -169,8 +176,14 @@ pub(super) async fn run(
             let source = WebitelSource { tokens: file, directory, jwt_key_file };
             (import::webitel::read(&source).await?, common)
         }
-        ImportCommand::File { file, pepper_env, common } => {
+        ImportCommand::File { file, pepper_env, jwt_key_file, jwt_key_name, common } => {
             let mut batch = import::file::read(&file)?;
+            if let Some(path) = jwt_key_file {
+                let key =
+                    std::fs::read(&path).with_context(|| format!("cannot read the JWT key file {}", path.display()))?;
+                anyhow::ensure!(!key.is_empty(), "the JWT key file {} is empty", path.display());
+                batch.jwt_keys.push((jwt_key_name, key));
+            }
             if let Some(var) = pepper_env {
                 let value = secret_from(None, Some(var))?;
                 let names: std::collections::BTreeSet<String> = peppers_named(&batch);

@@ -163,8 +163,8 @@ pub struct RoleRecord {
     pub acl: Acl,
 }
 
-/// Everything a source read.
-#[derive(Debug, Default)]
+/// Everything a source read. Its secrets are left out of `Debug`.
+#[derive(Default)]
 pub struct Batch {
     /// Where it came from, for the report (`knox 4.2 (sha512) from sqlite://…`).
     pub source: String,
@@ -180,4 +180,17 @@ pub struct Batch {
     pub skipped: Vec<Refusal>,
     /// Peppers given on the command line (name, value): each must be the configured one.
     pub peppers_given: Vec<(String, SecretString)>,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("source", &self.source)
+            .field("records", &self.records)
+            .field("roles", &self.roles)
+            .field("jwt_keys", &self.jwt_keys.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("refused", &self.refused)
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
+    }
 }

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::model::{Issuer, PasswordScheme, Principal, PrincipalKind, TokenDigest, TokenHash, Username};
 use crate::store::{ImportBatch, ImportJwtKey, ImportPrincipal, ImportRole, ImportToken, PrincipalAction};
 use crate::token::legacy;
+use crate::token::secret::TokenFormat;
 use crate::token::{Policies, TokenService};
 
 /// A principal planned: what it becomes, and its checked name and credential.
@@ -49,6 +50,21 @@ pub async fn run(tokens: &TokenService, policies: &Policies, batch: Batch, optio
         }
     }
 
+    // A key imported before under the same name must be this one: the tokens are checked
+    // against the key given, and only one key has the name.
+    for (name, secret) in &batch.jwt_keys {
+        if let Some(stored) = tokens.legacy_jwt_key(name).await?
+            && !bool::from(stored.as_slice().ct_eq(secret.as_slice()))
+        {
+            report.refused.push(Refusal {
+                line: 0,
+                name: name.clone(),
+                why: "another key of this name was imported before: its tokens would fail with this one".into(),
+            });
+        }
+    }
+    let extra_keys: Vec<&[u8]> = batch.jwt_keys.iter().map(|(_, k)| k.as_slice()).collect();
+
     // Every record checked first: nothing is written unless all pass.
     let mut roles: HashSet<String> = tokens.list_roles().await?.into_iter().map(|r| r.role.name).collect();
     roles.extend(batch.roles.iter().map(|r| r.name.clone()));
@@ -67,10 +83,25 @@ pub async fn run(tokens: &TokenService, policies: &Policies, batch: Batch, optio
             report.refused.push(refuse(format!("a second {} of this name", record.kind)));
             continue;
         }
-        let credential =
-            record.password.clone().unwrap_or(Credential { scheme: PasswordScheme::Unusable, encoded: String::new() });
+        // why Unusable for Django's `!…`: such an account must cost a dummy verification at
+        // login, as an unknown name does, not an instant refusal.
+        let credential = match record.password.clone() {
+            Some(c) if c.scheme == PasswordScheme::Django && (c.encoded.is_empty() || c.encoded.starts_with('!')) => {
+                None
+            }
+            other => other,
+        }
+        .unwrap_or(Credential { scheme: PasswordScheme::Unusable, encoded: String::new() });
         if let Err(e) = legacy::password::check(&credential.scheme, &credential.encoded) {
             report.refused.push(refuse(e.to_string()));
+            continue;
+        }
+        if let Some(pepper) = credential.scheme.pepper()
+            && !is_pepper_name(pepper)
+        {
+            report.refused.push(refuse(format!(
+                "pepper names are lower-case letters, digits and _ (so TOKENAUTH_PASSWORDS__PEPPERS__<NAME> can spell them), not {pepper:?}"
+            )));
             continue;
         }
         if let Some(pepper) = credential.scheme.pepper()
@@ -100,6 +131,19 @@ pub async fn run(tokens: &TokenService, policies: &Policies, batch: Batch, optio
             }
             if let Err(why) = check_token(policies, token) {
                 report.refused.push(Refusal { line: token.line, name: record.name.clone(), why });
+            } else if let Secret::Plain(plain) = &token.secret
+                && matches!(policies.get(token.dialect).format, TokenFormat::Jwt(_))
+                && !tokens.jwt_verifies(plain.expose(), &extra_keys)
+            {
+                // why: a JWT no key here verifies would be refused at every check.
+                report.refused.push(Refusal {
+                    line: token.line,
+                    name: record.name.clone(),
+                    why: format!(
+                        "a {} JWT that no known key verifies (import its system's key with it)",
+                        token.dialect
+                    ),
+                });
             }
         }
         checked.push((record, name, credential));
@@ -119,8 +163,10 @@ pub async fn run(tokens: &TokenService, policies: &Policies, batch: Batch, optio
         let fingerprint = fingerprint(&credential);
         let action = match existing.get(&(record.kind, record.name.clone())) {
             None => PrincipalAction::Create,
+            // why `migrated` too: an account imported before and logged in since has moved on;
+            // its password lives here now, and later imports leave it alone.
             Some(p)
-                if fingerprints.get(&p.id) == Some(&fingerprint)
+                if fingerprints.get(&p.id).is_some_and(|f| *f == fingerprint || f == MIGRATED)
                     || (p.password_scheme == credential.scheme && p.password_hash == credential.encoded) =>
             {
                 PrincipalAction::Keep(p.id)
@@ -220,9 +266,28 @@ pub async fn run(tokens: &TokenService, policies: &Policies, batch: Batch, optio
     report.principals.updated = applied.principals_updated;
     report.tokens.created = applied.tokens_created;
     report.tokens.unchanged = applied.tokens_unchanged;
+    for index in &applied.tokens_taken {
+        let (owner, token, ..) = legacy_parts[*index];
+        report.tokens.skipped += 1;
+        report.skipped.push(Refusal {
+            line: token.line,
+            name: planned[owner].record.name.clone(),
+            why: format!("a {} token whose id or digest another token row has already", token.dialect),
+        });
+    }
     report.roles_created = applied.roles_created;
     report.keys_created = applied.keys_created;
     Ok(report)
+}
+
+/// The fingerprint of an account imported and migrated since (see the store).
+const MIGRATED: &str = "migrated";
+
+/// A pepper name as the configuration can hold it (figment lowercases environment keys).
+fn is_pepper_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Whether a token could ever be accepted: its dialect's shape, or a well-formed digest.
@@ -261,9 +326,9 @@ fn check_token(policies: &Policies, token: &TokenRecord) -> Result<(), String> {
 }
 
 /// Whether a knox `token_key` can begin a token of `format` (the configured prefix, then hex).
-fn key_fits(format: &crate::token::secret::TokenFormat, key: &str) -> bool {
+fn key_fits(format: &TokenFormat, key: &str) -> bool {
     match format {
-        crate::token::secret::TokenFormat::PrefixedHex { prefix } => match key.strip_prefix(prefix.as_str()) {
+        TokenFormat::PrefixedHex { prefix } => match key.strip_prefix(prefix.as_str()) {
             Some(rest) => rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
             None => prefix.starts_with(key),
         },

@@ -30,24 +30,30 @@ pub struct WebitelSource {
 /// The name the old key is kept under.
 const KEY_NAME: &str = "webitel";
 
-/// Webitel's role codes (`ACCOUNT_ROLE`), for roles the tokens do not describe.
+/// Webitel's role codes (`ACCOUNT_ROLE.getRoleFromName`), for roles the tokens do not
+/// describe: root 2, admin 1, user 0, any other -1.
 fn role_code(name: &str) -> i64 {
     match name {
         "root" => 2,
         "admin" => 1,
-        _ => 0,
+        "user" => 0,
+        _ => -1,
     }
 }
 
-/// A number as mongoexport writes it: plain, or `{"$numberLong": "…"}` / `{"$numberInt": …}`.
+/// A whole number as mongoexport writes it: plain (relaxed mode: `1.733512345678E+12` for a
+/// double), or canonical `{"$numberLong": "…"}`, `{"$numberInt": "…"}`, `{"$numberDouble": "…"}`.
+/// why doubles: the engine's `expires` is a JavaScript number past 32 bits, which the Node
+/// driver stores as a BSON double.
 fn number(v: &Value) -> Option<i64> {
+    let whole = |f: f64| (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64);
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::Object(o) => o.values().next().and_then(|inner| match inner {
-            Value::String(s) => s.parse().ok(),
-            other => other.as_i64(),
-        }),
-        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(whole)),
+        Value::Object(o) if o.len() == 1 => match o.iter().next()? {
+            (k, Value::String(s)) if k == "$numberLong" || k == "$numberInt" => s.parse().ok(),
+            (k, Value::String(s)) if k == "$numberDouble" => s.parse::<f64>().ok().and_then(whole),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -139,7 +145,16 @@ pub async fn read(from: &WebitelSource) -> anyhow::Result<Batch> {
         }
         if let Some(name) = text("roleName") {
             let code = doc.get("role").and_then(number).unwrap_or_else(|| role_code(&name));
-            let acl: Acl = doc.get("acl").and_then(|a| serde_json::from_value(a.clone()).ok()).unwrap_or_default();
+            let acl: Acl = match doc.get("acl") {
+                None | Some(Value::Null) => Acl::new(),
+                Some(acl) => match serde_json::from_value(acl.clone()) {
+                    Ok(acl) => acl,
+                    Err(_) => {
+                        batch.refused.push(refuse(&username, "its acl is not an object of resource to permissions"));
+                        continue;
+                    }
+                },
+            };
             let newer = roles.get(&name).is_none_or(|(seen, _)| *seen <= expires);
             if newer {
                 roles.insert(name.clone(), (expires, RoleRecord { name: name.clone(), code, acl }));

@@ -16,7 +16,8 @@ pub struct ImportBatch<'a> {
     pub roles: Vec<ImportRole<'a>>,
     /// Principals to create, update, or keep (to own imported tokens).
     pub principals: Vec<ImportPrincipal<'a>>,
-    /// Tokens to insert; one whose id or digest exists already is left alone.
+    /// Tokens to insert; one an earlier import wrote, or whose id or digest another row has,
+    /// is left alone.
     pub tokens: Vec<ImportToken<'a>>,
     /// Legacy JWT keys to add when none has the name.
     pub jwt_keys: Vec<ImportJwtKey<'a>>,
@@ -135,7 +136,7 @@ impl fmt::Debug for ImportJwtKey<'_> {
 }
 
 /// What an applied import wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportApplied {
     /// Roles created.
     pub roles_created: u64,
@@ -145,8 +146,10 @@ pub struct ImportApplied {
     pub principals_updated: u64,
     /// Tokens inserted.
     pub tokens_created: u64,
-    /// Tokens already there (by id or digest).
+    /// Tokens an earlier import wrote (whatever became of them since).
     pub tokens_unchanged: u64,
+    /// Tokens not written because another row has their id or digest: their indexes.
+    pub tokens_taken: Vec<usize>,
     /// Legacy JWT keys added.
     pub keys_created: u64,
 }

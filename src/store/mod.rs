@@ -382,8 +382,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Rewrite a legacy token row to the SHA-256 `digest` of its token, if it still has
     /// `scheme`; `false` when another check did it first.
     async fn adopt_legacy_token(&self, id: Uuid, scheme: &TokenDigest, digest: &TokenHash) -> StoreResult<bool>;
-    /// Whether any token row still has a legacy digest.
+    /// Whether any live (unrevoked) token row still has a legacy digest.
     async fn has_legacy_tokens(&self) -> StoreResult<bool>;
+    /// The secret of the old system's JWT key `name`, if one was imported.
+    async fn legacy_jwt_key(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// The secrets of the old systems' JWT keys, which verify tokens without a `kid`.
     async fn legacy_jwt_keys(&self) -> StoreResult<Vec<Vec<u8>>>;
 }

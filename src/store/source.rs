@@ -134,8 +134,12 @@ impl Source {
         Ok(Source { pool })
     }
 
-    /// Whether `SELECT <columns> FROM <table>` works: the table and columns exist.
+    /// Whether `SELECT <columns> FROM <table>` works: the table and columns exist. `table`
+    /// must be an identifier (or `"user"`, szurubooru's, quoted).
     pub async fn has(&self, table: &str, columns: &str) -> bool {
+        if table != "\"user\"" && identifier(table).is_err() {
+            return false;
+        }
         let sql = format!("SELECT {columns} FROM {table} WHERE 1 = 0");
         self.pool.execute(&sql, &[]).await.is_ok()
     }

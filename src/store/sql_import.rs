@@ -20,6 +20,8 @@ const UPDATE_PRINCIPAL: &str = "UPDATE principals SET password_hash = $2, passwo
 const INSERT_TOKEN: &str = "INSERT INTO tokens (id, principal_id, dialect, kind, digest, digest_scheme, legacy_key, \
      legacy_digest, legacy_salt, note, created_at, expires_at, last_used_at, enabled, version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0) ON CONFLICT DO NOTHING";
+const IMPORTED_BEFORE: &str = "SELECT count(*) FROM imported_tokens WHERE id = $1";
+const REMEMBER_TOKEN: &str = "INSERT INTO imported_tokens (id, imported_at) VALUES ($1, $2)";
 const INSERT_KEY: &str =
     "INSERT INTO legacy_jwt_keys (name, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
 
@@ -71,7 +73,7 @@ pub(super) async fn apply(
         };
         ids.push(id);
     }
-    for t in &batch.tokens {
+    for (index, t) in batch.tokens.iter().enumerate() {
         let owner = *ids.get(t.owner).ok_or_else(|| StoreError::Other("an imported token without its owner".into()))?;
         let (key, digest, salt) = t.legacy.map_or((None, None, None), |(k, d, s)| (Some(k), Some(d), s));
         let scheme = t.digest_scheme.to_string();
@@ -91,9 +93,18 @@ pub(super) async fn apply(
             t.last_used_at,
             t.enabled
         ];
-        let inserted = tx.execute(INSERT_TOKEN, &values).await?;
-        done.tokens_created += inserted;
-        done.tokens_unchanged += 1 - inserted.min(1);
+        // why the record of ids: a token imported before stays as it is now (revoked, even
+        // swept); only a token never imported is written.
+        if tx.count(IMPORTED_BEFORE, &args![t.id]).await? > 0 {
+            done.tokens_unchanged += 1;
+            continue;
+        }
+        if tx.execute(INSERT_TOKEN, &values).await? == 0 {
+            done.tokens_taken.push(index);
+            continue;
+        }
+        tx.execute(REMEMBER_TOKEN, &args![t.id, now]).await?;
+        done.tokens_created += 1;
     }
     for key in &batch.jwt_keys {
         done.keys_created += tx.execute(INSERT_KEY, &args![key.name, key.secret, key.created_at]).await?;
@@ -110,6 +121,13 @@ pub(super) async fn imported_credentials(pool: &Pool, kind: PrincipalKind) -> St
     let sql = "SELECT id, name, imported_credential FROM principals \
                WHERE kind = $1 AND imported_credential IS NOT NULL";
     pool.all(sql, &args![kind]).await
+}
+
+/// The secret of the legacy JWT key `name`, if one was imported.
+pub(super) async fn legacy_jwt_key(pool: &Pool, name: &str) -> StoreResult<Option<Vec<u8>>> {
+    let row: Option<(Vec<u8>,)> =
+        pool.optional("SELECT secret FROM legacy_jwt_keys WHERE name = $1", &args![name]).await?;
+    Ok(row.map(|(s,)| s))
 }
 
 /// Token rows with a legacy digest filed under `keys` (at most two are asked for).
@@ -133,7 +151,10 @@ pub(super) async fn adopt(pool: &Pool, id: Uuid, scheme: &TokenDigest, digest: &
 pub(super) async fn has_legacy_tokens(pool: &Pool) -> StoreResult<bool> {
     // why count over a LIMIT 1: one row read through the partial index at most, and an integer
     // both engines decode alike.
-    let sql = "SELECT count(*) FROM (SELECT 1 FROM tokens WHERE legacy_key IS NOT NULL LIMIT 1) AS any_legacy";
+    // why not revoked ones: a legacy token revoked (by an operator retiring tokens nobody
+    // presents any more) needs no lookup; the sweep deletes it.
+    let sql =
+        "SELECT count(*) FROM (SELECT 1 FROM tokens WHERE legacy_key IS NOT NULL AND revoked_at IS NULL LIMIT 1) AS l";
     let (found,): (i64,) = pool.optional(sql, &[]).await?.unwrap_or((0,));
     Ok(found > 0)
 }

@@ -202,7 +202,8 @@ impl Store for SqlStore {
         revoke_tokens_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let sql = "UPDATE principals SET password_hash = $1, password_scheme = NULL WHERE id = $2";
+        let sql = "UPDATE principals SET password_hash = $1, password_scheme = NULL, \
+                   imported_credential = CASE WHEN imported_credential IS NULL THEN NULL ELSE 'migrated' END WHERE id = $2";
         found(tx.execute(sql, &args![hash, id]).await?)?;
         if let Some(at) = revoke_tokens_at {
             tx.execute(REVOKE_ALL, &args![at, id, None::<Issuer>]).await?;
@@ -448,6 +449,10 @@ impl Store for SqlStore {
 
     async fn has_legacy_tokens(&self) -> StoreResult<bool> {
         sql_import::has_legacy_tokens(&self.pool).await
+    }
+
+    async fn legacy_jwt_key(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        sql_import::legacy_jwt_key(&self.pool, name).await
     }
 
     async fn legacy_jwt_keys(&self) -> StoreResult<Vec<Vec<u8>>> {

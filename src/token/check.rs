@@ -93,7 +93,7 @@ impl TokenService {
                 let ticket = self.cache.ticket();
                 let found = match self.store.token_by_digest(&digest).await? {
                     Some(found) => found,
-                    None if self.may_be_legacy(policies, presented) => {
+                    None if self.may_be_legacy(policies, presented).await? => {
                         match self.adopt_legacy(presented, &digest).await? {
                             Some(found) => found,
                             None => return refuse(AuthFailure::Unknown),
@@ -206,13 +206,21 @@ impl TokenService {
         Ok(batch.len())
     }
 
-    /// Whether a token that missed the SHA-256 lookup may be a legacy one: legacy tokens remain,
-    /// and it has the shape of a knox token (the only legacy digests are knox's).
-    fn may_be_legacy(&self, policies: &[TokenPolicy], presented: &str) -> bool {
-        self.legacy_tokens_remain()
-            && policies
-                .iter()
-                .any(|p| matches!(p.format, TokenFormat::PrefixedHex { .. }) && p.format.accepts(presented))
+    /// Whether a token that missed the SHA-256 lookup may be a legacy one: it has the shape of a
+    /// knox token (the only legacy digests are knox's), and legacy tokens remain. While none
+    /// remain this costs nothing, but for one read of the flag every `LEGACY_RECHECK`.
+    async fn may_be_legacy(&self, policies: &[TokenPolicy], presented: &str) -> Result<bool, Error> {
+        if !policies.iter().any(|p| matches!(p.format, TokenFormat::PrefixedHex { .. }) && p.format.accepts(presented))
+        {
+            return Ok(false);
+        }
+        if self.legacy_tokens_remain() {
+            return Ok(true);
+        }
+        if self.legacy_recheck_due() {
+            return self.refresh_legacy_tokens().await;
+        }
+        Ok(false)
     }
 
     /// Find the legacy row `presented` is the token of, by its key and a recomputed digest

@@ -224,6 +224,7 @@ impl TokenService {
         if !fresh.enabled {
             return Err(Error::BadCredentials(CredentialFailure::Disabled));
         }
+        tracing::info!("the stored password changed during this login; verified again against it");
         Ok(fresh)
     }
 }

@@ -36,8 +36,10 @@ pub mod throttle;
 mod touch;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -67,6 +69,11 @@ use crate::store::{Store, StoreError};
 /// why one minute: last-used times are for people reading `token list`, not for security;
 /// writing them more often would turn every token check into a write.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// why 10 s: an import's notice can be lost (a listener reconnecting); a check that finds
+/// nothing rereads the flag at most this often, so imported tokens work within seconds anyway,
+/// for one indexed query per interval.
+const LEGACY_RECHECK: Duration = Duration::from_secs(10);
 
 /// The notice that legacy tokens exist (an import made some). why not an `Invalidation`: it
 /// invalidates nothing, it switches the legacy lookup on.
@@ -103,6 +110,10 @@ pub struct TokenService {
     /// at start, set when an import announces some, cleared by the sweep when none remain: while
     /// it is false, an unknown token costs exactly what it did before imports existed.
     legacy_tokens: AtomicBool,
+    /// Legacy-token notices heard, so a refresh racing one does not clear the flag it set.
+    legacy_notices: AtomicU64,
+    /// When the flag was last read from the database (see `check::may_be_legacy`).
+    legacy_checked: Mutex<Instant>,
 }
 
 impl TokenService {
@@ -131,6 +142,8 @@ impl TokenService {
             cache,
             throttle: Throttle::new(ThrottleConfig::default(), crate::config::HttpConfig::default().request_timeout),
             legacy_tokens,
+            legacy_notices: AtomicU64::new(0),
+            legacy_checked: Mutex::new(Instant::now()),
         })
     }
 
@@ -244,6 +257,7 @@ impl TokenService {
     /// A notice another process published (`announce`, `announce_legacy_tokens`).
     pub fn hear(&self, payload: &str) {
         if payload == LEGACY_TOKENS_NOTICE {
+            self.legacy_notices.fetch_add(1, Ordering::SeqCst);
             self.legacy_tokens.store(true, Ordering::SeqCst);
         } else {
             self.cache.invalidate(Invalidation::decode(payload));
@@ -253,6 +267,7 @@ impl TokenService {
     /// Tell every process sharing the database that legacy tokens exist now (an import made
     /// some), so their checks look for them.
     pub async fn announce_legacy_tokens(&self) {
+        self.legacy_notices.fetch_add(1, Ordering::SeqCst);
         self.legacy_tokens.store(true, Ordering::SeqCst);
         if let Err(e) = self.store.publish_invalidation(LEGACY_TOKENS_NOTICE).await {
             tracing::warn!(error = %e, "could not tell the servers about the imported tokens; they see them at their next sweep");
@@ -262,6 +277,29 @@ impl TokenService {
     /// Whether legacy tokens may remain (see `legacy_tokens`).
     pub fn legacy_tokens_remain(&self) -> bool {
         self.legacy_tokens.load(Ordering::Relaxed)
+    }
+
+    /// Read from the database whether live legacy tokens remain, and return it. A notice
+    /// heard while the query ran wins: it may announce rows the query could not see yet.
+    pub(crate) async fn refresh_legacy_tokens(&self) -> Result<bool, Error> {
+        let heard = self.legacy_notices.load(Ordering::SeqCst);
+        let any = self.store.has_legacy_tokens().await?;
+        *self.legacy_checked.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        if self.legacy_notices.load(Ordering::SeqCst) == heard {
+            self.legacy_tokens.store(any, Ordering::SeqCst);
+        }
+        Ok(self.legacy_tokens_remain())
+    }
+
+    /// Whether the flag was read from the database longer than `LEGACY_RECHECK` ago (and, if
+    /// so, claim the next read: only one check at a time pays it).
+    pub(crate) fn legacy_recheck_due(&self) -> bool {
+        let mut checked = self.legacy_checked.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.elapsed() < LEGACY_RECHECK {
+            return false;
+        }
+        *checked = Instant::now();
+        true
     }
 
     /// The token-check cache, for the invalidation listener.
@@ -309,9 +347,9 @@ impl TokenService {
     /// Delete revoked and expired token rows older than the retention period (returns how
     /// many) and the expired throttle counters.
     pub async fn sweep(&self) -> Result<u64, Error> {
-        // why here: the sweep runs every few minutes on every replica; it notices an import
-        // whose notice was lost, and that the last legacy token was adopted.
-        self.legacy_tokens.store(self.store.has_legacy_tokens().await?, Ordering::SeqCst);
+        // why here: the sweep runs on every replica (hourly by default); it notices that the
+        // last legacy token was adopted (or revoked), so unknown tokens stop paying the lookup.
+        self.refresh_legacy_tokens().await?;
         let forgotten = self.store.sweep_throttle(self.clock.now()).await?;
         tracing::debug!(forgotten, "expired throttle counters deleted");
         let retention = time::Duration::try_from(self.retention).unwrap_or(time::Duration::MAX);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use argon2::password_hash::SaltString;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::Span;
@@ -135,8 +135,9 @@ impl Passwords {
                     tracing::error!("stored password hash is not a valid PHC string");
                     return Ok(Verified { ok: false, needs_rehash: false });
                 };
-                let ok =
-                    Self::argon2(current.clone()).verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
+                // why the legacy verifier: an imported PHC string may predate `v=` (version
+                // 0x10); tokenauth's own always carry v=19.
+                let ok = legacy::password::argon2_verify(password.expose_secret().as_bytes(), &parsed);
                 counter.fetch_add(1, Ordering::Relaxed);
                 Ok(Verified { ok, needs_rehash: ok && !matches_params(&parsed, &current) })
             })
@@ -173,19 +174,23 @@ impl Passwords {
                     password.expose_secret().as_bytes(),
                     pepper,
                 ) {
-                    Ok(ok) => ok,
+                    Ok(ok) => Some(ok),
                     Err(e) => {
                         // why: a stored hash that no longer passes its checks must not open the
                         // door nor crash the request (the import refused such hashes).
                         tracing::error!(error = %e, "stored legacy password hash refused");
-                        false
+                        None
                     }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 Ok(ok)
             })
             .await?;
-        Ok(Verified { ok, needs_rehash: ok })
+        match ok {
+            Some(ok) => Ok(Verified { ok, needs_rehash: ok }),
+            // why a dummy verification: a refusal must cost what any other does.
+            None => self.verify(None, SecretString::from(String::new())).await,
+        }
     }
 
     /// The names of the configured peppers.

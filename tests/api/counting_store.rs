@@ -19,11 +19,18 @@ pub struct CountingStore {
     pub writes: AtomicU64,
     /// While set, `list_groups` fails as an outage would (to prove what a failed read leaves).
     pub fail_list_groups: AtomicBool,
+    /// Lookups of legacy tokens by key (to prove unknown tokens pay none while none remain).
+    pub legacy_lookups: AtomicU64,
 }
 
 impl CountingStore {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        CountingStore { inner, writes: AtomicU64::new(0), fail_list_groups: AtomicBool::new(false) }
+        CountingStore {
+            inner,
+            writes: AtomicU64::new(0),
+            fail_list_groups: AtomicBool::new(false),
+            legacy_lookups: AtomicU64::new(0),
+        }
     }
 
     pub fn writes(&self) -> u64 {
@@ -269,6 +276,7 @@ impl Store for CountingStore {
     }
 
     async fn legacy_tokens(&self, keys: &[&str]) -> StoreResult<Vec<LegacyToken>> {
+        self.legacy_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.legacy_tokens(keys).await
     }
 
@@ -279,6 +287,10 @@ impl Store for CountingStore {
 
     async fn has_legacy_tokens(&self) -> StoreResult<bool> {
         self.inner.has_legacy_tokens().await
+    }
+
+    async fn legacy_jwt_key(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.legacy_jwt_key(name).await
     }
 
     async fn legacy_jwt_keys(&self) -> StoreResult<Vec<Vec<u8>>> {

@@ -25,6 +25,8 @@ backend_tests!(
     a_generic_file_with_bcrypt_and_a_pepper_moves_in,
     hostile_input_is_refused_and_nothing_is_written,
     two_first_logins_at_once_both_succeed,
+    unknown_tokens_pay_no_legacy_lookup_while_none_remain,
+    a_token_revoked_since_the_import_is_not_brought_back,
 );
 
 /// The python of a legacy venv, or `None` (with a loud note) where it cannot be made.
@@ -132,27 +134,35 @@ async fn knox_moves_in(backend: Backend, venv: &str, prefix: &str, core_user: bo
     let report = summary(&out);
     assert!(out.status.success(), "{report}; {}", stderr(&out));
     assert_eq!((report["dry_run"].clone(), report["written"].clone()), (json!(true), json!(false)));
-    assert_eq!(report["principals"]["created"], 12, "{report}");
+    assert_eq!(report["principals"]["created"], 13, "{report}");
     let users = ok(&crate::cli::admin(&db, &["user", "list", "--json"], None).await);
     assert_eq!(serde_json::from_str::<Value>(&users).unwrap(), json!([]), "the dry run wrote nothing");
 
+    // The server runs while the import happens, as on the day of the switch.
+    let server = serve(&db, &env).await;
     let out = import(&db, &import_args, &env).await;
     let report = summary(&out);
     assert!(out.status.success(), "{report}; {}", stderr(&out));
     let expected_source = format!("knox {} (sha512)", if venv == "knox5" { "5" } else { "4.2" });
     assert!(report["source"].as_str().unwrap().starts_with(&expected_source), "{report}");
-    assert_eq!(report["principals"], json!({"created": 12, "updated": 0, "unchanged": 0, "skipped": 0}));
+    assert_eq!(report["principals"], json!({"created": 13, "updated": 0, "unchanged": 0, "skipped": 0}));
     assert_eq!(report["tokens"], json!({"created": 8, "updated": 0, "unchanged": 0, "skipped": 1}), "{report}");
     assert_eq!(report["skipped"][0]["name"], "alice", "the expired token: {report}");
     // Again: nothing changes, and the summary says so.
     let again = summary(&import(&db, &import_args, &env).await);
-    assert_eq!(again["principals"], json!({"created": 0, "updated": 0, "unchanged": 12, "skipped": 0}));
+    assert_eq!(again["principals"], json!({"created": 0, "updated": 0, "unchanged": 13, "skipped": 0}));
     assert_eq!(again["tokens"], json!({"created": 0, "updated": 0, "unchanged": 8, "skipped": 1}));
 
-    let server = serve(&db, &env).await;
     let http = client();
     let knox = |path: &str, token: &str| http.post(server.url(path)).header("authorization", format!("Token {token}"));
     let verify = |token: &str| http.get(server.url("/verify")).header("authorization", format!("Token {token}"));
+    // The running server heard of the imported tokens (the import's notice, or its recheck).
+    let first = made["tokens"][0]["token"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while call(verify(first)).await.0 != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "the running server never accepted the imported tokens");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Every old token works in its dialect, once checked it is a tokenauth token like any other.
     for t in made["tokens"].as_array().unwrap() {
         let (token, user, expired) = (t["token"].as_str().unwrap(), t["user"].as_str().unwrap(), t["expired"] == true);
@@ -277,14 +287,20 @@ async fn webitel_users_tokens_and_key_move_in(backend: Backend) {
     let path = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
     let (tokens, directory, key) = (path("authToken.json"), path("directory.csv"), path("token.key"));
     let args = ["webitel", "--tokens", &tokens, "--directory", &directory, "--jwt-key-file", &key, "--json"];
+    let server = serve(&db, &[]).await;
     let out = import(&db, &args, &[]).await;
     let report = summary(&out);
     assert!(out.status.success(), "{report}");
     assert_eq!(report["principals"]["created"], 3);
     assert_eq!(report["tokens"], json!({"created": 3, "updated": 0, "unchanged": 0, "skipped": 1}));
     assert_eq!((report["roles_created"].clone(), report["keys_created"].clone()), (json!(2), json!(1)));
+    // Another key file under the same name is refused: the tokens imported would not verify.
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, "another key").unwrap();
+    let args2 =
+        ["webitel", "--tokens", &tokens, "--directory", &directory, "--jwt-key-file", other_key.to_str().unwrap()];
+    assert!(!import(&db, &args2, &[]).await.status.success());
 
-    let server = serve(&db, &[]).await;
     let http = client();
     let logout =
         |token: &str, key: &str| http.post(server.url("/logout")).header("x-access-token", token).header("x-key", key);
@@ -329,17 +345,29 @@ fn tokenauth_jwt_header(token: &str) -> Value {
 async fn a_generic_file_with_bcrypt_and_a_pepper_moves_in(backend: Backend) {
     let Some(python) = python("tools") else { return };
     let db = TestDb::new(&backend).await;
-    let made = fixture(&python, "make_generic.py", &["devise-pepper"]);
     let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dialer.key");
+    let key = key.to_str().unwrap();
+    let made = fixture(&python, "make_generic.py", &["devise-pepper", key]);
     let file = dir.path().join("principals.jsonl");
     std::fs::write(&file, made["file"].as_str().unwrap()).unwrap();
     let file = file.to_str().unwrap();
     let env = [("TOKENAUTH_PASSWORDS__PEPPERS__DEVISE", "devise-pepper"), ("PEPPER", "devise-pepper")];
+    // A JWT no key here verifies is refused: it would never pass a check.
     let out = import(&db, &["file", file, "--pepper-env", "PEPPER", "--json"], &env).await;
+    assert!(
+        summary(&out)["refused"][0]["why"].as_str().unwrap().contains("no known key verifies"),
+        "{}",
+        summary(&out)
+    );
+    let args =
+        ["file", file, "--pepper-env", "PEPPER", "--jwt-key-file", key, "--jwt-key-name", "hellohunter", "--json"];
+    let out = import(&db, &args, &env).await;
     let report = summary(&out);
     assert!(out.status.success(), "{report}");
     assert_eq!(report["principals"]["created"], 3);
-    assert_eq!(report["tokens"]["created"], 3);
+    assert_eq!(report["tokens"]["created"], 4);
+    assert_eq!(report["keys_created"], 1);
     let out = import(&db, &["file", file, "--pepper-env", "PEPPER"], &[("PEPPER", "another"), env[0]]).await;
     assert!(!out.status.success(), "a --pepper-env that is not the configured pepper is refused");
 
@@ -356,6 +384,7 @@ async fn a_generic_file_with_bcrypt_and_a_pepper_moves_in(backend: Backend) {
         let token = t["token"].as_str().unwrap();
         let req = match t["dialect"].as_str().unwrap() {
             "knox" => http.post(server.url("/auth/logout/")).header("authorization", format!("Token {token}")),
+            "dialer" => http.delete(server.url("/session.json")).bearer_auth(token),
             _ => http.post(server.url("/auth/bump")).bearer_auth(token),
         };
         assert_eq!(call(req).await.0, StatusCode::OK, "{t}");
@@ -415,6 +444,7 @@ async fn hostile_input_is_refused_and_nothing_is_written(backend: Backend) {
         assert!(stderr(&out).contains("nothing was written"), "{}", stderr(&out));
         assert!(!text.contains("0123456789abcdef") && !stderr(&out).contains("AAAA"), "no hash is printed: {text}");
         assert_eq!(count().await, 1, "nothing was written for {bad}");
+        assert_eq!(ok(&crate::cli::admin(&db, &["role", "list", "--json"], None).await).trim(), "[]");
     }
     // A name that exists with another password: fail (default), skip or update.
     let file = dir.path().join("conflict.jsonl");
@@ -446,7 +476,9 @@ async fn two_first_logins_at_once_both_succeed(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("principals.jsonl");
     std::fs::write(&file, made["file"].as_str().unwrap()).unwrap();
-    let env = [("TOKENAUTH_PASSWORDS__PEPPERS__DEVISE", "p")];
+    // why one worker: the three verifications queue, so the later logins verify the imported
+    // hash before the first one's rehash lands, and lose its compare-and-swap.
+    let env = [("TOKENAUTH_PASSWORDS__PEPPERS__DEVISE", "p"), ("TOKENAUTH_PASSWORDS__WORKERS", "1")];
     assert!(import(&db, &["file", file.to_str().unwrap()], &env).await.status.success());
     let server = serve(&db, &env).await;
     let http = client();
@@ -460,4 +492,54 @@ async fn two_first_logins_at_once_both_succeed(backend: Backend) {
         call(http.post(server.url("/auth/login")).basic_auth("rails", Some("rails-pw"))).await.0,
         StatusCode::OK
     );
+    assert!(
+        server.logs().iter().any(|l| l.contains("verified again")),
+        "a login lost the compare-and-swap and verified again: {:?}",
+        server.logs()
+    );
+}
+
+/// While no legacy token remains, an unknown token costs no legacy lookup; an import turns the
+/// lookup on, and the sweep turns it off again once the last one was adopted.
+async fn unknown_tokens_pay_no_legacy_lookup_while_none_remain(backend: Backend) {
+    use sha2::Digest as _;
+    use std::sync::atomic::Ordering;
+    let (app, store) = crate::counting_store::CountingStore::app(backend, |_| {}).await;
+    let unknown = "e".repeat(64);
+    let token = "a1".repeat(32);
+    let digest = hex::encode(sha2::Sha512::digest(hex::decode(&token).unwrap()));
+    assert_eq!(app.post("/auth/logout/").token(&unknown).send().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.legacy_lookups.load(Ordering::SeqCst), 0);
+    let line = json!({"name": "legacy", "tokens": [{"dialect": "knox", "knox": {"version": "4.2", "key": &token[..8], "digest": digest}}]});
+    let batch = tokenauth::import::file::parse(&format!("{line}\n"), "test");
+    let report = tokenauth::import::run(&app.tokens, &app.policies(), batch, Default::default()).await.unwrap();
+    assert!(report.ok() && report.tokens.created == 1, "{report:?}");
+    assert_eq!(app.post("/auth/logout/").token(&unknown).send().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.legacy_lookups.load(Ordering::SeqCst), 1, "a legacy token remains: unknown ones are looked up");
+    assert_eq!(app.get("/verify").token(&token).send().await.status, StatusCode::OK);
+    app.tokens.sweep().await.unwrap();
+    assert!(!app.tokens.legacy_tokens_remain());
+    assert_eq!(app.post("/auth/logout/").token(&unknown).send().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.legacy_lookups.load(Ordering::SeqCst), 2, "the adopted one was the last: no lookup");
+    assert_eq!(app.get("/verify").token(&token).send().await.status, StatusCode::OK, "and it still works");
+}
+
+/// Running an import again after a token was logged out, and swept, does not bring it back.
+async fn a_token_revoked_since_the_import_is_not_brought_back(backend: Backend) {
+    let app = crate::helpers::TestApp::spawn(backend).await;
+    let token = uuid::Uuid::new_v4().to_string();
+    let line = json!({"name": "sam", "tokens": [{"dialect": "usertoken", "token": &token}]});
+    let text = format!("{line}\n");
+    let policies = app.policies();
+    let run = || {
+        tokenauth::import::run(&app.tokens, &policies, tokenauth::import::file::parse(&text, "t"), Default::default())
+    };
+    assert_eq!(run().await.unwrap().tokens.created, 1);
+    assert_eq!(app.post("/auth/bump").bearer(&token).send().await.status, StatusCode::OK);
+    assert_eq!(app.post("/auth/logout").bearer(&token).send().await.status, StatusCode::OK);
+    app.clock.advance(std::time::Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(app.tokens.sweep().await.unwrap(), 1, "the tombstone is swept");
+    let again = run().await.unwrap();
+    assert_eq!((again.tokens.created, again.tokens.unchanged), (0, 1), "{again:?}");
+    assert_eq!(app.post("/auth/bump").bearer(&token).send().await.status, StatusCode::UNAUTHORIZED);
 }

@@ -11,6 +11,7 @@ core_user (Papermerge's custom user table) and empty auth_user.
 import argparse
 import datetime
 import json
+import os
 from urllib.parse import unquote, urlparse
 
 import django
@@ -81,12 +82,23 @@ USERS = [
     ("judy", "judy-pw-10", "unsalted_md5", True),
     ("mallory", "mallory-pw-11", "unsalted_sha1", True),
     ("oscar", None, None, True),
+    ("olga", "olga-pw-12", "argon2-without-v", True),
 ]
 out = {"users": [], "tokens": []}
 for name, password, hasher, active in USERS:
     user = User(username=name, is_active=active)
     if password is None:
         user.set_unusable_password()
+    elif hasher == "argon2-without-v":
+        # An argon2i string from before argon2 wrote `v=` (read as version 0x10): made by
+        # argon2-cffi at version 0x10, the `v=16` dropped, and checked by Django's own hasher.
+        from argon2.low_level import Type, hash_secret
+        from django.contrib.auth.hashers import check_password
+
+        raw = hash_secret(password.encode(), os.urandom(16), time_cost=2, memory_cost=512, parallelism=2,
+                          hash_len=16, type=Type.I, version=0x10).decode()
+        user.password = "argon2" + raw.replace("$v=16$", "$", 1)
+        assert check_password(password, user.password), "Django reads it"
     else:
         user.password = make_password(password, hasher=hasher)
     user.save()

@@ -34,7 +34,7 @@ with open(os.path.join(out_dir, "directory.csv"), "w") as f:
         ha1 = hashlib.md5(f"{realm}:{password}".encode()).hexdigest()
         f.write(f"{name},{ha1},{role}\n")
 
-def doc(username, role, role_code, expires, signing_key=key):
+def doc(username, role, role_code, expires, signing_key=key, canonical=True):
     acl = ACL if role == "admin" else {"cdr": ["r"]}
     token = jwt.encode({"exp": expires, "acl": acl}, signing_key, algorithm="HS256")
     return {
@@ -42,7 +42,9 @@ def doc(username, role, role_code, expires, signing_key=key):
         "key": str(uuid.uuid4()),
         "domain": username.split("@")[1],
         "username": username,
-        "expires": {"$numberLong": str(expires)},
+        # Canonical mongoexport writes the engine's expires (a JavaScript number, a BSON double)
+        # as $numberDouble; relaxed mode as a plain number.
+        "expires": {"$numberDouble": str(float(expires))} if canonical else float(expires),
         "token": token,
         "role": role_code,
         "roleName": role,
@@ -51,7 +53,7 @@ def doc(username, role, role_code, expires, signing_key=key):
 
 docs = [
     doc("100@mydomain.com", "admin", 1, now_ms + DAY),
-    doc("100@mydomain.com", "admin", 1, now_ms + 2 * DAY),
+    doc("100@mydomain.com", "admin", 1, now_ms + 2 * DAY, canonical=False),
     doc("101@mydomain.com", "user", 0, now_ms + DAY),
     doc("101@mydomain.com", "user", 0, now_ms - 1000),  # expired
 ]
@@ -60,6 +62,6 @@ with open(os.path.join(out_dir, "authToken.json"), "w") as f:
         f.write(json.dumps(d) + "\n")
 print(json.dumps({
     "users": [{"name": n, "password": p, "role": r} for n, p, r in USERS],
-    "tokens": [{"user": d["username"], "token": d["token"], "key": d["key"], "expired": int(d["expires"]["$numberLong"]) < now_ms} for d in docs],
+    "tokens": [{"user": d["username"], "token": d["token"], "key": d["key"], "expired": d["expires"] < now_ms if isinstance(d["expires"], float) else float(d["expires"]["$numberDouble"]) < now_ms} for d in docs],
     "forged": doc("100@mydomain.com", "admin", 1, now_ms + DAY, signing_key=b"not the engine's key at all"),
 }))

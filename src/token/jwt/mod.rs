@@ -169,26 +169,30 @@ impl Keys {
             return Err(JwtRefusal::Malformed);
         }
         let set = self.set.read().unwrap_or_else(|e| e.into_inner());
-        let Some(kid) = header.kid else {
-            // An old system's token (Webitel signs without a kid): one of its keys must verify it.
-            // why UnknownKey when there are none: an import (another process) may have added
-            // one; the caller reloads, rate-limited, as for a kid rotated in elsewhere.
-            if set.legacy.is_empty() {
-                return Err(JwtRefusal::UnknownKey);
+        if let Some(key) = header.kid.as_ref().and_then(|kid| set.verifying.get(kid)) {
+            return check(token, key);
+        }
+        // An old system's token (Webitel signs without a kid; others with kids of their own):
+        // one of the imported keys must verify it. why UnknownKey when none does: an import
+        // (another process) may have added its key, or a rotation elsewhere a kid of ours; the
+        // caller reloads, rate-limited, and asks again.
+        let mut refusal = JwtRefusal::UnknownKey;
+        for key in &set.legacy {
+            match check(token, key) {
+                Ok(()) => return Ok(()),
+                Err(JwtRefusal::Malformed) => refusal = JwtRefusal::Malformed,
+                Err(_) if header.kid.is_none() => refusal = JwtRefusal::BadSignature,
+                Err(_) => {}
             }
-            let mut refusal = JwtRefusal::BadSignature;
-            for key in &set.legacy {
-                match check(token, key) {
-                    Ok(()) => return Ok(()),
-                    Err(JwtRefusal::Malformed) => refusal = JwtRefusal::Malformed,
-                    Err(_) => {}
-                }
-            }
-            return Err(refusal);
-        };
-        let key = set.verifying.get(&kid).ok_or(JwtRefusal::UnknownKey)?;
-        check(token, key)
+        }
+        Err(refusal)
     }
+}
+
+/// Whether `token` is an HS256 JWT whose signature `secret` verifies.
+pub fn verifies_with(token: &str, secret: &[u8]) -> bool {
+    jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg == Algorithm::HS256)
+        && check(token, &DecodingKey::from_secret(secret)).is_ok()
 }
 
 /// Check an HS256 signature with `key`, and nothing else.

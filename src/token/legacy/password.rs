@@ -11,7 +11,7 @@
 //!   as an unusable password.
 
 use argon2::password_hash::PasswordHash;
-use argon2::{Argon2, Params, PasswordVerifier as _};
+use argon2::{Argon2, Params};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use md5::Md5;
@@ -29,15 +29,20 @@ pub const MAX_PBKDF2_ITERATIONS: u32 = 2_000_000;
 pub const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
 /// why 10 passes: Django uses 2, libsodium's sensitive limit 4.
 pub const MAX_ARGON2_PASSES: u32 = 10;
+/// why 768 MiB·passes (memory times passes, the work of one hash): libsodium's moderate limit
+/// (256 MiB, 3 passes); Django's default is 200, szurubooru's (libsodium interactive) 128.
+pub const MAX_ARGON2_WORK_KIB: u64 = 3 * 256 * 1024;
 /// why 16 lanes: Django uses 8.
 pub const MAX_ARGON2_LANES: u32 = 16;
 /// why 14: cost 12 (Django's and Devise's default) takes about a quarter of a second; each
 /// step doubles it, so 14 is about a second.
 pub const MAX_BCRYPT_COST: u32 = 14;
-/// why 256 MiB (128 · N · r bytes): Django's scrypt default takes 16 MiB.
+/// why 256 MiB (128 · N · r bytes, and 128 · r · p): Django's scrypt default takes 16 MiB.
 pub const MAX_SCRYPT_MEMORY: u64 = 256 * 1024 * 1024;
 /// why 16: Django uses 1.
 pub const MAX_SCRYPT_PARALLELISM: u32 = 16;
+/// why 2^21 (N · r · p, the work of one hash): 16 times Django's default (2^14 · 8 · 1).
+pub const MAX_SCRYPT_WORK: u64 = 1 << 21;
 
 /// Why a legacy hash was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,8 +66,8 @@ enum Parsed<'a> {
     Argon2(PasswordHash<'a>),
     /// bcrypt, of the password itself or (Django's `bcrypt_sha256`) of its hex SHA-256.
     Bcrypt { hash: &'a str, sha256_first: bool },
-    /// scrypt with a 64-byte key (Django).
-    Scrypt { n: u64, salt: &'a str, r: u32, p: u32, hash: Vec<u8> },
+    /// scrypt (Django's: a 64-byte key).
+    Scrypt { params: scrypt::Params, salt: &'a str, hash: Vec<u8> },
     /// Hex of a fast digest of `salt + password` (Django's md5/sha1, salted or not).
     SaltedDigest { sha1: bool, salt: &'a str, hex: String },
     /// szurubooru revisions 1 and 2: hex of `sha1("1A2/$_4xVa" + salt + password)` or of
@@ -102,7 +107,7 @@ pub fn verify(
             }
             bool::from(out.ct_eq(&hash))
         }
-        Parsed::Argon2(hash) => Argon2::default().verify_password(password, &hash).is_ok(),
+        Parsed::Argon2(hash) => argon2_verify(password, &hash),
         Parsed::Bcrypt { hash, sha256_first } => {
             let hex_digest;
             let input = if sha256_first {
@@ -113,10 +118,7 @@ pub fn verify(
             };
             bcrypt_verify(input, pepper_for(scheme, pepper)?, hash)?
         }
-        Parsed::Scrypt { n, salt, r, p, hash } => {
-            let log_n = u8::try_from(n.trailing_zeros()).map_err(|_| refused("scrypt", "bad work factor"))?;
-            let params = scrypt::Params::new(log_n, r, p, hash.len())
-                .map_err(|e| refused("scrypt", format!("bad parameters: {e}")))?;
+        Parsed::Scrypt { params, salt, hash } => {
             let mut out = vec![0u8; hash.len()];
             scrypt::scrypt(password, salt.as_bytes(), &params, &mut out)
                 .map_err(|e| refused("scrypt", format!("cannot compute: {e}")))?;
@@ -142,7 +144,7 @@ pub fn verify(
         }
         Parsed::SzurubooruArgon2 { salt, hash } => {
             let input = [pepper()?, salt.as_bytes(), password].concat();
-            Argon2::default().verify_password(&input, &hash).is_ok()
+            argon2_verify(&input, &hash)
         }
         Parsed::Ha1(hex) => {
             // why replacen: Webitel computes `login.replace('@', ':')`, which in JavaScript
@@ -154,6 +156,26 @@ pub fn verify(
         }
         Parsed::Unusable => false,
     })
+}
+
+/// Verify an argon2 PHC string with its own algorithm, version and parameters. why the
+/// version 0x10 default: old strings carry no `v=`, and argon2-cffi (hence Django) reads them as
+/// version 0x10; the argon2 crate would assume 0x13.
+pub fn argon2_verify(password: &[u8], hash: &PasswordHash<'_>) -> bool {
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else { return false };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::V0x10,
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(hash), hash.salt, hash.hash) else { return false };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let mut computed = vec![0u8; expected.len()];
+    if Argon2::new(algorithm, version, params).hash_password_into(password, salt, &mut computed).is_err() {
+        return false;
+    }
+    bool::from(computed.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// The pepper a bcrypt hash takes (Devise's), or none.
@@ -233,15 +255,22 @@ fn django(encoded: &str) -> Result<Parsed<'_>, Refused> {
                     format!("N={n}, r={r}, p={p} (N a power of two, p at most {MAX_SCRYPT_PARALLELISM})"),
                 ));
             }
-            if 128 * n * u64::from(r) > MAX_SCRYPT_MEMORY {
-                return Err(refused("scrypt", format!("N={n}, r={r} needs more than {} MiB", MAX_SCRYPT_MEMORY >> 20)));
+            let (r64, p64) = (u64::from(r), u64::from(p));
+            if 128 * n * r64 > MAX_SCRYPT_MEMORY || 128 * r64 * p64 > MAX_SCRYPT_MEMORY {
+                let mib = MAX_SCRYPT_MEMORY >> 20;
+                return Err(refused("scrypt", format!("N={n}, r={r}, p={p} needs more than {mib} MiB")));
+            }
+            if n * r64 * p64 > MAX_SCRYPT_WORK {
+                return Err(refused("scrypt", format!("N={n}, r={r}, p={p}: N·r·p at most {MAX_SCRYPT_WORK}")));
             }
             let hash = STANDARD.decode(hash).map_err(|_| refused("scrypt", "the hash is not base64"))?;
-            if hash.is_empty() || hash.len() > 128 {
-                return Err(refused("scrypt", format!("a {}-byte hash", hash.len())));
-            }
+            let log_n = u8::try_from(n.trailing_zeros()).map_err(|_| refused("scrypt", "bad work factor"))?;
+            // why here: the parameters scrypt itself refuses (a key length outside 10 to 64
+            // bytes, N too large for r) are refused at import, not at every login.
+            let params = scrypt::Params::new(log_n, r, p, hash.len())
+                .map_err(|e| refused("scrypt", format!("parameters scrypt refuses: {e}")))?;
             check_salt("scrypt", salt)?;
-            Ok(Parsed::Scrypt { n, salt, r, p, hash })
+            Ok(Parsed::Scrypt { params, salt, hash })
         }
         "md5" | "sha1" => {
             let [salt, hex] = parts[..] else {
@@ -254,7 +283,10 @@ fn django(encoded: &str) -> Result<Parsed<'_>, Refused> {
             }
             Ok(Parsed::SaltedDigest { sha1, salt, hex })
         }
-        other => Err(refused(&format!("django {other}"), "not a hasher tokenauth knows")),
+        // why the name only when it looks like one: a password column that holds something
+        // else (a plaintext password, by mistake) must not be printed.
+        other if is_algorithm_name(other) => Err(refused(&format!("django {other}"), "not a hasher tokenauth knows")),
+        _ => Err(refused("django", "an unknown algorithm")),
     }
 }
 
@@ -278,14 +310,17 @@ fn argon2_phc<'a>(scheme: &str, phc: &'a str) -> Result<PasswordHash<'a>, Refuse
         return Err(refused(scheme, format!("algorithm {} is not argon2", hash.algorithm)));
     }
     let params = Params::try_from(&hash).map_err(|e| refused(scheme, format!("bad parameters: {e}")))?;
+    let work = u64::from(params.m_cost()) * u64::from(params.t_cost());
     if params.m_cost() > MAX_ARGON2_MEMORY_KIB
         || params.t_cost() > MAX_ARGON2_PASSES
         || params.p_cost() > MAX_ARGON2_LANES
+        || work > MAX_ARGON2_WORK_KIB
     {
         return Err(refused(
             scheme,
             format!(
-                "m={} KiB, t={}, p={} (at most {MAX_ARGON2_MEMORY_KIB} KiB, {MAX_ARGON2_PASSES} passes, {MAX_ARGON2_LANES} lanes)",
+                "m={} KiB, t={}, p={} (at most {MAX_ARGON2_MEMORY_KIB} KiB, {MAX_ARGON2_PASSES} passes, \
+                 {MAX_ARGON2_LANES} lanes, {MAX_ARGON2_WORK_KIB} KiB·passes)",
                 params.m_cost(),
                 params.t_cost(),
                 params.p_cost()
@@ -322,6 +357,10 @@ fn lower_hex(scheme: &str, s: &str, len: usize) -> Result<String, Refused> {
         return Err(refused(scheme, format!("expected {len} hex digits, got {} characters", s.len())));
     }
     Ok(s.to_ascii_lowercase())
+}
+
+fn is_algorithm_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn check_salt(scheme: &str, salt: &str) -> Result<(), Refused> {
