@@ -20,8 +20,9 @@ const UPDATE_PRINCIPAL: &str = "UPDATE principals SET password_hash = $2, passwo
 const INSERT_TOKEN: &str = "INSERT INTO tokens (id, principal_id, dialect, kind, digest, digest_scheme, legacy_key, \
      legacy_digest, legacy_salt, note, created_at, expires_at, last_used_at, enabled, version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0) ON CONFLICT DO NOTHING";
-const IMPORTED_BEFORE: &str = "SELECT count(*) FROM imported_tokens WHERE id = $1";
-const REMEMBER_TOKEN: &str = "INSERT INTO imported_tokens (id, imported_at) VALUES ($1, $2)";
+const REMEMBER_TOKEN: &str =
+    "INSERT INTO imported_tokens (id, imported_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+const FORGET_TOKEN: &str = "DELETE FROM imported_tokens WHERE id = $1";
 const INSERT_KEY: &str =
     "INSERT INTO legacy_jwt_keys (name, secret, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
 
@@ -93,17 +94,17 @@ pub(super) async fn apply(
             t.last_used_at,
             t.enabled
         ];
-        // why the record of ids: a token imported before stays as it is now (revoked, even
-        // swept); only a token never imported is written.
-        if tx.count(IMPORTED_BEFORE, &args![t.id]).await? > 0 {
+        // why the record of ids first: a token imported before stays as it is now (revoked,
+        // even swept); only a token never imported is written.
+        if tx.execute(REMEMBER_TOKEN, &args![t.id, now]).await? == 0 {
             done.tokens_unchanged += 1;
             continue;
         }
         if tx.execute(INSERT_TOKEN, &values).await? == 0 {
+            tx.execute(FORGET_TOKEN, &args![t.id]).await?;
             done.tokens_taken.push(index);
             continue;
         }
-        tx.execute(REMEMBER_TOKEN, &args![t.id, now]).await?;
         done.tokens_created += 1;
     }
     for key in &batch.jwt_keys {
