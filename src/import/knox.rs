@@ -88,14 +88,7 @@ pub async fn read(from: &KnoxSource) -> anyhow::Result<Batch> {
     }
     for (row, token) in tokens.into_iter().enumerate() {
         let line = row + 1;
-        let Some(&owner) = by_id.get(&token.user_id) else {
-            batch.refused.push(Refusal {
-                line,
-                name: format!("user id {}", token.user_id),
-                why: "a knox token whose user is not in the user table".into(),
-            });
-            continue;
-        };
+        let Some(owner) = batch.owner(&by_id, token.user_id, line) else { continue };
         let time = |t: &Option<String>, what: &str| -> Result<Option<time::OffsetDateTime>, String> {
             t.as_deref().map(|s| parse_time(s).ok_or_else(|| format!("unreadable {what} time {s:?}"))).transpose()
         };

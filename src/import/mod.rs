@@ -25,6 +25,7 @@ mod report;
 pub mod szurubooru;
 pub mod webitel;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use secrecy::SecretString;
@@ -180,6 +181,22 @@ pub struct Batch {
     pub skipped: Vec<Refusal>,
     /// Peppers given on the command line (name, value): each must be the configured one.
     pub peppers_given: Vec<(String, SecretString)>,
+}
+
+impl Batch {
+    /// The index of the record of the old system's user `user_id`, for a token found at
+    /// `line`; `None`, with the line refused, when no record has that id.
+    pub(crate) fn owner(&mut self, by_id: &HashMap<i64, usize>, user_id: i64, line: usize) -> Option<usize> {
+        let owner = by_id.get(&user_id).copied();
+        if owner.is_none() {
+            self.refused.push(Refusal {
+                line,
+                name: format!("user id {user_id}"),
+                why: "a token whose user is not among the users read (or was refused)".into(),
+            });
+        }
+        owner
+    }
 }
 
 impl fmt::Debug for Batch {

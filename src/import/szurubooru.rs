@@ -73,14 +73,7 @@ pub async fn read(from: &SzurubooruSource) -> anyhow::Result<Batch> {
     }
     for (row, token) in tokens.into_iter().enumerate() {
         let line = row + 1;
-        let Some(&owner) = by_id.get(&token.user_id) else {
-            batch.refused.push(Refusal {
-                line,
-                name: format!("user id {}", token.user_id),
-                why: "a user token whose user was not imported".into(),
-            });
-            continue;
-        };
+        let Some(owner) = batch.owner(&by_id, token.user_id, line) else { continue };
         let time = |t: &Option<String>| t.as_deref().and_then(parse_time);
         batch.records[owner].tokens.push(TokenRecord {
             line,
