@@ -15,22 +15,10 @@ N=${1:-100000}
 SECS=${2:-10}
 PORT=18383
 OUT=bench/results
-mkdir -p "$OUT"
 command -v wrk >/dev/null || scripts/apt-install.sh wrk
-cargo build --release --locked -q
-BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tokenauth
-PG_ADMIN=${TOKENAUTH_BENCH_DATABASE_URL:-$(scripts/ensure-postgres.sh)}
+. bench/lib.sh
 python3 bench/import_data.py "$N" "$OUT/import.jsonl" "$OUT/import-samples.json"
 
-server_pid=""
-stop_server() { [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=""; }
-trap stop_server EXIT
-start_server() {
-  RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" >>"$OUT/import-serve.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 100); do TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck --ready >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
-}
 # median of the total times (ms) of COUNT curls given as remaining args, one per line on stdin
 median_ms() { python3 -c 'import statistics,sys; v=[float(l)*1000 for l in sys.stdin if l.strip()]; print(f"{statistics.median(v):.1f}")'; }
 unknown_rps() {
@@ -44,14 +32,14 @@ for backend in sqlite postgres; do
   else url=$(scripts/fresh-database.sh "$PG_ADMIN" tokenauth_import_bench); fi
   export TOKENAUTH_DATABASE_URL=$url
   echo 'native-bench-pw' | "$BIN" user add native --password-stdin >/dev/null
-  start_server
+  start_server "$OUT/import-serve.log"
   before=$(unknown_rps)
   stop_server
   t0=$(date +%s.%N)
   "$BIN" import file "$OUT/import.jsonl" --json > "$OUT/import-$backend.json"
   t1=$(date +%s.%N)
   secs=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
-  start_server
+  start_server "$OUT/import-serve.log"
   after=$(unknown_rps)
   read -r pw users knox <<<"$(python3 -c '
 import json,sys; s=json.load(open(sys.argv[1])); print(s["password"], ",".join(s["users"][:15]), ",".join(s["knox"]))' "$OUT/import-samples.json")"

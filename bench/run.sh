@@ -16,17 +16,9 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 PORT=18181
 OUT=bench/results
-mkdir -p "$OUT"
-
 command -v wrk >/dev/null || scripts/apt-install.sh wrk
-cargo build --release --locked -q
-BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tokenauth
-PG_ADMIN=${TOKENAUTH_BENCH_DATABASE_URL:-$(scripts/ensure-postgres.sh)}
+. bench/lib.sh
 PASSWORD=bench-password-123
-
-server_pid=""
-stop_server() { [ -n "$server_pid" ] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=""; }
-trap stop_server EXIT
 
 # wrk SCRIPT_NAME CONNECTIONS PATH [lua body] -> "req/s p50 p99"
 measure() {
@@ -39,12 +31,6 @@ measure() {
 
 rows=()
 extras=()
-start_server() { # ENV... : start serve in the background and wait until it is ready
-  env "$@" RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" >>"$OUT/serve-$backend.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 100); do TOKENAUTH_BIND=127.0.0.1:$PORT "$BIN" healthcheck --ready >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
-}
 for backend in sqlite postgres; do
   if [ "$backend" = sqlite ]; then
     rm -f "$OUT"/bench.db*
@@ -54,7 +40,7 @@ for backend in sqlite postgres; do
   fi
   export TOKENAUTH_DATABASE_URL=$url
   echo "$PASSWORD" | "$BIN" user add bench --password-stdin >/dev/null
-  start_server
+  start_server "$OUT/serve-$backend.log"
   # why 12 s: the dummy password hash made at start (19 MiB of argon2 memory) is given back
   # to the OS by the allocator after its purge delay; idle means settled.
   sleep 12
@@ -95,7 +81,7 @@ for backend in sqlite postgres; do
   rows+=("$backend|POST /auth/logout/ unknown token (401)|32|$rps|$p50|$p99|$base_rps")
   stop_server
   # The same check with the cache off: one indexed read per check.
-  start_server TOKENAUTH_CACHE__CAPACITY=0
+  start_server "$OUT/serve-$backend.log" TOKENAUTH_CACHE__CAPACITY=0
   read -r rps p50 p99 < <(measure "$backend-verify-uncached" 32 /verify "$verify_lua")
   rows+=("$backend|GET /verify knox token, uncached|32|$rps|$p50|$p99|$base_rps")
   stop_server
