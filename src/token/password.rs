@@ -193,11 +193,6 @@ impl Passwords {
         }
     }
 
-    /// The names of the configured peppers.
-    pub fn pepper_names(&self) -> impl Iterator<Item = &str> {
-        self.peppers.keys().map(String::as_str)
-    }
-
     /// The value of the pepper `name`, if configured (the importer checks a given secret
     /// against it).
     pub fn pepper(&self, name: &str) -> Option<&SecretString> {
