@@ -1,6 +1,8 @@
 //! Loading: the layers merged by figment, the environment's unknown variables set apart, the
-//! raw `TOKENAUTH_JWT_SECRET`, then validation.
+//! secrets read from files (`TOKENAUTH_*_FILE`), the raw `TOKENAUTH_JWT_SECRET`, then
+//! validation.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -54,10 +56,25 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    let env = Env::prefixed("TOKENAUTH_").ignore(NON_CONFIG_VARS).split("__");
+    // why filtered: a `*_FILE` variable names a file holding a secret, read below.
+    let env = Env::prefixed("TOKENAUTH_")
+        .ignore(NON_CONFIG_VARS)
+        .filter(|key| !key.as_str().to_ascii_lowercase().ends_with(FILE_SUFFIX_LOWER))
+        .split("__");
     let (known, warnings) = partition_env(&env);
     let known: Vec<&str> = known.iter().map(String::as_str).collect();
     figment = figment.merge(env.only(&known));
+    let from_files = secret_files(std::env::vars_os())?;
+    let mut jwt_secret_file = None;
+    for (key, value) in from_files {
+        match key {
+            SecretKey::JwtSecret => jwt_secret_file = Some(value),
+            SecretKey::DatabaseUrl => figment = figment.merge(Serialized::default("database_url", value)),
+            SecretKey::Pepper(name) => {
+                figment = figment.merge(Serialized::default(&format!("passwords.peppers.{name}"), value));
+            }
+        }
+    }
     if let Some(bind) = overrides.bind {
         figment = figment.merge(Serialized::default("bind", bind));
     }
@@ -71,9 +88,76 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
     if let Some(secret) = std::env::var_os("TOKENAUTH_JWT_SECRET") {
         let secret = secret.into_string().map_err(|_| ConfigError("TOKENAUTH_JWT_SECRET is not valid UTF-8".into()))?;
         config.jwt_secret = Some(Secret::new(secret));
+    } else if let Some(secret) = jwt_secret_file {
+        config.jwt_secret = Some(Secret::new(secret));
     }
     config.validate()?;
     Ok(Loaded { config, warnings })
+}
+
+/// The suffix of a variable naming a secret's file (the Docker and Kubernetes secrets
+/// convention: `POSTGRES_PASSWORD_FILE`), and as figment's lowercased keys see it.
+const FILE_SUFFIX: &str = "_FILE";
+const FILE_SUFFIX_LOWER: &str = "_file";
+
+/// A configuration key that may be read from a file.
+#[derive(Debug, PartialEq, Eq)]
+enum SecretKey {
+    DatabaseUrl,
+    JwtSecret,
+    /// `passwords.peppers.<name>`, the name lowercased as figment lowercases it.
+    Pepper(String),
+}
+
+/// The secrets named by `TOKENAUTH_<KEY>_FILE` variables, each read from its file with one
+/// trailing newline removed (what `echo secret > file` leaves). Refused, with the variable
+/// named: a `_FILE` for a key that is not a secret (only secrets have a file form, so a typo
+/// cannot silently set nothing), both `TOKENAUTH_<KEY>` and `TOKENAUTH_<KEY>_FILE` set (which
+/// would win is a guess), an unreadable or empty file, or one that is not UTF-8.
+fn secret_files(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<(SecretKey, String)>, ConfigError> {
+    let vars: Vec<(String, OsString)> =
+        vars.into_iter().filter_map(|(name, value)| Some((name.into_string().ok()?, value))).collect();
+    let mut found = Vec::new();
+    for (name, path) in &vars {
+        let Some(base) = name.strip_prefix("TOKENAUTH_").and_then(|rest| rest.strip_suffix(FILE_SUFFIX)) else {
+            continue;
+        };
+        let key = match base {
+            "DATABASE_URL" => SecretKey::DatabaseUrl,
+            "JWT_SECRET" => SecretKey::JwtSecret,
+            _ => match base.strip_prefix("PASSWORDS__PEPPERS__") {
+                Some(pepper) if !pepper.is_empty() && !pepper.contains("__") => {
+                    SecretKey::Pepper(pepper.to_ascii_lowercase())
+                }
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{name}: only secrets can be read from a file: TOKENAUTH_DATABASE_URL_FILE, \
+                         TOKENAUTH_JWT_SECRET_FILE, TOKENAUTH_PASSWORDS__PEPPERS__<NAME>_FILE"
+                    )));
+                }
+            },
+        };
+        let direct = format!("TOKENAUTH_{base}");
+        if vars.iter().any(|(other, _)| *other == direct) {
+            return Err(ConfigError(format!("both {direct} and {name} are set: set only one")));
+        }
+        let path = Path::new(path);
+        let bytes = std::fs::read(path)
+            .map_err(|e| ConfigError(format!("{name}: cannot read the secret file {}: {e}", path.display())))?;
+        let mut value = String::from_utf8(bytes)
+            .map_err(|_| ConfigError(format!("{name}: the secret file {} is not valid UTF-8", path.display())))?;
+        if value.ends_with('\n') {
+            value.pop();
+            if value.ends_with('\r') {
+                value.pop();
+            }
+        }
+        if value.is_empty() {
+            return Err(ConfigError(format!("{name}: the secret file {} is empty", path.display())));
+        }
+        found.push((key, value));
+    }
+    Ok(found)
 }
 
 /// Split `TOKENAUTH_*` keys into those that name a configuration key and those that do not,
@@ -104,6 +188,67 @@ fn partition_env(env: &Env) -> (Vec<String>, Vec<String>) {
 mod tests {
     use super::*;
     use crate::model::LogoutStatus;
+
+    fn vars(pairs: &[(&str, &Path)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), v.as_os_str().to_owned())).collect()
+    }
+
+    #[test]
+    fn secrets_are_read_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("url");
+        let pepper = dir.path().join("pepper");
+        let jwt = dir.path().join("jwt");
+        std::fs::write(&url, "postgres://u:p%40ss@db/tokenauth\n").unwrap();
+        std::fs::write(&pepper, "pepper with a trailing CRLF\r\n").unwrap();
+        std::fs::write(&jwt, "0123456789").unwrap();
+        let mut found = secret_files(vars(&[
+            ("TOKENAUTH_DATABASE_URL_FILE", &url),
+            ("TOKENAUTH_PASSWORDS__PEPPERS__V2_FILE", &pepper),
+            ("TOKENAUTH_JWT_SECRET_FILE", &jwt),
+            ("OTHER_FILE", Path::new("/nonexistent")),
+        ]))
+        .unwrap();
+        found.sort_by_key(|(k, _)| format!("{k:?}"));
+        assert_eq!(
+            found,
+            [
+                (SecretKey::DatabaseUrl, "postgres://u:p%40ss@db/tokenauth".to_owned()),
+                (SecretKey::JwtSecret, "0123456789".to_owned()),
+                (SecretKey::Pepper("v2".into()), "pepper with a trailing CRLF".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_files_refuse_what_would_be_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cr3t").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let latin1 = dir.path().join("latin1");
+        std::fs::write(&latin1, b"caf\xe9").unwrap();
+        let cases: [(Vec<(OsString, OsString)>, &str); 6] = [
+            (
+                vars(&[("TOKENAUTH_JWT_SECRET", &file), ("TOKENAUTH_JWT_SECRET_FILE", &file)]),
+                "both TOKENAUTH_JWT_SECRET and TOKENAUTH_JWT_SECRET_FILE are set",
+            ),
+            (
+                vars(&[("TOKENAUTH_DATABASE_URL_FILE", &dir.path().join("missing"))]),
+                "TOKENAUTH_DATABASE_URL_FILE: cannot read the secret file",
+            ),
+            (vars(&[("TOKENAUTH_BIND_FILE", &file)]), "TOKENAUTH_BIND_FILE: only secrets can be read from a file"),
+            (vars(&[("TOKENAUTH_PASSWORDS__PEPPERS___FILE", &file)]), "only secrets can be read from a file"),
+            (vars(&[("TOKENAUTH_JWT_SECRET_FILE", &empty)]), "is empty"),
+            (vars(&[("TOKENAUTH_JWT_SECRET_FILE", &latin1)]), "is not valid UTF-8"),
+        ];
+        for (vars, expected) in cases {
+            let err = secret_files(vars).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+    }
 
     #[test]
     fn knox_logout_status_is_200_or_204() {

@@ -125,6 +125,7 @@ fn rfc3339(v: &Value) -> OffsetDateTime {
 }
 
 backend_tests!(
+    secrets_are_read_from_files,
     users_are_added_listed_and_refused_twice,
     user_commands_refuse_unknown_users,
     tokens_are_issued_in_each_dialects_format,
@@ -1337,4 +1338,43 @@ async fn users_move_between_groups(backend: Backend) {
     usage_error(&admin(&db, &["user", "set-group", "u"], None).await);
     usage_error(&admin(&db, &["user", "set-group", "u", "a", "--none"], None).await);
     assert_eq!(user_list(&db).await["u"]["group"], Value::Null, "refusals changed nothing");
+}
+
+/// `TOKENAUTH_<KEY>_FILE` (the Docker and Kubernetes secrets convention): the secret is read
+/// from the file, beats the config file like any environment variable, and reaches the
+/// database; both forms at once, or an unreadable file, are one-line errors naming the
+/// variable, never quoting the secret.
+async fn secrets_are_read_from_files(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("database_url");
+    std::fs::write(&url_file, format!("{}\n", db.url)).unwrap();
+    let jwt_file = dir.path().join("jwt_secret");
+    std::fs::write(&jwt_file, "jwt-secret-from-a-file-0123456789abcdef\n").unwrap();
+    let config_file = dir.path().join("tokenauth.toml");
+    std::fs::write(&config_file, "database_url = \"sqlite://from-file.db\"\n").unwrap();
+
+    let mut cmd = command(&["--config", config_file.to_str().unwrap(), "config"]);
+    cmd.env("TOKENAUTH_DATABASE_URL_FILE", &url_file).env("TOKENAUTH_JWT_SECRET_FILE", &jwt_file);
+    let printed: toml::Table = ok(&run(cmd, None).await).parse().unwrap();
+    assert_eq!(
+        printed["database_url"].as_str(),
+        Some(tokenauth::config::DatabaseUrl::new(&db.url).redacted().as_str()),
+        "the file beats the config file"
+    );
+    assert_eq!(printed["jwt_secret"].as_str(), Some("[REDACTED]"), "the JWT secret was read");
+
+    let mut cmd = command(&["user", "add", "filed", "--password-stdin"]);
+    cmd.env("TOKENAUTH_DATABASE_URL_FILE", &url_file);
+    ok(&run(cmd, Some("Filed-Pa55word\n")).await);
+    assert!(user_list(&db).await.contains_key("filed"), "the user is in the file's database");
+
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_DATABASE_URL_FILE", &url_file).env("TOKENAUTH_DATABASE_URL", &db.url);
+    let line = fails(&run(cmd, None).await, "both TOKENAUTH_DATABASE_URL and TOKENAUTH_DATABASE_URL_FILE");
+    assert!(!line.contains("jwt-secret-from"), "{line}");
+
+    let mut cmd = command(&["config"]);
+    cmd.env("TOKENAUTH_JWT_SECRET_FILE", dir.path().join("absent"));
+    fails(&run(cmd, None).await, "TOKENAUTH_JWT_SECRET_FILE: cannot read the secret file");
 }
