@@ -44,7 +44,7 @@ pub use self::user::UserCommand;
 
 /// tokenauth: a token-authentication server that speaks four existing login/logout APIs.
 #[derive(Parser)]
-#[command(name = "tokenauth", version, propagate_version = true)]
+#[command(name = "tokenauth", version = crate::model::build::LONG_VERSION, propagate_version = true)]
 pub struct Cli {
     /// Configuration file (TOML); see config/tokenauth.toml for every key. Also
     /// TOKENAUTH_CONFIG (an empty value names no file).

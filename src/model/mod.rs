@@ -7,6 +7,8 @@
 //! digest's algorithm, a dialect's name); what is *allowed* lives in the token service.
 
 mod audit;
+/// Which build this is (version, commit, date).
+pub mod build;
 mod dialect;
 mod legacy;
 mod principal;

@@ -80,6 +80,33 @@ async fn requests_logins_and_checks_are_counted(backend: Backend) {
     assert_eq!(value("tokenauth_db_pool_max_connections"), f64::from(app.config.database.max_connections));
     assert!(value(r#"tokenauth_db_pool_connections{state="idle"}"#) >= 0.0);
     assert!(value(r#"tokenauth_db_pool_connections{state="in_use"}"#) >= 0.0);
+    // The token cache's lookups are counters (a second scrape never adds the same lookups
+    // twice): the checks above were misses, then hits; one more hit adds exactly one.
+    assert!(text.contains("# TYPE tokenauth_token_cache_lookups counter"), "{text}");
+    let hits = value(r#"tokenauth_token_cache_lookups_total{result="hit"}"#);
+    let misses = value(r#"tokenauth_token_cache_lookups_total{result="miss"}"#);
+    assert!(hits + misses >= 4.0, "hits {hits}, misses {misses}");
+    assert_eq!(app.get("/verify").token(&token).send().await.status, StatusCode::OK);
+    let again = scrape(&app).await;
+    let hits_after = sample(&again, r#"tokenauth_token_cache_lookups_total{result="hit"}"#).unwrap();
+    assert_eq!(hits_after, hits + 1.0, "one more cached check, one more hit");
+    assert_eq!(sample(&again, r#"tokenauth_token_cache_lookups_total{result="miss"}"#), Some(misses));
+    // The build, and the process's standard figures (on Linux, read from /proc).
+    let build = format!(
+        r#"tokenauth_build_info{{version="{}",commit="{}"}}"#,
+        env!("CARGO_PKG_VERSION"),
+        tokenauth::model::build::COMMIT
+    );
+    assert_eq!(value(&build), 1.0);
+    if cfg!(target_os = "linux") {
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0, "a process of more than 1 MB");
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_cpu_seconds_total") > 0.0);
+        let started = value("process_start_time_seconds");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(started <= now + 1.0 && started > now - 24.0 * 3600.0, "started {started}, now {now}");
+    }
     // No secret ever reaches the exposition.
     assert!(!text.contains(&token) && !text.contains("alice"), "{text}");
 }

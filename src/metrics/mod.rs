@@ -6,6 +6,13 @@
 //! recorder, so parallel tests keep their own figures). Labels are bounded sets: routes are the
 //! matched route templates (an unmatched path is `unmatched`), outcomes are fixed names, never
 //! user input.
+//!
+//! Names: tokenauth's own are prefixed `tokenauth_`; the process metrics keep the names every
+//! client library uses (`process_*`, see `process`). The README lists every metric.
+
+mod process;
+
+use std::sync::Mutex;
 
 use axum::http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,7 +24,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::error::{AuthFailure, CredentialFailure, Error};
-use crate::model::Issuer;
+use crate::model::{Issuer, build};
 use crate::store::PoolStats;
 
 /// Labels of an HTTP request.
@@ -106,7 +113,10 @@ pub struct Metrics {
     pub hashing: HashingMetrics,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
-    cache_lookups: Family<CacheLabels, Gauge>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    /// Held while the cache's running totals are copied into `cache_lookups`, so two scrapes
+    /// at once cannot both add the same lookups.
+    cache_sync: Mutex<()>,
     cache_entries: Gauge,
     listener_reconnects: Counter,
 }
@@ -120,6 +130,13 @@ pub struct CacheStats {
     pub misses: u64,
     /// Entries now (approximate).
     pub entries: u64,
+}
+
+/// Labels of the build-info gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
 }
 
 /// Labels of the cache's lookup counts.
@@ -138,7 +155,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Register every metric, the hashing pool's given ones included.
     pub fn new(hashing: HashingMetrics) -> Self {
-        let mut registry = Registry::with_prefix("tokenauth");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("tokenauth");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: build::VERSION, commit: build::COMMIT }).set(1);
+        registry.register("build_info", "Always 1; its labels name the running build", build_info);
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by method, matched route and status", http_requests.clone());
         let http_latency: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
@@ -175,12 +197,8 @@ impl Metrics {
         );
         let pool_max = Gauge::default();
         registry.register("db_pool_max_connections", "Database pool size limit", pool_max.clone());
-        let cache_lookups = Family::<CacheLabels, Gauge>::default();
-        registry.register(
-            "token_cache_lookups",
-            "Token-cache lookups since start by result, sampled at scrape",
-            cache_lookups.clone(),
-        );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register("token_cache_lookups", "Token-cache lookups by result (hit or miss)", cache_lookups.clone());
         let cache_entries = Gauge::default();
         registry.register("token_cache_entries", "Token checks cached now (approximate)", cache_entries.clone());
         let listener_reconnects = Counter::default();
@@ -190,7 +208,7 @@ impl Metrics {
             listener_reconnects.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             http_requests,
             http_latency,
             logins,
@@ -199,6 +217,7 @@ impl Metrics {
             pool_connections,
             pool_max,
             cache_lookups,
+            cache_sync: Mutex::new(()),
             cache_entries,
             listener_reconnects,
         }
@@ -254,8 +273,14 @@ impl Metrics {
     /// The exposition text, with the pool's and the cache's gauges sampled now.
     pub fn render(&self, pool: PoolStats, cache: CacheStats) -> Result<String, std::fmt::Error> {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.cache_lookups.get_or_create(&CacheLabels { result: "hit" }).set(gauge(cache.hits));
-        self.cache_lookups.get_or_create(&CacheLabels { result: "miss" }).set(gauge(cache.misses));
+        {
+            // why a poisoned lock is taken anyway: it guards no data, only the copy below.
+            let _sync = self.cache_sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (result, total) in [("hit", cache.hits), ("miss", cache.misses)] {
+                let counter = self.cache_lookups.get_or_create(&CacheLabels { result });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
         self.cache_entries.set(gauge(cache.entries));
         let idle = i64::try_from(pool.idle).unwrap_or(i64::MAX);
         self.pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle);
