@@ -10,7 +10,7 @@
 #     `promtool test rules` (every alert fires on its failure and not on healthy series);
 #   - scripts/deploy/check-consistency.py: what no schema sees (stop timeouts against the
 #     shutdown delay and grace, the Deployment's contract, selectors and port names, the
-#     kustomization's file list, alert rules against the metrics src/metrics.rs registers).
+#     kustomization's file list, alert rules against the metrics src/metrics/mod.rs registers).
 # Any error, and any warning from these tools, fails the run.
 #
 #   scripts/lint-deploy.sh
