@@ -3,7 +3,8 @@
 #
 # Uses Debian's cluster tools (initdb refuses to run as root): installs postgresql when it is
 # missing (scripts/apt-install.sh: apt starts no service on its own), creates a cluster
-# if there is none, starts it, and creates the role tokenauth_test (LOGIN CREATEDB) with a
+# if there is none, starts it, and creates the role tokenauth_test (LOGIN CREATEDB, and
+# CREATEROLE: a test makes a role that may only read and write rows) with a
 # password. Each test then creates its own database with that role. Idempotent: safe to run
 # when the cluster is already up or the role already exists.
 set -euo pipefail
@@ -42,9 +43,9 @@ as_root runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 >&2 <<'SQL'
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tokenauth_test') THEN
-    CREATE ROLE tokenauth_test LOGIN CREATEDB PASSWORD 'tokenauth_test';
+    CREATE ROLE tokenauth_test LOGIN CREATEDB CREATEROLE PASSWORD 'tokenauth_test';
   ELSE
-    ALTER ROLE tokenauth_test LOGIN CREATEDB PASSWORD 'tokenauth_test';
+    ALTER ROLE tokenauth_test LOGIN CREATEDB CREATEROLE PASSWORD 'tokenauth_test';
   END IF;
 END
 $$;

@@ -30,6 +30,11 @@ if [ -n "${TOKENAUTH_TEST_DATABASE_URL:-}" ]; then
   else
     echo "test.sh: warning: could not list leftover test databases: $leftovers" >&2
   fi
+  # The row-only roles of the migrate_on_start test (tests/api/cli.rs), their databases gone.
+  for role in $(psql "$TOKENAUTH_TEST_DATABASE_URL" -qAt -c \
+    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tokenauth\_rw\_%'" 2>/dev/null); do
+    psql "$TOKENAUTH_TEST_DATABASE_URL" -q -c "DROP ROLE IF EXISTS \"$role\"" || true
+  done
 fi
 
 exec cargo test --locked "$@"

@@ -43,13 +43,44 @@ use crate::{dialect, openapi, ops};
 /// once from it (each dialect's, and the web page's).
 pub fn state(config: Config, tokens: Arc<TokenService>) -> AppState {
     let policies = Arc::new(dialect::policies(&config, ui::policy(&config.ui)));
-    AppState { tokens, config: Arc::new(config), policies }
+    AppState { tokens, config: Arc::new(config), policies, draining: Arc::default() }
 }
 
 /// Open the configured store and run its migrations.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, store::StoreError> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = store::connect(&config.database_url, &config.database).await?;
-    store.migrate().await?;
+    if config.database.migrate_on_start {
+        store.migrate().await?;
+        return Ok(store);
+    }
+    let pending = match store.pending_migrations().await {
+        Ok(pending) => pending,
+        Err(e) => {
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    if !pending.is_empty() {
+        store.close().await;
+        anyhow::bail!(
+            "the database schema is behind this build ({} migration{} pending: {}) and \
+             database.migrate_on_start is false: run `tokenauth migrate` first",
+            pending.len(),
+            if pending.len() == 1 { "" } else { "s" },
+            pending.join(", ")
+        );
+    }
+    Ok(store)
+}
+
+/// Open the store and apply its pending migrations, whatever `migrate_on_start` says
+/// (`tokenauth migrate`).
+pub async fn open_and_migrate(config: &Config) -> Result<Arc<dyn Store>, store::StoreError> {
+    let store = store::connect(&config.database_url, &config.database).await?;
+    if let Err(e) = store.migrate().await {
+        store.close().await;
+        return Err(e);
+    }
     Ok(store)
 }
 

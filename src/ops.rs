@@ -29,7 +29,7 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(ToSchema)]
 #[allow(dead_code)] // why: a schema only.
 pub(crate) struct HealthStatus {
-    /// `ok` (`/healthz`), `ready` or `unavailable` (`/readyz`).
+    /// `ok` (`/healthz`), `ready`, `unavailable` or `shutting_down` (`/readyz`).
     #[schema(example = "ok")]
     status: String,
 }
@@ -60,7 +60,8 @@ async fn healthz() -> Response {
         (status = 200, description = "Ready: `{\"status\": \"ready\"}`", body = HealthStatus),
         (status = 405, description = "Another method than GET or HEAD (empty body)",
             headers(("Allow" = String, description = "The allowed methods"))),
-        (status = 503, description = "The database does not answer: `{\"status\": \"unavailable\"}`",
+        (status = 503, description = "The database does not answer: `{\"status\": \"unavailable\"}`; or the \
+            process is shutting down (`http.shutdown_delay`): `{\"status\": \"shutting_down\"}`",
             body = HealthStatus),
     )
 )]
@@ -68,6 +69,9 @@ async fn readyz(State(app): State<AppState>) -> Response {
     // why a deadline: health has no request timeout, and a pooled connection to a database
     // that stopped answering (dropped packets, no RST) waits on `SELECT 1` until the network
     // heals. A probe must answer, and within the acquire timeout a healthy database has.
+    if app.draining.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "status": "shutting_down" }))).into_response();
+    }
     let deadline = app.config.database.acquire_timeout;
     let failed = match tokio::time::timeout(deadline, app.tokens.ping()).await {
         Ok(Ok(())) => return axum::Json(json!({ "status": "ready" })).into_response(),

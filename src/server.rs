@@ -66,7 +66,8 @@ impl std::fmt::Debug for Listener {
 }
 
 impl Server {
-    /// Open the configured database (running migrations), then bind the configured address.
+    /// Open the configured database (migrating it, or checking it needs no migration, per
+    /// `database.migrate_on_start`), then bind the configured address.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let store = app::open_store(&config).await?;
         Self::bind_with(config, store, Arc::new(SystemClock)).await
@@ -154,9 +155,18 @@ impl Server {
         // why tap_io: axum provides `ConnectInfo<SocketAddr>` for `TcpListener` and for a
         // `TapIo` over any listener, not for a listener of ours; the tap itself does nothing.
         let listener = listener.tap_io(|_| {});
+        let (draining, delay) = (Arc::clone(&state.draining), state.config.http.shutdown_delay);
         let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
+                draining.begin();
+                if !delay.is_zero() {
+                    tracing::info!(
+                        delay = %humantime::format_duration(delay),
+                        "shutting down: /readyz answers 503; still serving until the delay ends"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
                 tracing::info!("shutting down: finishing in-flight requests");
                 let _ = stopping_tx.send(true);
                 // The listener takes its queued connections and closes; then connections that

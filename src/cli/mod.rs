@@ -159,7 +159,7 @@ impl Cli {
         match self.command {
             Command::Serve { .. } => Server::bind(config).await?.run(shutdown_signal()).await,
             Command::Migrate => {
-                let store = app::open_store(&config).await?;
+                let store = app::open_and_migrate(&config).await?;
                 store.close().await;
                 println!("migrations applied to {}", config.database_url);
                 Ok(())

@@ -31,6 +31,11 @@ pub struct HttpConfig {
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM/SIGINT, how long `/readyz` answers 503 while requests are still served,
+    /// before the listener closes and the drain (`shutdown_grace`) begins: the time a load
+    /// balancer or a Kubernetes Service takes to stop sending new requests. 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +45,9 @@ impl Default for HttpConfig {
             // why 64 KiB: every request body of every dialect is a few hundred bytes.
             body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            // why 5 s: a few of a load balancer's health-check intervals (Kubernetes endpoint
+            // removal and nginx's `max_fails` both act within seconds).
+            shutdown_delay: Duration::from_secs(5),
         }
     }
 }
@@ -53,11 +61,15 @@ pub struct DatabaseConfig {
     /// How long a request waits for a connection before a 503; must be below the request timeout.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// Apply pending migrations when `serve` or an administration command starts. Off: they
+    /// refuse to start on a schema that is behind, naming `tokenauth migrate`, so the runtime
+    /// role needs no right to change the schema and migrating is a step of its own.
+    pub migrate_on_start: bool,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        DatabaseConfig { max_connections: 10, acquire_timeout: Duration::from_secs(5), migrate_on_start: true }
     }
 }
 

@@ -253,6 +253,15 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> StoreResult<Option<String>>;
 }
 
+/// The migrations of `migrator` whose versions are not in `applied`, named `0009_name`.
+fn pending(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<String> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+        .collect()
+}
+
 /// The storage seam. See the module doc.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
@@ -260,6 +269,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn backend(&self) -> &'static str;
     /// Run the embedded migrations.
     async fn migrate(&self) -> StoreResult<()>;
+    /// The embedded migrations this database lacks (`0009_name`), in order; reads only.
+    async fn pending_migrations(&self) -> StoreResult<Vec<String>>;
     /// One round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
     /// Close the pool, waiting for connections to be returned.

@@ -51,6 +51,9 @@ impl Subscription for PgSubscription {
     }
 }
 
+/// The versions sqlx recorded as applied (both engines' migrators keep the same table).
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
 impl PgEngine {
     /// Connect to the database named by a `postgres://` URL; fails fast when unreachable.
     pub(super) async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<SqlStore> {
@@ -103,6 +106,15 @@ impl PgEngine {
     pub(super) async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Reads only, so a role that may not change the schema can ask.
+    pub(super) async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&self.pool).await?;
+        let applied: Vec<i64> =
+            if exists { sqlx::query_scalar(APPLIED_MIGRATIONS).fetch_all(&self.pool).await? } else { Vec::new() };
+        Ok(super::pending(&sqlx::migrate!("migrations/postgres"), &applied))
     }
 
     pub(super) async fn publish(&self, payload: &str) -> StoreResult<()> {

@@ -123,6 +123,13 @@ impl Store for SqlStore {
         }
     }
 
+    async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.pending_migrations().await,
+            Engine::Postgres(e) => e.pending_migrations().await,
+        }
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.pool.execute("SELECT 1", &[]).await.map(drop)
     }

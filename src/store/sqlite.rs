@@ -137,6 +137,21 @@ impl SqliteEngine {
         Ok(())
     }
 
+    /// Reads only (see `PgEngine::pending_migrations`).
+    pub(super) async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
+        } else {
+            Vec::new()
+        };
+        Ok(super::pending(&sqlx::migrate!("migrations/sqlite"), &applied))
+    }
+
     /// why a table: the CLI (or another server) on the same file is another process; the
     /// server polls this table (see `SqlitePoll`). Pruned here, keeping the last thousand.
     pub(super) async fn publish(&self, payload: &str) -> StoreResult<()> {

@@ -20,7 +20,9 @@ use crate::helpers::{Backend, TestDb};
 /// How long any one command may take before the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `tokenauth ARGS` with a clean environment; add `.env(..)` before `run`.
+/// `tokenauth ARGS` with a clean environment; add `.env(..)` before `run`. A `serve` stops
+/// at once on SIGTERM (`http.shutdown_delay` 0): the tests that stop a server want it
+/// stopped now; `shutdown::readyz_turns_503_during_the_shutdown_delay` sets a delay.
 pub fn command(args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokenauth"));
     cmd.args(args);
@@ -29,6 +31,7 @@ pub fn command(args: &[&str]) -> std::process::Command {
             cmd.env_remove(name);
         }
     }
+    cmd.env("TOKENAUTH_HTTP__SHUTDOWN_DELAY", "0s");
     cmd
 }
 
@@ -126,6 +129,7 @@ fn rfc3339(v: &Value) -> OffsetDateTime {
 
 backend_tests!(
     secrets_are_read_from_files,
+    migrate_on_start_off_refuses_a_schema_behind,
     users_are_added_listed_and_refused_twice,
     user_commands_refuse_unknown_users,
     tokens_are_issued_in_each_dialects_format,
@@ -1377,4 +1381,78 @@ async fn secrets_are_read_from_files(backend: Backend) {
     let mut cmd = command(&["config"]);
     cmd.env("TOKENAUTH_JWT_SECRET_FILE", dir.path().join("absent"));
     fails(&run(cmd, None).await, "TOKENAUTH_JWT_SECRET_FILE: cannot read the secret file");
+}
+
+/// `database.migrate_on_start = false`: a command or `serve` on a schema that is behind
+/// refuses to start, naming what is pending and `tokenauth migrate`; after `migrate` both
+/// start. On PostgreSQL the server then runs as a role that may only read and write rows
+/// (no right to change the schema), which is what the setting is for.
+async fn migrate_on_start_off_refuses_a_schema_behind(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let off = |args: &[&str]| {
+        let mut all = vec!["--database-url", db.url.as_str()];
+        all.extend_from_slice(args);
+        let mut cmd = command(&all);
+        cmd.env("TOKENAUTH_DATABASE__MIGRATE_ON_START", "false");
+        cmd
+    };
+    let line = fails(&run(off(&["user", "list"]), None).await, "tokenauth migrate");
+    assert!(line.contains("migrations pending: 0001_"), "{line}");
+    assert!(line.contains("migrate_on_start is false"), "{line}");
+    let mut serve = off(&["serve", "--bind", "127.0.0.1:0"]);
+    serve.env("RUST_LOG", "info");
+    let out = run(serve, None).await;
+    assert!(!out.status.success(), "serve must refuse to start");
+    assert!(stderr(&out).contains("run `tokenauth migrate` first"), "{}", stderr(&out));
+
+    let migrated = ok(&run(off(&["migrate"]), None).await);
+    assert!(migrated.contains("migrations applied"), "{migrated}");
+    ok(&run(off(&["user", "add", "rw", "--password-stdin"]), Some("Rw-Pa55word\n")).await);
+
+    let url = match &backend {
+        Backend::Sqlite => db.url.clone(),
+        Backend::Postgres(_) => row_writer(&db).await,
+    };
+    let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &url]);
+    cmd.env("TOKENAUTH_DATABASE__MIGRATE_ON_START", "false");
+    let server = crate::e2e::Server::spawn(cmd).await;
+    let http = reqwest::Client::new();
+    let login = http
+        .post(server.url("/auth/login/"))
+        .json(&serde_json::json!({"username": "rw", "password": "Rw-Pa55word"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::OK, "a login writes a token as the row-only role");
+    if let Backend::Postgres(_) = backend {
+        // The role really cannot change the schema: migrating as it fails.
+        let mut cmd = command(&["migrate", "--database-url", &url]);
+        cmd.env("TOKENAUTH_DATABASE__MIGRATE_ON_START", "false");
+        let out = run(cmd, None).await;
+        assert!(!out.status.success(), "the row-only role migrated: {}", stderr(&out));
+    }
+}
+
+/// A PostgreSQL role for `db` that may only read and write the rows of its tables (and use
+/// their sequences), and its URL. Dropped with the cluster's other test leftovers by name.
+async fn row_writer(db: &TestDb) -> String {
+    use sqlx::Connection as _;
+    let name = format!("tokenauth_rw_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut conn).await.unwrap();
+    for statement in [
+        format!("CREATE ROLE {name} LOGIN PASSWORD '{name}'"),
+        format!("GRANT CONNECT ON DATABASE \"{database}\" TO {name}"),
+        format!("GRANT USAGE ON SCHEMA public TO {name}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}"),
+        format!("REVOKE CREATE ON SCHEMA public FROM {name}, PUBLIC"),
+    ] {
+        sqlx::query(&statement).execute(&mut conn).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    conn.close().await.unwrap();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&name).unwrap();
+    url.set_password(Some(&name)).unwrap();
+    url.to_string()
 }

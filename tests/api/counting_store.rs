@@ -61,6 +61,10 @@ impl Store for CountingStore {
         self.inner.migrate().await
     }
 
+    async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        self.inner.pending_migrations().await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }

@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -427,4 +428,49 @@ async fn a_stalled_request_cannot_hold_shutdown_past_the_grace_period() {
     assert!(exit_after < GRACE + EXIT_MARGIN, "exit {exit_after:?} after the signal; grace {GRACE:?}");
     assert!(logs.contains("grace period expired"), "{logs}");
     assert!(logs.contains("stopped"), "{logs}");
+}
+
+/// `http.shutdown_delay`: from SIGTERM on, `/readyz` answers 503 (`shutting_down`) at once,
+/// while `/healthz`, logins and checks are still answered, on connections old and new, for
+/// the whole delay; then the listener closes and the process exits 0.
+#[tokio::test]
+async fn readyz_turns_503_during_the_shutdown_delay() {
+    const DELAY: Duration = Duration::from_secs(2);
+    let db = database().await;
+    let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_HTTP__SHUTDOWN_DELAY", format!("{}s", DELAY.as_secs()));
+    let mut server = Server::spawn_logging(cmd, "info").await;
+    // A keep-alive client whose pooled connection predates the signal.
+    let http = reqwest::Client::new();
+    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let login = http.post(server.url("/auth/login/")).json(&json!({"username": "alice", "password": PASSWORD}));
+    let token = login.send().await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+
+    let signalled = Instant::now();
+    server.signal("TERM");
+    server.wait_for_log("/readyz answers 503").await;
+    let mut answered = 0;
+    while signalled.elapsed() < DELAY - Duration::from_millis(500) {
+        let ready = http.get(server.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "at {:?}", signalled.elapsed());
+        assert_eq!(ready.json::<Value>().await.unwrap(), json!({"status": "shutting_down"}));
+        let health = http.get(server.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK, "alive while draining");
+        let check = http.get(server.url("/verify")).header("Authorization", format!("Token {token}"));
+        assert_eq!(check.send().await.unwrap().status(), StatusCode::OK, "at {:?}", signalled.elapsed());
+        // A connection opened after the signal is served too.
+        let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let login = fresh.post(server.url("/auth/login/")).json(&json!({"username": "alice", "password": PASSWORD}));
+        assert_eq!(login.send().await.unwrap().status(), StatusCode::OK, "at {:?}", signalled.elapsed());
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered >= 3, "only {answered} rounds within the delay");
+    let status = server.wait_for_exit().await;
+    let exit_after = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}\n{}", server.logs().join("\n"));
+    assert!(exit_after >= DELAY, "exit {exit_after:?} after the signal, before the delay of {DELAY:?} was out");
+    assert!(exit_after < DELAY + EXIT_MARGIN, "exit {exit_after:?} after the signal; delay {DELAY:?}");
+    assert!(TcpStream::connect(server.addr).await.is_err(), "the listener is closed after the exit");
 }
