@@ -95,7 +95,8 @@ pub async fn token_service(
     let secret = config.jwt_secret.as_ref().map(|s| s.expose().clone());
     let cache = TokenCache::new(config.cache.capacity, config.cache.max_staleness);
     let service = TokenService::new(store, clock, passwords, &config.tokens, secret, metrics, cache).await?;
-    Ok(Arc::new(service.with_throttle(Throttle::new(config.throttle.clone(), config.http.request_timeout))))
+    let throttle = Throttle::new(config.throttle.clone(), config.http.request_timeout);
+    Ok(Arc::new(service.with_throttle(throttle).with_audit_retention(config.audit.retention)))
 }
 
 /// The whole HTTP surface. Layers, outermost first:

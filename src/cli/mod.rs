@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::app;
 use crate::config::{self, Config, Overrides};
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (migrations run first).
+    /// Run the HTTP server (migrations run first, unless database.migrate_on_start is false).
     Serve {
         /// Address to listen on (default 127.0.0.1:8080; also TOKENAUTH_BIND).
         #[arg(long, value_name = "ADDR")]
@@ -124,6 +124,13 @@ pub enum Command {
     /// Inspect and reset the login throttle's counters (failed logins per address and account).
     #[command(subcommand)]
     Throttle(ThrottleCommand),
+    /// Print a shell completion script: `tokenauth completions bash > /etc/bash_completion.d/tokenauth`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `tokenauth man > /usr/local/share/man/man1/tokenauth.1`.
+    Man,
     /// Exit 0 when the server at the configured bind address answers /healthz (for container
     /// HEALTHCHECKs; the image has no curl).
     Healthcheck {
@@ -136,6 +143,23 @@ pub enum Command {
 impl Cli {
     /// Load the configuration, start logging and run the subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
+        // why first: these describe the command line itself and need no configuration.
+        let mut text = Vec::new();
+        match &self.command {
+            // why into a buffer: clap_complete panics when its writer fails (`| head`).
+            Command::Completions { shell } => {
+                clap_complete::generate(*shell, &mut Cli::command(), "tokenauth", &mut text)
+            }
+            Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut text)?,
+            _ => {}
+        }
+        if !text.is_empty() {
+            return match std::io::Write::write_all(&mut std::io::stdout().lock(), &text) {
+                // why: a reader that stopped early (`| head`) is not an error of ours.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
         let overrides = Overrides {
             bind: match &self.command {
                 Command::Serve { bind } => *bind,
@@ -171,6 +195,8 @@ impl Cli {
             Command::Healthcheck { ready } => {
                 healthcheck::run(config.bind, if ready { "/readyz" } else { "/healthz" }).await
             }
+            // why unreachable in effect: answered above, before the configuration is loaded.
+            Command::Completions { .. } | Command::Man => Ok(()),
             Command::User(cmd) => with_service(&config, |tokens| user::run(cmd, tokens)).await,
             Command::Reseller(cmd) => with_service(&config, |tokens| reseller::run(cmd, tokens)).await,
             Command::Group(cmd) => with_service(&config, |tokens| group::run(cmd, tokens)).await,

@@ -32,8 +32,8 @@ pub use errors::ConfigError;
 pub use load::{Loaded, Overrides, load};
 pub use secrets::{DatabaseUrl, Secret};
 pub use sections::{
-    CacheConfig, CorsConfig, DatabaseConfig, HttpConfig, LogFormat, PasswordConfig, ThrottleConfig, ThrottleRule,
-    TokensConfig,
+    AuditConfig, CacheConfig, CorsConfig, DatabaseConfig, HttpConfig, LogFormat, PasswordConfig, ThrottleConfig,
+    ThrottleRule, TokensConfig,
 };
 pub use validate::{MAX_LIFETIME, MIN_SECRET_BYTES, check_path_prefix};
 pub use web::{AclRule, SecureCookie, UiConfig, VerifyConfig};
@@ -61,6 +61,8 @@ pub struct Config {
     pub passwords: PasswordConfig,
     /// Token housekeeping.
     pub tokens: TokensConfig,
+    /// The audit log's housekeeping.
+    pub audit: AuditConfig,
     /// The token-check cache.
     pub cache: CacheConfig,
     /// Login throttling: failed logins counted per client address and per account.
@@ -97,6 +99,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             passwords: PasswordConfig::default(),
             tokens: TokensConfig::default(),
+            audit: AuditConfig::default(),
             cache: CacheConfig::default(),
             throttle: ThrottleConfig::default(),
             cors: CorsConfig::default(),

@@ -118,6 +118,23 @@ impl PasswordConfig {
     }
 }
 
+/// The audit log's housekeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long audit entries are kept; older ones are deleted by the sweep
+    /// (`tokens.sweep_interval`).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        // why a year: long enough for a yearly access review, short enough to stay small.
+        AuditConfig { retention: Duration::from_secs(365 * 24 * 3600) }
+    }
+}
+
 /// Token housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

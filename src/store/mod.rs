@@ -360,6 +360,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn insert_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
     /// The newest `limit` entries, oldest first.
     async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// Delete audit entries from before `cutoff`; returns how many.
+    async fn sweep_audit(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
 
     // --- login throttling ---
     /// In one transaction: lock the counters for `keys` (creating empty ones, in key order so

@@ -378,6 +378,10 @@ impl Store for SqlStore {
         convert(self.pool.all::<AuditRow>(sql, &args![i64::from(limit)]).await?)
     }
 
+    async fn sweep_audit(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
+        self.pool.execute("DELETE FROM audit_log WHERE at < $1", &args![cutoff]).await
+    }
+
     async fn update_throttle(
         &self,
         keys: &[(ThrottleScope, &str)],

@@ -101,6 +101,7 @@ pub struct TokenService {
     touches: TouchQueue,
     ip_rules: IpRules,
     retention: Duration,
+    audit_retention: Duration,
     keys: Keys,
     jwt_secret: Option<SecretString>,
     metrics: Arc<Metrics>,
@@ -136,6 +137,7 @@ impl TokenService {
             touches: TouchQueue::default(),
             ip_rules: IpRules::default(),
             retention: tokens.retention,
+            audit_retention: crate::config::AuditConfig::default().retention,
             keys,
             jwt_secret,
             metrics,
@@ -151,6 +153,12 @@ impl TokenService {
     #[must_use]
     pub fn with_throttle(mut self, throttle: Throttle) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// Keep audit entries this long (the default is `AuditConfig`'s).
+    pub fn with_audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention;
         self
     }
 
@@ -345,19 +353,30 @@ impl TokenService {
     }
 
     /// Delete revoked and expired token rows older than the retention period (returns how
-    /// many) and the expired throttle counters.
+    /// many), audit entries older than theirs, and the expired throttle counters.
     pub async fn sweep(&self) -> Result<u64, Error> {
         // why here: the sweep runs on every replica (hourly by default); it notices that the
         // last legacy token was adopted (or revoked), so unknown tokens stop paying the lookup.
         self.refresh_legacy_tokens().await?;
         let forgotten = self.store.sweep_throttle(self.clock.now()).await?;
         tracing::debug!(forgotten, "expired throttle counters deleted");
-        let retention = time::Duration::try_from(self.retention).unwrap_or(time::Duration::MAX);
-        match self.clock.now().checked_sub(retention) {
+        if let Some(cutoff) = self.cutoff(self.audit_retention) {
+            let deleted = self.store.sweep_audit(cutoff).await?;
+            if deleted > 0 {
+                tracing::info!(deleted, "swept audit entries past audit.retention");
+            }
+        }
+        match self.cutoff(self.retention) {
             Some(cutoff) => Ok(self.store.sweep(cutoff).await?),
-            // why: a retention longer than the calendar means "keep everything".
             None => Ok(0),
         }
+    }
+
+    /// Now minus `retention`; none when that is before the calendar begins (a retention
+    /// longer than the calendar means "keep everything").
+    fn cutoff(&self, retention: Duration) -> Option<time::OffsetDateTime> {
+        let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::MAX);
+        self.clock.now().checked_sub(retention)
     }
 }
 

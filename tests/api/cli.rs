@@ -1456,3 +1456,43 @@ async fn row_writer(db: &TestDb) -> String {
     url.set_password(Some(&name)).unwrap();
     url.to_string()
 }
+
+/// `completions` and `man` need no configuration and print what a packager installs: a bash
+/// script that bash accepts and that completes the subcommands, zsh and fish scripts, and a
+/// manual page naming the build.
+#[tokio::test]
+async fn completions_and_man_page() {
+    let bash = ok(&tokenauth(&["completions", "bash"], None).await);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tokenauth.bash");
+    std::fs::write(&script, &bash).unwrap();
+    // Sourced by a real bash, the function completes `tokenauth se` to `serve`.
+    let probe = format!(
+        "source {}; COMP_WORDS=(tokenauth se); COMP_CWORD=1; _tokenauth tokenauth se tokenauth; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let out = std::process::Command::new("bash").args(["--norc", "-c", &probe]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offered = String::from_utf8(out.stdout).unwrap();
+    assert!(offered.lines().any(|l| l == "serve"), "bash offered {offered:?}");
+
+    let zsh = ok(&tokenauth(&["completions", "zsh"], None).await);
+    assert!(zsh.starts_with("#compdef tokenauth") && zsh.contains("migrate"), "{zsh}");
+    let fish = ok(&tokenauth(&["completions", "fish"], None).await);
+    assert!(fish.contains("complete -c tokenauth") && fish.contains("import"), "{fish}");
+    let unknown = tokenauth(&["completions", "tcsh"], None).await;
+    usage_error(&unknown);
+    assert!(stderr(&unknown).contains("tcsh"), "{}", stderr(&unknown));
+
+    let man = ok(&tokenauth(&["man"], None).await);
+    assert!(man.contains(".TH tokenauth 1"), "{man}");
+    assert!(man.contains(tokenauth::model::build::COMMIT), "the page names the build");
+    for subcommand in ["serve", "migrate", "import", "healthcheck"] {
+        assert!(man.contains(subcommand), "no {subcommand} in the man page");
+    }
+    // Without a database or a configuration: a configuration that cannot load is not read.
+    let mut cmd = command(&["man"]);
+    cmd.env("TOKENAUTH_BIND", "not an address");
+    ok(&run(cmd, None).await);
+}

@@ -61,6 +61,11 @@ impl Store for CountingStore {
         self.inner.migrate().await
     }
 
+    async fn sweep_audit(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.sweep_audit(cutoff).await
+    }
+
     async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
         self.inner.pending_migrations().await
     }

@@ -46,6 +46,7 @@ async fn ok(app: &TestApp, policy: &TokenPolicy, token: &str) -> Authenticated {
 }
 
 backend_tests!(
+    audit_entries_are_swept_after_their_retention,
     session_tokens_expire_at_their_ttl,
     explicit_expiry_wins_and_past_expiry_is_refused,
     last_used_is_written_at_most_once_a_minute,
@@ -235,6 +236,29 @@ async fn sweep_honours_retention(backend: Backend) {
     assert_eq!(refused(&app, &policy, &revoked).await, AuthFailure::Unknown);
     assert_eq!(refused(&app, &policy, &expired).await, AuthFailure::Unknown);
     ok(&app, &policy, &forever).await;
+}
+
+/// `audit.retention`: the sweep deletes audit entries older than it, and only those.
+async fn audit_entries_are_swept_after_their_retention(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| c.audit.retention = HOUR * 48).await;
+    let entry = |action: &str| tokenauth::model::AuditEntry {
+        at: tokenauth::token::clock::Clock::now(&*app.clock),
+        actor_kind: PrincipalKind::User,
+        actor_name: "root".into(),
+        action: action.into(),
+        target: "alice".into(),
+        client_ip: "127.0.0.1".into(),
+    };
+    app.store.insert_audit(&entry("user.disable")).await.unwrap();
+    app.advance(HOUR * 24);
+    app.store.insert_audit(&entry("user.enable")).await.unwrap();
+    app.advance(HOUR * 24);
+    app.tokens.sweep().await.unwrap();
+    assert_eq!(app.store.list_audit(10).await.unwrap().len(), 2, "kept for exactly the retention period");
+    app.advance(MINUTE);
+    app.tokens.sweep().await.unwrap();
+    let left: Vec<String> = app.store.list_audit(10).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(left, ["user.enable"], "the older entry is swept, the newer kept");
 }
 
 async fn minted_tokens(backend: Backend) {
