@@ -95,11 +95,9 @@ pub(crate) fn identity_headers(
             tracing::debug!(preset = preset.as_str(), "verify: a reseller's token is refused under a header preset");
             return Err(Error::Forbidden);
         }
-        IdentityHeaders::Authelia => vec![
-            ("remote-user", name.clone()),
-            ("remote-groups", groups(identity.role)),
-            ("remote-name", name),
-        ],
+        IdentityHeaders::Authelia => {
+            vec![("remote-user", name.clone()), ("remote-groups", groups(identity.role)), ("remote-name", name)]
+        }
         IdentityHeaders::Oauth2Proxy => vec![
             ("x-auth-request-user", name.clone()),
             ("x-auth-request-groups", groups(identity.role)),
@@ -170,7 +168,8 @@ mod tests {
             ])
         );
         // No role, no expiry: those headers are absent, not empty.
-        let names: Vec<String> = shown(IdentityHeaders::Tokenauth, &alice(None, None)).into_iter().map(|p| p.0).collect();
+        let names: Vec<String> =
+            shown(IdentityHeaders::Tokenauth, &alice(None, None)).into_iter().map(|p| p.0).collect();
         assert_eq!(names, ["x-auth-user", "x-auth-user-id", "x-auth-kind", "x-auth-token-id", "x-auth-dialect"]);
         // Resellers pass: X-Auth-Kind says what they are.
         let reseller = Identity { kind: PrincipalKind::Reseller, ..alice(None, None) };

@@ -26,8 +26,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
-use self::headers::{Identity, identity_headers};
 pub use self::headers::IdentityHeaders;
+use self::headers::{Identity, identity_headers};
 pub(crate) use self::openapi::Api;
 use crate::error::{AuthFailure, Error};
 use crate::state::AppState;
@@ -153,7 +153,9 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Result<Presented, AuthFailure> {
 )]
 pub(crate) async fn verify(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     match check(&app, &method, &uri, &headers).await {
-        Ok(auth) => granted(app.config.verify.headers, &auth).unwrap_or_else(|e| ShapedError::<Verify>::from(e).into_response()),
+        Ok(auth) => {
+            granted(app.config.verify.headers, &auth).unwrap_or_else(|e| ShapedError::<Verify>::from(e).into_response())
+        }
         Err(e) => ShapedError::<Verify>::from(e).into_response(),
     }
 }

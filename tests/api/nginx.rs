@@ -276,15 +276,27 @@ impl Seen {
     }
 }
 
-/// The protected application: answers every request 200 `app` and records it.
+/// The protected application: answers every request 200 `app` and records it. Or, as a
+/// stand-in for a tokenauth replica whose database is down, 503 to everything.
 struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What the application answers.
+const APP: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp";
+/// What a tokenauth replica without its database answers (its `/verify` shape).
+const UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+    X-Auth-Reason: unavailable\r\nRetry-After: 1\r\nContent-Length: 47\r\nConnection: close\r\n\r\n\
+    {\"status\":\"unavailable\",\"reason\":\"unavailable\"}";
+
 impl Upstream {
     async fn start() -> Upstream {
+        Upstream::answering(APP).await
+    }
+
+    async fn answering(response: &'static str) -> Upstream {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -293,7 +305,7 @@ impl Upstream {
             while let Ok((stream, _)) = listener.accept().await {
                 let sink = Arc::clone(&sink);
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(WAIT, answer(stream, &sink)).await;
+                    let _ = tokio::time::timeout(WAIT, answer(stream, &sink, response)).await;
                 });
             }
         });
@@ -316,8 +328,8 @@ impl Drop for Upstream {
 }
 
 /// Read one HTTP/1.x request (head and `Content-Length` body), record it in `sink`, answer
-/// 200, close. Recorded before the answer, so a client that has its response sees the record.
-async fn answer(mut stream: TcpStream, sink: &Mutex<Vec<Seen>>) -> Option<()> {
+/// `response`, close. Recorded before the answer, so a client that has its response sees the record.
+async fn answer(mut stream: TcpStream, sink: &Mutex<Vec<Seen>>, response: &str) -> Option<()> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -349,7 +361,6 @@ async fn answer(mut stream: TcpStream, sink: &Mutex<Vec<Seen>>) -> Option<()> {
         body += n;
     }
     sink.lock().unwrap().push(Seen { method, target, headers });
-    let response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp";
     stream.write_all(response.as_bytes()).await.ok()?;
     let _ = stream.shutdown().await;
     Some(())
@@ -421,10 +432,13 @@ struct Setup<'a> {
     replicas: usize,
     /// `verify.headers` (as TOKENAUTH_VERIFY__HEADERS), and the example's block for it.
     preset: Option<&'a str>,
+    /// With one replica: the example's second `server` line names a stand-in that answers
+    /// everything 503, as a replica whose database is unreachable does.
+    unavailable_second: bool,
 }
 
 impl Setup<'_> {
-    const ONE: Setup<'static> = Setup { config: "", replicas: 1, preset: None };
+    const ONE: Setup<'static> = Setup { config: "", replicas: 1, preset: None, unavailable_second: false };
 }
 
 /// The whole stack: tokenauth's replicas (with `config` as their config file), the upstream,
@@ -432,6 +446,8 @@ impl Setup<'_> {
 struct Stack {
     servers: Vec<Server>,
     upstream: Upstream,
+    /// The 503 stand-in (`Setup::unavailable_second`).
+    unavailable: Option<Upstream>,
     nginx: Nginx,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -455,11 +471,12 @@ impl Stack {
             servers.push(Server::spawn(cmd).await);
         }
         let upstream = Upstream::start().await;
-        // One replica: both of the example's `server` lines name it.
-        let replicas = [servers[0].addr, servers[servers.len() - 1].addr];
-        let nginx = Nginx::start(replicas, upstream.addr, setup.preset).await?;
+        let unavailable = if setup.unavailable_second { Some(Upstream::answering(UNAVAILABLE).await) } else { None };
+        // One replica: both of the example's `server` lines name it (or the stand-in).
+        let second = unavailable.as_ref().map_or(servers[servers.len() - 1].addr, |u| u.addr);
+        let nginx = Nginx::start([servers[0].addr, second], upstream.addr, setup.preset).await?;
         let http = client_from(CLIENT, &nginx.certificate);
-        Some(Stack { servers, upstream, nginx, http, _dir: dir })
+        Some(Stack { servers, upstream, unavailable, nginx, http, _dir: dir })
     }
 
     /// The first (or only) replica.
@@ -547,6 +564,7 @@ backend_tests!(
     nginx_passes_identity_for_every_dialect_and_refuses_bad_tokens,
     nginx_logins_see_the_client_address_through_the_trusted_proxy,
     nginx_serves_https_only_and_fails_over_between_replicas,
+    nginx_retries_a_check_on_a_503_but_never_a_login,
     nginx_passes_a_header_preset,
 );
 
@@ -910,7 +928,11 @@ async fn nginx_serves_https_only_and_fails_over_between_replicas(backend: Backen
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(body);
     let signed_in = send(signin).await;
-    assert_eq!((signed_in.status, signed_in.header("location")), (StatusCode::SEE_OTHER, Some("/ui/")), "{signed_in:?}");
+    assert_eq!(
+        (signed_in.status, signed_in.header("location")),
+        (StatusCode::SEE_OTHER, Some("/ui/")),
+        "{signed_in:?}"
+    );
     let (line, session) = set_cookie(&signed_in, "tokenauth_session");
     assert!(is_secure(&line) && line.contains("HttpOnly"), "{line}");
     let home = stack.call(M::GET, "/ui/", &[("Cookie", &format!("tokenauth_session={session}"))]).await;
@@ -1002,7 +1024,8 @@ async fn nginx_passes_a_header_preset(backend: Backend) {
                 stack.endpoint(stack.post("/auth/login/").json(&json!({"username": who, "password": PASSWORD}))).await;
             assert_eq!(status, StatusCode::OK, "{preset}: {body}");
             let token = format!("Token {}", body["token"].as_str().unwrap());
-            let answer = stack.call(M::GET, "/app/page", &[&[("Authorization", token.as_str())], &forged[..]].concat()).await;
+            let answer =
+                stack.call(M::GET, "/app/page", &[&[("Authorization", token.as_str())], &forged[..]].concat()).await;
             assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "app"), "{preset} {who}: {answer:?}");
             let seen = stack.upstream.seen().last().unwrap().clone();
             let got: BTreeMap<&str, &str> = seen
@@ -1022,10 +1045,45 @@ async fn nginx_passes_a_header_preset(backend: Backend) {
         }
         // A reseller (here one named like the user alice) cannot be told apart under a
         // preset: refused.
-        let (status, body) =
-            stack.endpoint(stack.post("/v1/resellers/login.json").json(&json!({"name": "alice", "pass": PASSWORD}))).await;
+        let (status, body) = stack
+            .endpoint(stack.post("/v1/resellers/login.json").json(&json!({"name": "alice", "pass": PASSWORD})))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let reseller = format!("Bearer {}", body["token"].as_str().unwrap());
         stack.refused(M::GET, "/app/page", &[("Authorization", reseller.as_str())], 403, "forbidden").await;
     }
+}
+
+/// proxy_next_upstream as the example sets it, against a replica that answers 503 (as one
+/// whose database is unreachable does): a check (a GET subrequest) that got the 503 is asked
+/// again of the other replica and passes; a login (a POST) that got it is not sent again,
+/// since it had been sent once: the client gets the 503.
+async fn nginx_retries_a_check_on_a_503_but_never_a_login(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    ok(&admin(&db, &["user", "add", "alice", "--password-stdin"], Some(&format!("{PASSWORD}\n"))).await);
+    let Some(stack) = Stack::start(&db, Setup { unavailable_second: true, ..Setup::ONE }).await else { return };
+    let unavailable = stack.unavailable.as_ref().unwrap();
+    let creds = json!({"username": "alice", "password": PASSWORD});
+
+    // Round robin over two peers: of two logins, one goes to each. The one that met the 503
+    // is answered 503, not retried on the good replica.
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        answers.push(send(stack.post("/auth/login/").json(&creds)).await);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert!(statuses == [200, 503] || statuses == [503, 200], "{answers:?}");
+    let refused = answers.iter().find(|a| a.status == StatusCode::SERVICE_UNAVAILABLE).unwrap();
+    assert_eq!(refused.header("strict-transport-security"), Some(HSTS), "{refused:?}");
+    let logins = |seen: Vec<Seen>| seen.iter().filter(|s| s.method == "POST" && s.target == "/auth/login/").count();
+    assert_eq!(logins(unavailable.seen()), 1, "{:?}", unavailable.seen());
+    let good = answers.iter().find(|a| a.status == StatusCode::OK).unwrap();
+    let token = format!("Token {}", good.json()["token"].as_str().unwrap());
+
+    // Checks: every one passes, those that met the 503 by the retry on the good replica.
+    for _ in 0..4 {
+        stack.granted(M::GET, "/app/page", &[("Authorization", token.as_str())]).await;
+    }
+    let checks = unavailable.seen().iter().filter(|s| s.target == "/verify").count();
+    assert!(checks >= 1, "a check met the stand-in and was retried: {:?}", unavailable.seen());
 }
