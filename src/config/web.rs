@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::verify::IdentityHeaders;
+
 /// The static-token web page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -53,11 +55,14 @@ pub struct VerifyConfig {
     /// webitel ACL permission the token's role must hold; empty: any valid token passes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<AclRule>,
+    /// Which identity headers a 200 carries: tokenauth's `X-Auth-*` (the default), or those
+    /// of Authelia or oauth2-proxy, for applications written for them (instead, not as well).
+    pub headers: IdentityHeaders,
 }
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        VerifyConfig { enabled: true, acl: Vec::new() }
+        VerifyConfig { enabled: true, acl: Vec::new(), headers: IdentityHeaders::Tokenauth }
     }
 }
 

@@ -6,12 +6,14 @@
 //!   session: `Authorization: Bearer` or `Token`; `X-Access-Token` (with `X-Key`, which must
 //!   then be that token's id); a `token` or `access_token` parameter in the proxied URI
 //!   (`X-Original-URI` / `X-Forwarded-Uri`) or in `/verify`'s own query string.
-//! - 200 carries the identity as `X-Auth-*` headers for the proxy to pass upstream; 401 carries
+//! - 200 carries the identity as `X-Auth-*` headers for the proxy to pass upstream, or as
+//!   Authelia's or oauth2-proxy's headers instead (`verify.headers`, see `headers`); 401 carries
 //!   `WWW-Authenticate` and a machine-readable `X-Auth-Reason`; with ACL rules configured, a
 //!   role without the permission gets 403 `X-Auth-Reason: forbidden`.
 //! - It never writes to the database: a check is one indexed read, and last-used times go
 //!   through the service's deferred, batched touch queue.
 
+mod headers;
 mod openapi;
 
 use std::borrow::Cow;
@@ -24,10 +26,12 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
+pub use self::headers::IdentityHeaders;
+use self::headers::{Identity, identity_headers};
 pub(crate) use self::openapi::Api;
 use crate::error::{AuthFailure, Error};
 use crate::state::AppState;
-use crate::surface::{ErrorShape, ShapedError, rfc3339, scheme_credentials};
+use crate::surface::{ErrorShape, ShapedError, scheme_credentials};
 use crate::token::{Authenticated, acl};
 
 /// The forward-auth endpoint, as a `ErrorShape` only so that what happens outside its handler
@@ -137,16 +141,21 @@ fn presented(headers: &HeaderMap, uri: &Uri) -> Result<Presented, AuthFailure> {
     operation_id = "verify",
     summary = "Check the token of a request a reverse proxy is about to let through",
     description = "Accepts every dialect's tokens, static or session, in any of their transports. \
-        200 carries the identity in X-Auth-* headers; 401 says why in X-Auth-Reason; 403 when \
-        [[verify.acl]] rules map the proxied request to a permission the token's role lacks. \
-        Never writes to the database.",
+        200 carries the identity in X-Auth-* headers, or with verify.headers = \"authelia\" or \
+        \"oauth2-proxy\" in those programs' headers instead (Remote-User, Remote-Groups, Remote-Name; \
+        X-Auth-Request-User, X-Auth-Request-Groups, X-Auth-Request-Preferred-Username), the \
+        role as the group; under a preset a reseller's token is refused with 403. 401 says why \
+        in X-Auth-Reason; 403 when [[verify.acl]] rules map the proxied request to a \
+        permission the token's role lacks. Never writes to the database.",
     security((), ("bearer" = []), ("token" = [])),
     params(self::openapi::VerifyHeaders, self::openapi::VerifyQuery),
     responses(self::openapi::VerifyResponses)
 )]
 pub(crate) async fn verify(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     match check(&app, &method, &uri, &headers).await {
-        Ok(auth) => granted(&auth).unwrap_or_else(|e| ShapedError::<Verify>::from(e).into_response()),
+        Ok(auth) => {
+            granted(app.config.verify.headers, &auth).unwrap_or_else(|e| ShapedError::<Verify>::from(e).into_response())
+        }
         Err(e) => ShapedError::<Verify>::from(e).into_response(),
     }
 }
@@ -204,40 +213,24 @@ async fn check(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) 
     Ok(auth)
 }
 
-/// The 200: identity headers for the proxy to pass upstream, and the same as JSON.
-fn granted(auth: &Authenticated) -> Result<Response, Error> {
-    let expires = auth.token().expires_at.map(rfc3339).transpose()?;
-    let role = auth.owner().role.as_ref().map(|r| r.name.as_str());
+/// The 200: identity headers for the proxy to pass upstream (named as `verify.headers` says),
+/// and the whole identity as JSON.
+fn granted(preset: IdentityHeaders, auth: &Authenticated) -> Result<Response, Error> {
+    let identity = Identity::of(auth)?;
+    let headers = identity_headers(preset, &identity)?;
     let body = json!({
         "status": "ok",
-        "user": auth.owner().name,
-        "user_id": auth.owner().id,
-        "kind": auth.owner().kind.as_str(),
-        "role": role,
-        "token_id": auth.token().id.to_string(),
-        "dialect": auth.token().issuer,
-        "expires": expires,
+        "user": identity.name,
+        "user_id": identity.id,
+        "kind": identity.kind.as_str(),
+        "role": identity.role,
+        "token_id": identity.token_id,
+        "dialect": identity.dialect,
+        "expires": identity.expires,
     });
     let mut resp = Json(body).into_response();
-    let headers = resp.headers_mut();
-    let mut set = |name: &'static str, value: &str| -> Result<(), Error> {
-        // why from_bytes: names are UTF-8 without control characters (checked when stored), so
-        // they are valid header bytes as they are.
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .map_err(|e| Error::Internal(format!("{name} cannot be a header value: {e}")))?;
-        headers.insert(HeaderName::from_static(name), value);
-        Ok(())
-    };
-    set("x-auth-user", &auth.owner().name)?;
-    set("x-auth-user-id", &auth.owner().id.to_string())?;
-    set("x-auth-kind", auth.owner().kind.as_str())?;
-    if let Some(role) = role {
-        set("x-auth-role", role)?;
-    }
-    set("x-auth-token-id", &auth.token().id.to_string())?;
-    set("x-auth-dialect", auth.token().issuer.as_str())?;
-    if let Some(expires) = &expires {
-        set("x-auth-expires", expires)?;
+    for (name, value) in headers {
+        resp.headers_mut().insert(name, value);
     }
     Ok(resp)
 }

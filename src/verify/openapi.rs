@@ -14,7 +14,8 @@ use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 )]
 pub(crate) struct Api;
 
-/// The body of `/verify`'s 200; the same identity is in the `X-Auth-*` headers.
+/// The body of `/verify`'s 200; the same identity is in the `X-Auth-*` headers (or, with a
+/// `verify.headers` preset, part of it in that preset's headers).
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)] // why: a schema only; the handler builds the same shape.
 pub(crate) struct VerifyOk {
@@ -135,6 +136,12 @@ pub(crate) enum VerifyResponses {
         ("X-Auth-Token-Id" = String, description = "The token's id (a UUID)"),
         ("X-Auth-Dialect" = String, description = "The dialect that issued the token"),
         ("X-Auth-Expires" = String, description = "The token's expiry (RFC 3339, UTC); absent when it never expires"),
+        ("Remote-User" = String, description = "With `verify.headers = \"authelia\"`, instead of the X-Auth-* set: the user's name"),
+        ("Remote-Groups" = String, description = "`authelia`: the user's role (one group); absent without a role"),
+        ("Remote-Name" = String, description = "`authelia`: the user's name (tokenauth has no display name)"),
+        ("X-Auth-Request-User" = String, description = "With `verify.headers = \"oauth2-proxy\"`, instead of the X-Auth-* set: the user's name"),
+        ("X-Auth-Request-Groups" = String, description = "`oauth2-proxy`: the user's role (one group); absent without a role"),
+        ("X-Auth-Request-Preferred-Username" = String, description = "`oauth2-proxy`: the user's name"),
     ))]
     Ok(VerifyOk),
     /// No token, or a malformed, unknown, expired, revoked or disabled one.
@@ -144,7 +151,8 @@ pub(crate) enum VerifyResponses {
     ))]
     Unauthorized(VerifyRefused),
     /// The token's role lacks the permission an ACL rule asks for (or ACL rules are
-    /// configured and the proxy did not send `X-Original-URI`).
+    /// configured and the proxy did not send `X-Original-URI`), or a reseller's token under
+    /// a `verify.headers` preset, which has no word for resellers.
     #[response(status = 403, headers(("X-Auth-Reason" = String, description = "`forbidden`")))]
     Forbidden(VerifyRefused),
     /// Not served (a layer's answer; not expected on `/verify` itself).
