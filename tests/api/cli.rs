@@ -31,7 +31,9 @@ pub fn command(args: &[&str]) -> std::process::Command {
             cmd.env_remove(name);
         }
     }
-    cmd.env("TOKENAUTH_HTTP__SHUTDOWN_DELAY", "0s");
+    if args.contains(&"serve") {
+        cmd.env("TOKENAUTH_HTTP__SHUTDOWN_DELAY", "0s");
+    }
     cmd
 }
 
@@ -1381,6 +1383,32 @@ async fn secrets_are_read_from_files(backend: Backend) {
     let mut cmd = command(&["config"]);
     cmd.env("TOKENAUTH_JWT_SECRET_FILE", dir.path().join("absent"));
     fails(&run(cmd, None).await, "TOKENAUTH_JWT_SECRET_FILE: cannot read the secret file");
+    // PostgreSQL: the password out of the URL, from PGPASSWORD or a PGPASSFILE (libpq's format),
+    // which the driver reads.
+    if let Backend::Postgres(_) = backend {
+        let mut bare = url::Url::parse(&db.url).unwrap();
+        let password = bare.password().unwrap().to_owned();
+        bare.set_password(None).unwrap();
+        let mut cmd = command(&["user", "list", "--database-url", bare.as_str()]);
+        cmd.env("PGPASSWORD", &password).env_remove("PGPASSFILE");
+        assert!(ok(&run(cmd, None).await).contains("filed"), "PGPASSWORD");
+        let pgpass = dir.path().join("pgpass");
+        let line = format!(
+            "{}:{}:{}:{}:{password}\n",
+            bare.host_str().unwrap(),
+            bare.port().unwrap_or(5432),
+            bare.path().trim_start_matches('/'),
+            bare.username()
+        );
+        std::fs::write(&pgpass, line).unwrap();
+        std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let mut cmd = command(&["user", "list", "--database-url", bare.as_str()]);
+        cmd.env_remove("PGPASSWORD").env("PGPASSFILE", &pgpass);
+        assert!(ok(&run(cmd, None).await).contains("filed"), "PGPASSFILE");
+        let mut cmd = command(&["user", "list", "--database-url", bare.as_str()]);
+        cmd.env_remove("PGPASSWORD").env("PGPASSFILE", dir.path().join("absent"));
+        assert!(!run(cmd, None).await.status.success(), "without a password the login fails");
+    }
 }
 
 /// `database.migrate_on_start = false`: a command or `serve` on a schema that is behind

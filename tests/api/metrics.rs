@@ -12,6 +12,49 @@ use crate::helpers::{Backend, TestApp, TestDb, test_config};
 
 backend_tests!(requests_logins_and_checks_are_counted, metrics_bind_serves_metrics_alone);
 
+/// The README's metrics table lists exactly what `/metrics` serves, each with its type.
+#[tokio::test]
+async fn the_readme_lists_every_metric_with_its_type() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // why: a family appears once it has a member (a request, a login, a check).
+    app.add_user("alice", "pw").await;
+    let login = app.post("/auth/login/").json(json!({"username": "alice", "password": "pw"})).send().await;
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/verify").token(&token).send().await.status, StatusCode::OK);
+    let text = scrape(&app).await;
+    let served: std::collections::BTreeMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').unwrap();
+            (name.to_owned(), kind.to_owned())
+        })
+        .collect();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("\n### Metrics\n").nth(1).expect("a ### Metrics section").split("\n#").next().unwrap();
+    let documented: std::collections::BTreeMap<String, String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .map(|l| {
+            let (name, rest) = l.split_once('`').unwrap();
+            let kind = rest.split('|').nth(1).unwrap().trim().to_owned();
+            // OpenMetrics names a counter's family without its `_total`.
+            let family = if kind == "counter" { name.trim_end_matches("_total") } else { name };
+            (family.to_owned(), kind)
+        })
+        .collect();
+    let linux_only = |name: &str| name.starts_with("process_");
+    for (name, kind) in &served {
+        assert_eq!(documented.get(name), Some(kind), "{name} ({kind}) is served but not documented so");
+    }
+    for (name, kind) in &documented {
+        if served.get(name).is_none() && linux_only(name) && !cfg!(target_os = "linux") {
+            continue;
+        }
+        assert_eq!(served.get(name), Some(kind), "{name} ({kind}) is documented but not served");
+    }
+}
+
 /// The value of the sample line `name{labels}` (labels exactly as written), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
