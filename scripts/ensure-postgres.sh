@@ -39,6 +39,40 @@ for _ in $(seq 1 60); do
 done
 pg_isready -q -h 127.0.0.1 -p "$port" || { log "postgres on port $port did not become ready"; exit 1; }
 
+# TLS: a test connects with sslmode=verify-full (the README's PostgreSQL over TLS), so the
+# cluster serves a certificate of its own for the name localhost (no IP address in it: the
+# test also shows that a host name the certificate lacks is refused), signed by a CA made for
+# it (ca.crt, what the test trusts), kept in /var/lib/postgresql/tokenauth-tls. Made and
+# configured once.
+tls=/var/lib/postgresql/tokenauth-tls
+cert_file=$(as_root runuser -u postgres -- psql -qAt -p "$port" -c "SHOW ssl_cert_file")
+ssl=$(as_root runuser -u postgres -- psql -qAt -p "$port" -c "SHOW ssl")
+if [ "$ssl" != "on" ] || [ "$cert_file" != "$tls/server.crt" ] || [ ! -r "$tls/ca.crt" ]; then
+  log "serving TLS on cluster $version/$cluster with a certificate for localhost ($tls)"
+  as_root install -d -o postgres -g postgres -m 0755 "$tls"
+  if [ ! -s "$tls/ca.crt" ] || [ ! -s "$tls/server.crt" ]; then
+    as_root runuser -u postgres -- sh -euc '
+      cd "$1"
+      ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+      openssl req -x509 $ec -days 3650 -subj /CN=tokenauth-test-ca -keyout ca.key -out ca.crt 2>/dev/null
+      openssl req $ec -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null
+      printf "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n" > server.ext
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.crt 2>/dev/null
+      chmod 0600 ca.key server.key
+      chmod 0644 ca.crt server.crt
+      rm -f server.csr server.ext' sh "$tls"
+  fi
+  as_root pg_conftool "$version" "$cluster" set ssl on
+  as_root pg_conftool "$version" "$cluster" set ssl_cert_file "$tls/server.crt"
+  as_root pg_conftool "$version" "$cluster" set ssl_key_file "$tls/server.key"
+  as_root pg_ctlcluster "$version" "$cluster" restart >&2
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && break
+    sleep 0.5
+  done
+fi
+
 as_root runuser -u postgres -- psql -q -p "$port" -v ON_ERROR_STOP=1 >&2 <<'SQL'
 DO $$
 BEGIN

@@ -1408,7 +1408,47 @@ async fn secrets_are_read_from_files(backend: Backend) {
         let mut cmd = command(&["user", "list", "--database-url", bare.as_str()]);
         cmd.env_remove("PGPASSWORD").env("PGPASSFILE", dir.path().join("absent"));
         assert!(!run(cmd, None).await.status.success(), "without a password the login fails");
+        postgres_over_tls(&db, dir.path()).await;
     }
+}
+
+/// PostgreSQL over TLS, the README's way: `sslmode=verify-full` and `sslrootcert` in the URL,
+/// trusting the CA whose certificate for `localhost` scripts/ensure-postgres.sh has the
+/// cluster serve. Another CA is refused, and so is a host name the certificate does not carry
+/// (127.0.0.1), so both checks are real.
+async fn postgres_over_tls(db: &TestDb, dir: &std::path::Path) {
+    const CLUSTER_CA: &str = "/var/lib/postgresql/tokenauth-tls/ca.crt";
+    if !std::path::Path::new(CLUSTER_CA).is_file() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI=true but no {CLUSTER_CA}");
+        eprintln!("*** SKIPPING PostgreSQL over TLS: no {CLUSTER_CA} (run scripts/ensure-postgres.sh) ***");
+        return;
+    }
+    let with = |host: &str, root: &std::path::Path| {
+        let mut url = url::Url::parse(&db.url).unwrap();
+        url.set_host(Some(host)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("sslmode", "verify-full")
+            .append_pair("sslrootcert", &root.display().to_string());
+        url.to_string()
+    };
+    let list = |url: String| async move { run(command(&["user", "list", "--database-url", &url]), None).await };
+    let out = list(with("localhost", std::path::Path::new(CLUSTER_CA))).await;
+    assert!(ok(&out).contains("filed"), "over TLS, the server's certificate and name checked");
+
+    let stranger = dir.join("stranger.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout"])
+        .arg(dir.join("stranger.key"))
+        .arg("-out")
+        .arg(&stranger)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let refused = list(with("localhost", &stranger)).await;
+    assert!(stderr(&refused).contains("certificate"), "another CA's: {}", stderr(&refused));
+    let refused = list(with("127.0.0.1", std::path::Path::new(CLUSTER_CA))).await;
+    assert!(stderr(&refused).contains("not valid for name"), "a name not in it: {}", stderr(&refused));
 }
 
 /// `database.migrate_on_start = false`: a command or `serve` on a schema that is behind
