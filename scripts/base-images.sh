@@ -157,6 +157,13 @@ auto_self_update = "disable"
 
 [overrides]
 EOF
+  # why: cargo fetches crates through this machine's network, which may re-sign TLS with a
+  # local CA (a CI egress proxy, as here); the builder trusts what the host trusts. (Only the
+  # local builder: the runtime base keeps Debian's own bundle.)
+  if [ -d /usr/local/share/ca-certificates ]; then
+    cp -a /usr/local/share/ca-certificates/. "$rootfs/usr/local/share/ca-certificates/"
+  fi
+  cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/*
   "${PODMAN[@]}" image rm -f "$BUILD_BASE" >/dev/null 2>&1 || true
   tar --numeric-owner -C "$rootfs" -c . | "${PODMAN[@]}" import --quiet \

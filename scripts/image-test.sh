@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Build the container image from the Dockerfile with podman and test it for real: the image
+# the Dockerfile makes is what users run, so CI builds and runs it rather than only linting it.
+#
+#   scripts/image-test.sh
+#
+# No image registry is reachable here, so the Dockerfile's base images (build arguments whose
+# defaults are the public rust:slim and distroless images) are local stand-ins made by
+# scripts/base-images.sh. The image is built as localhost/tokenauth:test, then run against the
+# host's PostgreSQL (scripts/ensure-postgres.sh, --network host) and checked; any miss fails
+# loudly with a non-zero exit:
+#   - the image's config: user 65532:65532, workdir /data, entrypoint/cmd, HEALTHCHECK;
+#   - the server runs as uid 65532, with a read-only root filesystem, no tmpfs, no volume,
+#     all capabilities dropped, and the database URL read from a secret file mounted read-only;
+#     `podman diff` shows that starting and serving wrote nothing;
+#   - `user add` through the image's CLI, a knox login over HTTP with curl, /verify with the
+#     token (and 401 without a valid one), /readyz;
+#   - `podman healthcheck run` passes, and fails while the server is frozen (SIGSTOP);
+#   - `podman stop -t 30` (SIGTERM) returns promptly, exit code 0, and the JSON log lines
+#     show the drain ("shutting down: finishing in-flight requests") and "stopped".
+# Prints the build time and the image size. Installs what is missing (podman, runc,
+# debootstrap, curl, PostgreSQL). Idempotent: containers are removed on exit (trap) and any
+# left by an interrupted run are removed first; the test database is made afresh.
+# Runs as root (podman's root storage; debootstrap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMAGE=${TOKENAUTH_TEST_IMAGE:-localhost/tokenauth:test}
+NAME=tokenauth-image-test        # prefix of every container this script makes
+DB_NAME=tokenauth_image_test
+PASSWORD='image-test-pass'
+started=$SECONDS
+
+log() { echo "image-test: $*" >&2; }
+fail() { echo "image-test: FAIL: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || fail "run as root (podman's root storage, debootstrap)"
+
+scripts/apt-install.sh podman runc debootstrap curl ca-certificates
+PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
+# why: as root, podman gives containers nofile/nproc limits of about a million and runc fails
+# where the machine's hard limits are lower (as in a CI container); these fit under them.
+nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
+LIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=4096:4096")
+
+secrets=$(mktemp -d /tmp/tokenauth-image-test.XXXXXX)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill -CONT "$server_pid" 2>/dev/null || true
+  local ids
+  ids=$("${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true)
+  [ -n "$ids" ] && "${PODMAN[@]}" rm -f -t 0 $ids >/dev/null 2>&1 || true
+  rm -rf "$secrets"
+}
+trap cleanup EXIT
+cleanup_leftovers() {
+  local ids
+  ids=$("${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true)
+  if [ -n "$ids" ]; then
+    log "removing containers left by an earlier run: $ids"
+    "${PODMAN[@]}" rm -f -t 0 $ids >/dev/null
+  fi
+}
+cleanup_leftovers
+
+# --- base images and the build -----------------------------------------------------------------
+echo "== base images (scripts/base-images.sh)"
+t=$SECONDS
+mapfile -t bases < <(scripts/base-images.sh)
+[ ${#bases[@]} -eq 2 ] || fail "scripts/base-images.sh did not print two image names"
+base_secs=$((SECONDS - t))
+
+echo "== podman build $IMAGE (FROM ${bases[0]}, ${bases[1]})"
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+t=$SECONDS
+"${PODMAN[@]}" build --format docker --network host "${LIMITS[@]}" \
+  --build-arg "BUILD_IMAGE=${bases[0]}" --build-arg "RUNTIME_IMAGE=${bases[1]}" \
+  --build-arg "TOKENAUTH_BUILD_COMMIT=$commit" \
+  -t "$IMAGE" . || fail "podman build failed"
+build_secs=$((SECONDS - t))
+size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
+base_size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "${bases[1]}")
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1000000 }'; }
+log "built in ${build_secs}s; image $(mb "$size") (runtime base $(mb "$base_size"), so tokenauth adds $(mb $((size - base_size))))"
+
+# --- the image's configuration -----------------------------------------------------------------
+echo "== image configuration"
+cfg() { "${PODMAN[@]}" image inspect --format "$1" "$IMAGE"; }
+expect_eq() { [ "$2" = "$3" ] || fail "$1: expected '$3', got '$2'"; log "ok: $1 = $2"; }
+expect_eq "user" "$(cfg '{{.Config.User}}')" "65532:65532"
+expect_eq "workdir" "$(cfg '{{.Config.WorkingDir}}')" "/data"
+expect_eq "entrypoint" "$(cfg '{{json .Config.Entrypoint}}')" '["tokenauth"]'
+expect_eq "cmd" "$(cfg '{{json .Config.Cmd}}')" '["serve"]'
+expect_eq "healthcheck" "$(cfg '{{json .HealthCheck.Test}}')" '["CMD","tokenauth","healthcheck"]'
+expect_eq "volume /data" "$(cfg '{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}')" "/data"
+cfg '{{range .Config.Env}}{{println .}}{{end}}' | grep -qx 'TOKENAUTH_LOG_FORMAT=json' || fail "TOKENAUTH_LOG_FORMAT=json not in the image's env"
+cfg '{{range .Config.Env}}{{println .}}{{end}}' | grep -qx 'TOKENAUTH_BIND=0.0.0.0:8080' || fail "TOKENAUTH_BIND=0.0.0.0:8080 not in the image's env"
+log "ok: env TOKENAUTH_BIND=0.0.0.0:8080, TOKENAUTH_LOG_FORMAT=json"
+version=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" --network none --read-only --name "$NAME-version" "$IMAGE" --version) \
+  || fail "tokenauth --version does not run in the image"
+log "ok: $version"
+
+# --- PostgreSQL and the secret file ------------------------------------------------------------
+echo "== PostgreSQL (scripts/ensure-postgres.sh, scripts/fresh-database.sh)"
+admin=$(scripts/ensure-postgres.sh)
+db_url=$(scripts/fresh-database.sh "$admin" "$DB_NAME")
+# The URL goes into a file readable by the container's user only, mounted read-only.
+printf '%s' "$db_url" >"$secrets/database_url"
+chown 65532:65532 "$secrets/database_url"
+chmod 0400 "$secrets/database_url"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base_url="http://127.0.0.1:$port"
+
+# Every container: host network (127.0.0.1 reaches PostgreSQL), read-only root without even
+# podman's default /tmp and /run tmpfs, the image's /data volume not mounted (so /data is
+# read-only too: with PostgreSQL nothing should be written), no capabilities.
+RUN=("${PODMAN[@]}" run "${LIMITS[@]}" --network host
+  --read-only --read-only-tmpfs=false --image-volume ignore
+  --cap-drop ALL --security-opt no-new-privileges
+  -v "$secrets/database_url:/run/secrets/database_url:ro"
+  -e "TOKENAUTH_BIND=127.0.0.1:$port")
+if grep -q TOKENAUTH_DATABASE_URL_FILE src/config/load.rs; then
+  RUN+=(-e TOKENAUTH_DATABASE_URL_FILE=/run/secrets/database_url)
+  log "database URL: secret file /run/secrets/database_url (TOKENAUTH_DATABASE_URL_FILE)"
+else
+  # why: TOKENAUTH_DATABASE_URL_FILE is not in this tree's config loader yet.
+  RUN+=(-e "TOKENAUTH_DATABASE_URL=$db_url")
+  log "database URL: TOKENAUTH_DATABASE_URL (this tree has no TOKENAUTH_DATABASE_URL_FILE yet)"
+fi
+
+# --- the server ----------------------------------------------------------------------------------
+echo "== serve on 127.0.0.1:$port"
+server="$NAME-server"
+"${RUN[@]}" -d --name "$server" "$IMAGE" >/dev/null || fail "podman run (serve) failed"
+dump_logs() { echo "--- podman logs $server" >&2; "${PODMAN[@]}" logs "$server" >&2 || true; }
+t=$SECONDS
+ready=0
+for _ in $(seq 1 120); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base_url/readyz")" = 200 ]; then ready=1; break; fi
+  [ "$("${PODMAN[@]}" inspect --format '{{.State.Running}}' "$server")" = true ] || { dump_logs; fail "the server exited"; }
+  sleep 0.25
+done
+[ "$ready" = 1 ] || { dump_logs; fail "GET /readyz did not answer 200 within 30s"; }
+log "ok: GET /readyz 200 after $((SECONDS - t))s"
+
+server_pid=$("${PODMAN[@]}" inspect --format '{{.State.Pid}}' "$server")
+uid=$(awk '/^Uid:/ { print $2 "," $3 }' "/proc/$server_pid/status")
+gid=$(awk '/^Gid:/ { print $2 "," $3 }' "/proc/$server_pid/status")
+expect_eq "server process uid (real,effective)" "$uid" "65532,65532"
+expect_eq "server process gid (real,effective)" "$gid" "65532,65532"
+expect_eq "read-only root filesystem" "$("${PODMAN[@]}" inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$server")" "true"
+cap_eff=$(awk '/^CapEff:/ { print $2 }' "/proc/$server_pid/status")
+expect_eq "effective capabilities" "$cap_eff" "0000000000000000"
+# Writable mounts: none but the kernel's own (/dev/shm, /dev/mqueue).
+writable=$(awk '$4 ~ /(^|,)rw(,|$)/ { print $2 }' "/proc/$server_pid/mounts" \
+  | grep -vE '^/(dev/shm|dev/mqueue|dev/pts|sys/fs/cgroup.*)$' || true)
+[ -z "$writable" ] || fail "writable mounts in the container: $writable"
+log "ok: no writable mount but /dev/shm, /dev/mqueue, /dev/pts"
+
+# --- the CLI, a login, forward auth -----------------------------------------------------------------
+echo "== user add through the image's CLI; knox login, /verify"
+printf '%s\n' "$PASSWORD" | "${RUN[@]}" --rm -i --name "$NAME-cli" "$IMAGE" user add alice --password-stdin \
+  || fail "tokenauth user add alice (in the image) failed"
+log "ok: user add alice"
+body=$(curl -s -w '\n%{http_code}' -u "alice:$PASSWORD" -X POST "$base_url/auth/login/")
+code=${body##*$'\n'}; body=${body%$'\n'*}
+expect_eq "POST /auth/login/ (knox, Basic)" "$code" "200"
+token=$(printf '%s' "$body" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') \
+  || fail "no token in the login answer: $body"
+[ -n "$token" ] || fail "empty token in the login answer: $body"
+expect_eq "GET /verify with the token" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Token $token" "$base_url/verify")" "200"
+expect_eq "GET /verify with a wrong token" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Token ${token}x" "$base_url/verify")" "401"
+expect_eq "GET /readyz" "$(curl -s -o /dev/null -w '%{http_code}' "$base_url/readyz")" "200"
+
+# --- the HEALTHCHECK ----------------------------------------------------------------------------------
+echo "== HEALTHCHECK (podman healthcheck run)"
+"${PODMAN[@]}" healthcheck run "$server" >&2 || { dump_logs; fail "podman healthcheck run: not healthy while serving"; }
+log "ok: healthy while serving"
+# A hung server: frozen with SIGSTOP, it still accepts connections (the kernel queues them)
+# but answers nothing; the probe's 5s timeout must call that unhealthy.
+kill -STOP "$server_pid"
+if "${PODMAN[@]}" healthcheck run "$server" >&2; then
+  kill -CONT "$server_pid"; fail "podman healthcheck run passed while the server was frozen"
+fi
+kill -CONT "$server_pid"
+log "ok: unhealthy (non-zero) while the server was frozen"
+"${PODMAN[@]}" healthcheck run "$server" >&2 || fail "podman healthcheck run: not healthy again after SIGCONT"
+log "ok: healthy again after SIGCONT"
+
+# --- nothing written ------------------------------------------------------------------------------------
+echo "== podman diff (what the container changed in its filesystem)"
+# Only the mount points podman itself makes for /etc/hosts, resolv.conf, the secret etc. may
+# appear; anything else was written by the server.
+changes=$("${PODMAN[@]}" diff "$server" | grep -vE '^[AC] /(run|run/secrets|run/secrets/database_url|run/.containerenv|etc|etc/hosts|etc/hostname|etc/resolv.conf|dev|proc|sys)$' || true)
+[ -z "$changes" ] || fail "the container wrote to its filesystem: $changes"
+log "ok: no change to the filesystem but podman's own mount points"
+
+# --- SIGTERM ------------------------------------------------------------------------------------------------
+echo "== podman stop -t 30 (SIGTERM, drain)"
+t=$SECONDS
+"${PODMAN[@]}" stop -t 30 "$server" >/dev/null || fail "podman stop failed"
+stop_secs=$((SECONDS - t))
+server_pid=
+[ "$stop_secs" -lt 15 ] || fail "podman stop took ${stop_secs}s: SIGTERM did not stop the server promptly"
+log "ok: podman stop returned in ${stop_secs}s"
+expect_eq "exit code after SIGTERM" "$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$server")" "0"
+"${PODMAN[@]}" logs "$server" >"$secrets/server.log" 2>&1
+python3 - "$secrets/server.log" <<'PY' || { dump_logs; fail "the log is not JSON lines with the shutdown messages"; }
+import json, sys
+messages = []
+for n, line in enumerate(open(sys.argv[1]), 1):
+    if not line.strip():
+        continue
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        sys.exit(f"line {n} is not JSON: {line.rstrip()}")
+    messages.append(entry.get("fields", {}).get("message", entry.get("message", "")))
+for wanted in ("shutting down: finishing in-flight requests", "stopped"):
+    if wanted not in messages:
+        sys.exit(f"no log line with message {wanted!r}; messages: {messages}")
+print(f"image-test: ok: {len(messages)} JSON log lines, with the drain and 'stopped'", file=sys.stderr)
+PY
+grep -F "$db_url" "$secrets/server.log" >/dev/null && fail "the database URL (with its password) is in the log"
+log "ok: the database URL is not in the log"
+
+echo "== image-test: all checks passed"
+echo "image-test: image $IMAGE: $(mb "$size"); base images ${base_secs}s, build ${build_secs}s, total $((SECONDS - started))s"
