@@ -97,14 +97,17 @@ cfg '{{range .Config.Env}}{{println .}}{{end}}' | grep -qx 'TOKENAUTH_BIND=0.0.0
 log "ok: env TOKENAUTH_BIND=0.0.0.0:8080, TOKENAUTH_LOG_FORMAT=json"
 version=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" --network none --read-only --name "$NAME-version" "$IMAGE" --version) \
   || fail "tokenauth --version does not run in the image"
-log "ok: $version"
+case "$version" in
+  *"${commit:0:12}"*) log "ok: $version" ;;
+  *) fail "tokenauth --version does not name the commit ${commit:0:12}: $version" ;;
+esac
 
 # --- PostgreSQL and the secret file ------------------------------------------------------------
 echo "== PostgreSQL (scripts/ensure-postgres.sh, scripts/fresh-database.sh)"
 admin=$(scripts/ensure-postgres.sh)
 db_url=$(scripts/fresh-database.sh "$admin" "$DB_NAME")
 # The URL goes into a file readable by the container's user only, mounted read-only.
-printf '%s' "$db_url" >"$secrets/database_url"
+printf '%s\n' "$db_url" >"$secrets/database_url"
 chown 65532:65532 "$secrets/database_url"
 chmod 0400 "$secrets/database_url"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -118,14 +121,7 @@ RUN=("${PODMAN[@]}" run "${LIMITS[@]}" --network host
   --cap-drop ALL --security-opt no-new-privileges
   -v "$secrets/database_url:/run/secrets/database_url:ro"
   -e "TOKENAUTH_BIND=127.0.0.1:$port")
-if grep -q TOKENAUTH_DATABASE_URL_FILE src/config/load.rs; then
-  RUN+=(-e TOKENAUTH_DATABASE_URL_FILE=/run/secrets/database_url)
-  log "database URL: secret file /run/secrets/database_url (TOKENAUTH_DATABASE_URL_FILE)"
-else
-  # why: TOKENAUTH_DATABASE_URL_FILE is not in this tree's config loader yet.
-  RUN+=(-e "TOKENAUTH_DATABASE_URL=$db_url")
-  log "database URL: TOKENAUTH_DATABASE_URL (this tree has no TOKENAUTH_DATABASE_URL_FILE yet)"
-fi
+RUN+=(-e TOKENAUTH_DATABASE_URL_FILE=/run/secrets/database_url)
 
 # --- the server ----------------------------------------------------------------------------------
 echo "== serve on 127.0.0.1:$port"
