@@ -53,21 +53,44 @@ cleanup() {
   rm -rf "$secrets"
 }
 trap cleanup EXIT
+# An image whose parent chain reaches one of the base images was built here from this Dockerfile.
+ours() {
+  local id=$1 bases_ids _
+  bases_ids=" $("${PODMAN[@]}" image inspect --format '{{.Id}}' "${bases[@]}" 2>/dev/null | tr '\n' ' ') "
+  for _ in $(seq 1 40); do
+    id=$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$id" 2>/dev/null) || return 1
+    [[ "$bases_ids" == *" $id "* ]] && return 0
+    id=$("${PODMAN[@]}" image inspect --format '{{.Parent}}' "$id" 2>/dev/null) || return 1
+    [ -n "$id" ] || return 1
+  done
+  return 1
+}
 cleanup_leftovers() {
-  local ids
+  local ids id name from
   ids=$("${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true)
   if [ -n "$ids" ]; then
     log "removing containers left by an earlier run: $ids"
     "${PODMAN[@]}" rm -f -t 0 $ids >/dev/null
   fi
+  # An interrupted `podman build` leaves buildah's working containers ("<image>-working-
+  # container") in storage, pinning their layers; remove those made from this Dockerfile's images.
+  while read -r id name; do
+    from=${name%-working-container}
+    [ "$from" != "$name" ] || continue
+    case "$from" in tokenauth-build-base | tokenauth-runtime-base) from="localhost/$from:bookworm" ;; esac
+    if ours "$from"; then
+      log "removing the working container $name left by an interrupted build"
+      "${PODMAN[@]}" rm -f "$id" >/dev/null || true
+    fi
+  done < <("${PODMAN[@]}" ps -a --external --format '{{.ID}} {{.Names}}' 2>/dev/null || true)
 }
-cleanup_leftovers
 
 # --- base images and the build -----------------------------------------------------------------
 echo "== base images (scripts/base-images.sh)"
 t=$SECONDS
 mapfile -t bases < <(scripts/base-images.sh)
 [ ${#bases[@]} -eq 2 ] || fail "scripts/base-images.sh did not print two image names"
+cleanup_leftovers
 base_secs=$((SECONDS - t))
 
 echo "== podman build $IMAGE (FROM ${bases[0]}, ${bases[1]})"
@@ -101,8 +124,9 @@ expect_eq "entrypoint" "$(cfg '{{json .Config.Entrypoint}}')" '["tokenauth"]'
 expect_eq "cmd" "$(cfg '{{json .Config.Cmd}}')" '["serve"]'
 expect_eq "healthcheck" "$(cfg '{{json .HealthCheck.Test}}')" '["CMD","tokenauth","healthcheck"]'
 expect_eq "volume /data" "$(cfg '{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}')" "/data"
-cfg '{{range .Config.Env}}{{println .}}{{end}}' | grep -qx 'TOKENAUTH_LOG_FORMAT=json' || fail "TOKENAUTH_LOG_FORMAT=json not in the image's env"
-cfg '{{range .Config.Env}}{{println .}}{{end}}' | grep -qx 'TOKENAUTH_BIND=0.0.0.0:8080' || fail "TOKENAUTH_BIND=0.0.0.0:8080 not in the image's env"
+env_lines=$(cfg '{{range .Config.Env}}{{println .}}{{end}}')
+grep -qx 'TOKENAUTH_LOG_FORMAT=json' <<<"$env_lines" || fail "TOKENAUTH_LOG_FORMAT=json not in the image's env"
+grep -qx 'TOKENAUTH_BIND=0.0.0.0:8080' <<<"$env_lines" || fail "TOKENAUTH_BIND=0.0.0.0:8080 not in the image's env"
 log "ok: env TOKENAUTH_BIND=0.0.0.0:8080, TOKENAUTH_LOG_FORMAT=json"
 version=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" --no-healthcheck --network none --read-only --name "$NAME-version" "$IMAGE" --version) \
   || fail "tokenauth --version does not run in the image"
