@@ -10,8 +10,11 @@
 # host's PostgreSQL (scripts/ensure-postgres.sh, --network host) and checked; any miss fails
 # loudly with a non-zero exit:
 #   - the image's config: user 65532:65532, workdir /data, entrypoint/cmd, HEALTHCHECK;
+#   - with the default SQLite database, `migrate` writes /data/tokenauth.db as uid 65532 into a
+#     fresh volume while the root filesystem is read-only;
 #   - the server runs as uid 65532, with a read-only root filesystem, no tmpfs, no volume,
-#     all capabilities dropped, and the database URL read from a secret file mounted read-only;
+#     all capabilities dropped, and the database URL and JWT secret read from secret files
+#     mounted read-only (TOKENAUTH_DATABASE_URL_FILE, TOKENAUTH_JWT_SECRET_FILE);
 #     `podman diff` shows that starting and serving wrote nothing;
 #   - `user add` through the image's CLI, a knox login (JSON) over HTTP with curl, /verify with the
 #     token (and 401 without a valid one), /readyz;
@@ -50,6 +53,7 @@ cleanup() {
   local ids
   ids=$("${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true)
   [ -n "$ids" ] && "${PODMAN[@]}" rm -f -t 0 $ids >/dev/null 2>&1 || true
+  "${PODMAN[@]}" volume rm -f "$NAME-sqlite" >/dev/null 2>&1 || true
   rm -rf "$secrets"
 }
 trap cleanup EXIT
@@ -135,14 +139,25 @@ case "$version" in
   *) fail "tokenauth --version does not name the commit ${commit:0:12}: $version" ;;
 esac
 
-# --- PostgreSQL and the secret file ------------------------------------------------------------
+# --- SQLite, the image's default: /data is a volume the non-root user can write --------------
+echo "== SQLite default (sqlite://tokenauth.db in /data, a fresh volume, read-only root)"
+sqlite_vol="$NAME-sqlite"
+"${PODMAN[@]}" volume rm -f "$sqlite_vol" >/dev/null 2>&1 || true
+out=$("${PODMAN[@]}" run --rm "${LIMITS[@]}" --no-healthcheck --network none --read-only --cap-drop ALL \
+  -v "$sqlite_vol:/data" --name "$NAME-sqlite" "$IMAGE" migrate 2>&1) \
+  || fail "tokenauth migrate on the default SQLite database in /data failed: $out"
+"${PODMAN[@]}" volume rm -f "$sqlite_vol" >/dev/null
+log "ok: $(tail -n1 <<<"$out")"
+
+# --- PostgreSQL and the secret files ------------------------------------------------------------
 echo "== PostgreSQL (scripts/ensure-postgres.sh, scripts/fresh-database.sh)"
 admin=$(scripts/ensure-postgres.sh)
 db_url=$(scripts/fresh-database.sh "$admin" "$DB_NAME")
 # The URL goes into a file readable by the container's user only, mounted read-only.
 printf '%s\n' "$db_url" >"$secrets/database_url"
-chown 65532:65532 "$secrets/database_url"
-chmod 0400 "$secrets/database_url"
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$secrets/jwt_secret"
+chown 65532:65532 "$secrets/database_url" "$secrets/jwt_secret"
+chmod 0400 "$secrets/database_url" "$secrets/jwt_secret"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base_url="http://127.0.0.1:$port"
 
@@ -153,8 +168,9 @@ RUN=("${PODMAN[@]}" run "${LIMITS[@]}" --network host
   --read-only --read-only-tmpfs=false --image-volume ignore
   --cap-drop ALL --security-opt no-new-privileges
   -v "$secrets/database_url:/run/secrets/database_url:ro"
+  -v "$secrets/jwt_secret:/run/secrets/jwt_secret:ro"
   -e "TOKENAUTH_BIND=127.0.0.1:$port")
-RUN+=(-e TOKENAUTH_DATABASE_URL_FILE=/run/secrets/database_url)
+RUN+=(-e TOKENAUTH_DATABASE_URL_FILE=/run/secrets/database_url -e TOKENAUTH_JWT_SECRET_FILE=/run/secrets/jwt_secret)
 
 # --- the server ----------------------------------------------------------------------------------
 echo "== serve on 127.0.0.1:$port"
@@ -224,7 +240,7 @@ echo "== podman diff (what the container changed in its filesystem)"
 # Only the mount points podman itself makes for /etc/hosts, resolv.conf, the secret etc. may
 # appear; anything else was written by the server.
 "${PODMAN[@]}" diff "$server" | sed 's/^/  podman diff: /' >&2
-changes=$("${PODMAN[@]}" diff "$server" | grep -vE '^[AC] /(run|run/secrets|run/secrets/database_url|run/.containerenv|etc|etc/hosts|etc/hostname|etc/resolv.conf|dev|proc|sys)$' || true)
+changes=$("${PODMAN[@]}" diff "$server" | grep -vE '^[AC] /(run|run/secrets|run/secrets/database_url|run/secrets/jwt_secret|run/.containerenv|etc|etc/hosts|etc/hostname|etc/resolv.conf|dev|proc|sys)$' || true)
 [ -z "$changes" ] || fail "the container wrote to its filesystem: $changes"
 log "ok: no change to the filesystem but podman's own mount points"
 
