@@ -181,5 +181,5 @@ EOF
   log "imported $BUILD_BASE (rust $rust_version)"
 fi
 
-"${PODMAN[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'tokenauth-(build|runtime)-base' >&2 || true
+"${PODMAN[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -F -e "$BUILD_BASE " -e "$RUNTIME_BASE " >&2 || true
 printf '%s\n%s\n' "$BUILD_BASE" "$RUNTIME_BASE"
