@@ -48,11 +48,13 @@ LIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=4096:4096")
 
 secrets=$(mktemp -d /tmp/tokenauth-image-test.XXXXXX)
 server_pid=
+# This script's containers (by name), removed on exit and before a run.
+our_containers() { "${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true; }
 cleanup() {
-  [ -n "$server_pid" ] && kill -CONT "$server_pid" 2>/dev/null || true
+  if [ -n "$server_pid" ]; then kill -CONT "$server_pid" 2>/dev/null || true; fi
   local ids
-  ids=$("${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true)
-  [ -n "$ids" ] && "${PODMAN[@]}" rm -f -t 0 $ids >/dev/null 2>&1 || true
+  mapfile -t ids < <(our_containers)
+  if [ ${#ids[@]} -gt 0 ]; then "${PODMAN[@]}" rm -f -t 0 "${ids[@]}" >/dev/null 2>&1 || true; fi
   "${PODMAN[@]}" volume rm -f "$NAME-sqlite" >/dev/null 2>&1 || true
   rm -rf "$secrets"
 }
@@ -71,10 +73,10 @@ ours() {
 }
 cleanup_leftovers() {
   local ids id name from
-  ids=$("${PODMAN[@]}" ps -a -q --filter "name=^$NAME-" 2>/dev/null || true)
-  if [ -n "$ids" ]; then
-    log "removing containers left by an earlier run: $ids"
-    "${PODMAN[@]}" rm -f -t 0 $ids >/dev/null
+  mapfile -t ids < <(our_containers)
+  if [ ${#ids[@]} -gt 0 ]; then
+    log "removing containers left by an earlier run: ${ids[*]}"
+    "${PODMAN[@]}" rm -f -t 0 "${ids[@]}" >/dev/null
   fi
   # An interrupted `podman build` leaves buildah's working containers ("<image>-working-
   # container") in storage, pinning their layers; remove those made from this Dockerfile's images.
@@ -127,6 +129,7 @@ expect_eq "workdir" "$(cfg '{{.Config.WorkingDir}}')" "/data"
 expect_eq "entrypoint" "$(cfg '{{json .Config.Entrypoint}}')" '["tokenauth"]'
 expect_eq "cmd" "$(cfg '{{json .Config.Cmd}}')" '["serve"]'
 expect_eq "healthcheck" "$(cfg '{{json .HealthCheck.Test}}')" '["CMD","tokenauth","healthcheck"]'
+# shellcheck disable=SC2016 # a Go template, not a shell expansion
 expect_eq "volume /data" "$(cfg '{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}')" "/data"
 env_lines=$(cfg '{{range .Config.Env}}{{println .}}{{end}}')
 grep -qx 'TOKENAUTH_LOG_FORMAT=json' <<<"$env_lines" || fail "TOKENAUTH_LOG_FORMAT=json not in the image's env"
