@@ -54,7 +54,7 @@ cleanup() {
   if [ -n "$server_pid" ]; then kill -CONT "$server_pid" 2>/dev/null || true; fi
   local ids
   mapfile -t ids < <(our_containers)
-  if [ ${#ids[@]} -gt 0 ]; then "${PODMAN[@]}" rm -f -t 0 "${ids[@]}" >/dev/null 2>&1 || true; fi
+  if [ ${#ids[@]} -gt 0 ]; then "${PODMAN[@]}" rm -f -v -t 0 "${ids[@]}" >/dev/null 2>&1 || true; fi
   "${PODMAN[@]}" volume rm -f "$NAME-sqlite" >/dev/null 2>&1 || true
   rm -rf "$secrets"
 }
@@ -76,7 +76,7 @@ cleanup_leftovers() {
   mapfile -t ids < <(our_containers)
   if [ ${#ids[@]} -gt 0 ]; then
     log "removing containers left by an earlier run: ${ids[*]}"
-    "${PODMAN[@]}" rm -f -t 0 "${ids[@]}" >/dev/null
+    "${PODMAN[@]}" rm -f -v -t 0 "${ids[@]}" >/dev/null
   fi
   # An interrupted `podman build` leaves buildah's working containers ("<image>-working-
   # container") in storage, pinning their layers; remove those made from this Dockerfile's images.
