@@ -19,8 +19,10 @@
 #   - `user add` through the image's CLI, a knox login (JSON) over HTTP with curl, /verify with the
 #     token (and 401 without a valid one), /readyz;
 #   - `podman healthcheck run` passes, and fails while the server is frozen (SIGSTOP);
-#   - `podman stop -t 30` (SIGTERM) returns promptly, exit code 0, and the JSON log lines
-#     show the drain ("shutting down: finishing in-flight requests") and "stopped".
+#   - `podman stop -t 30` (SIGTERM): during http.shutdown_delay (5s by default) /readyz
+#     answers 503 while tokens still verify; then it returns promptly (well before podman's
+#     SIGKILL), exit code 0, and the JSON log lines show the delay, the drain ("shutting down:
+#     finishing in-flight requests") and "stopped".
 # Prints the build time and the image size. Installs what is missing (podman, runc,
 # debootstrap, curl, PostgreSQL). Idempotent: containers are removed on exit (trap) and any
 # left by an interrupted run are removed first; the test database is made afresh.
@@ -248,18 +250,32 @@ changes=$("${PODMAN[@]}" diff "$server" | grep -vE '^[AC] /(run|run/secrets|run/
 log "ok: no change to the filesystem but podman's own mount points"
 
 # --- SIGTERM ------------------------------------------------------------------------------------------------
-echo "== podman stop -t 30 (SIGTERM, drain)"
+echo "== podman stop -t 30 (SIGTERM: shutdown delay, drain)"
 t=$(date +%s%N)
-"${PODMAN[@]}" stop -t 30 "$server" 2> >(grep -v 'unable to get systemd connection' >&2) >/dev/null \
-  || fail "podman stop failed"
+"${PODMAN[@]}" stop -t 30 "$server" 2> >(grep -v 'unable to get systemd connection' >&2) >/dev/null &
+stopper=$!
+# During the shutdown delay a load balancer sees /readyz fail while requests are still served.
+saw_503=0
+for _ in $(seq 1 40); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base_url/readyz")" = 503 ]; then saw_503=1; break; fi
+  sleep 0.05
+done
+if [ "$saw_503" = 1 ]; then
+  log "ok: after SIGTERM, GET /readyz 503 (the shutdown delay)"
+  expect_eq "GET /verify during the shutdown delay" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Token $token" "$base_url/verify")" "200"
+else
+  fail "GET /readyz never answered 503 within 2s of SIGTERM (the image's default http.shutdown_delay is 5s)"
+fi
+wait "$stopper" || fail "podman stop failed"
 stop_ms=$((($(date +%s%N) - t) / 1000000))
 server_pid=
-# why 15s: well under the 30s after which podman would SIGKILL; the drain itself is quick.
+# why 15s: the 5s delay plus a quick drain, well under the 30s after which podman would SIGKILL.
 [ "$stop_ms" -lt 15000 ] || fail "podman stop took ${stop_ms}ms: SIGTERM did not stop the server promptly"
 log "ok: podman stop returned in ${stop_ms}ms"
 expect_eq "exit code after SIGTERM" "$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$server")" "0"
 "${PODMAN[@]}" logs "$server" >"$secrets/server.log" 2>&1
-python3 - "$secrets/server.log" <<'PY' || { dump_logs; fail "the log is not JSON lines with the shutdown messages"; }
+python3 - "$secrets/server.log" "$saw_503" <<'PY' || { dump_logs; fail "the log is not JSON lines with the shutdown messages"; }
 import json, sys
 messages = []
 for n, line in enumerate(open(sys.argv[1]), 1):
@@ -270,10 +286,13 @@ for n, line in enumerate(open(sys.argv[1]), 1):
     except ValueError:
         sys.exit(f"line {n} is not JSON: {line.rstrip()}")
     messages.append(entry.get("fields", {}).get("message", entry.get("message", "")))
-for wanted in ("shutting down: finishing in-flight requests", "stopped"):
-    if wanted not in messages:
-        sys.exit(f"no log line with message {wanted!r}; messages: {messages}")
-print(f"image-test: ok: {len(messages)} JSON log lines, with the drain and 'stopped'", file=sys.stderr)
+wanted = ["shutting down: finishing in-flight requests", "stopped"]
+if sys.argv[2] == "1":
+    wanted.insert(0, "shutting down: /readyz answers 503; still serving until the delay ends")
+for w in wanted:
+    if w not in messages:
+        sys.exit(f"no log line with message {w!r}; messages: {messages}")
+print(f"image-test: ok: {len(messages)} JSON log lines, with the shutdown messages", file=sys.stderr)
 PY
 grep -F "$db_url" "$secrets/server.log" >/dev/null && fail "the database URL (with its password) is in the log"
 log "ok: the database URL is not in the log"
