@@ -36,7 +36,7 @@ pub use sections::{
     ThrottleRule, TokensConfig,
 };
 pub use validate::{MAX_LIFETIME, MIN_SECRET_BYTES, check_path_prefix};
-pub use web::{AclRule, SecureCookie, UiConfig, VerifyConfig};
+pub use web::{AclRule, IdentityHeaders, SecureCookie, UiConfig, VerifyConfig};
 
 /// The effective configuration. Every field has a default; see `config/tokenauth.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::verify::IdentityHeaders;
 
 /// The static-token web page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,4 +79,30 @@ pub struct AclRule {
     pub resource: String,
     /// The permission needed (`r`, `w`, `u`, `d`, ...).
     pub permission: String,
+}
+
+/// Which identity headers `/verify` answers a good token with (`verify.headers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityHeaders {
+    /// tokenauth's own: `X-Auth-User`, `X-Auth-User-Id`, `X-Auth-Kind`, `X-Auth-Role`,
+    /// `X-Auth-Token-Id`, `X-Auth-Dialect`, `X-Auth-Expires`.
+    #[default]
+    Tokenauth,
+    /// Authelia's: `Remote-User`, `Remote-Groups`, `Remote-Name`.
+    Authelia,
+    /// oauth2-proxy's: `X-Auth-Request-User`, `X-Auth-Request-Groups`,
+    /// `X-Auth-Request-Preferred-Username`.
+    Oauth2Proxy,
+}
+
+impl IdentityHeaders {
+    /// The config value (`tokenauth`, `authelia`, `oauth2-proxy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityHeaders::Tokenauth => "tokenauth",
+            IdentityHeaders::Authelia => "authelia",
+            IdentityHeaders::Oauth2Proxy => "oauth2-proxy",
+        }
+    }
 }

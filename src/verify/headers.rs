@@ -14,38 +14,12 @@
 //!   one, and is left out (the application then sees no group, which grants less, not more).
 
 use axum::http::{HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
 
+use crate::config::IdentityHeaders;
 use crate::error::Error;
 use crate::model::PrincipalKind;
 use crate::surface::rfc3339;
 use crate::token::Authenticated;
-
-/// Which identity headers `/verify` answers a good token with (`verify.headers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdentityHeaders {
-    /// tokenauth's own: `X-Auth-User`, `X-Auth-User-Id`, `X-Auth-Kind`, `X-Auth-Role`,
-    /// `X-Auth-Token-Id`, `X-Auth-Dialect`, `X-Auth-Expires`.
-    #[default]
-    Tokenauth,
-    /// Authelia's: `Remote-User`, `Remote-Groups`, `Remote-Name`.
-    Authelia,
-    /// oauth2-proxy's: `X-Auth-Request-User`, `X-Auth-Request-Groups`,
-    /// `X-Auth-Request-Preferred-Username`.
-    Oauth2Proxy,
-}
-
-impl IdentityHeaders {
-    /// The config value (`tokenauth`, `authelia`, `oauth2-proxy`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdentityHeaders::Tokenauth => "tokenauth",
-            IdentityHeaders::Authelia => "authelia",
-            IdentityHeaders::Oauth2Proxy => "oauth2-proxy",
-        }
-    }
-}
 
 /// What the headers are made from: the parts of a checked token they show.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
-pub use self::headers::IdentityHeaders;
+use crate::config::IdentityHeaders;
 use self::headers::{Identity, identity_headers};
 pub(crate) use self::openapi::Api;
 use crate::error::{AuthFailure, Error};
