@@ -26,9 +26,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::config::IdentityHeaders;
 use self::headers::{Identity, identity_headers};
 pub(crate) use self::openapi::Api;
+use crate::config::IdentityHeaders;
 use crate::error::{AuthFailure, Error};
 use crate::state::AppState;
 use crate::surface::{ErrorShape, ShapedError, scheme_credentials};
