@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::{Config, ConfigError};
 use crate::dialect::dialer::{self, Dialer, DialerReseller};
@@ -25,7 +25,7 @@ use crate::dialect::webitel::{self, Webitel};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
-use crate::middleware::request_id::{X_REQUEST_ID, sanitize};
+use crate::middleware::request_id::{RequestIds, X_REQUEST_ID, sanitize};
 use crate::middleware::{access_log, error_log};
 pub use crate::state::AppState;
 use crate::store::{self, Store};
@@ -179,7 +179,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
     let layers = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(state.clone(), crate::middleware::metrics::track))
         .layer(middleware::map_request(sanitize))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), RequestIds::default()))
         .layer(middleware::from_fn_with_state(trusted, resolve_client_ip))
         .layer(access_log::layer())
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))

@@ -31,9 +31,9 @@ use crate::store::PoolStats;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// The request method.
-    pub method: String,
+    pub method: &'static str,
     /// The matched route template, or `unmatched`.
-    pub route: String,
+    pub route: &'static str,
     /// The response status code.
     pub status: u16,
 }
@@ -42,9 +42,9 @@ pub struct HttpLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     /// The request method.
-    pub method: String,
+    pub method: &'static str,
     /// The matched route template, or `unmatched`.
-    pub route: String,
+    pub route: &'static str,
 }
 
 /// Labels of a login.
@@ -259,9 +259,8 @@ impl Metrics {
     }
 
     /// Count and time one HTTP request.
-    pub(crate) fn observe_http(&self, method: &str, route: &str, status: StatusCode, seconds: f64) {
-        let (method, route) = (method.to_owned(), route.to_owned());
-        self.http_latency.get_or_create(&RouteLabels { method: method.clone(), route: route.clone() }).observe(seconds);
+    pub(crate) fn observe_http(&self, method: &'static str, route: &'static str, status: StatusCode, seconds: f64) {
+        self.http_latency.get_or_create(&RouteLabels { method, route }).observe(seconds);
         self.http_requests.get_or_create(&HttpLabels { method, route, status: status.as_u16() }).inc();
     }
 

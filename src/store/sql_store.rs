@@ -34,7 +34,7 @@ use crate::model::{
 #[derive(Debug)]
 pub(super) enum Engine {
     /// SQLite: a file (or memory), polled for invalidations.
-    Sqlite(super::sqlite::SqliteEngine),
+    Sqlite(Box<super::sqlite::SqliteEngine>),
     /// Postgres: LISTEN/NOTIFY.
     Postgres(Box<super::postgres::PgEngine>),
 }

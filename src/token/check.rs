@@ -83,11 +83,15 @@ impl TokenService {
         if shaped.clone().next().is_none() {
             return refuse(AuthFailure::Malformed(Malformation::BadFormat));
         }
-        if shaped.clone().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
+        let digest = PlainToken::new(presented).digest();
+        let cached = self.cache.get(&digest);
+        // why only on a miss: the cache is keyed by the digest of the whole token, signature
+        // included, and a token is cached only after its signature was checked; a removed key
+        // flushes the cache (`forget_checks_of_lost_keys`).
+        if cached.is_none() && shaped.clone().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
             self.check_signature(presented).await?;
         }
-        let digest = PlainToken::new(presented).digest();
-        let (mut found, ticket) = match self.cache.get(&digest) {
+        let (mut found, ticket) = match cached {
             Some(hit) => (hit, None),
             None => {
                 let ticket = self.cache.ticket();
@@ -155,6 +159,7 @@ impl TokenService {
         match self.keys.verify(token) {
             Err(JwtRefusal::UnknownKey) => {
                 if self.keys.reload(&*self.store, self.jwt_secret.as_ref(), self.clock.now(), false).await? {
+                    self.forget_checks_of_lost_keys();
                     self.keys.verify(token).map_err(refuse)
                 } else {
                     Err(refuse(JwtRefusal::UnknownKey))

@@ -179,7 +179,18 @@ impl TokenService {
 
     /// Re-read the JWT keys from the database, to pick up a rotation made elsewhere.
     pub async fn reload_keys(&self) -> Result<(), Error> {
-        self.keys.reload(&*self.store, self.jwt_secret.as_ref(), self.clock.now(), true).await.map(|_| ())
+        self.keys.reload(&*self.store, self.jwt_secret.as_ref(), self.clock.now(), true).await?;
+        self.forget_checks_of_lost_keys();
+        Ok(())
+    }
+
+    /// A cache hit skips a JWT's signature check (the cached digest is of a token whose
+    /// signature was checked), so when a verifying key is removed, every cached check goes.
+    pub(crate) fn forget_checks_of_lost_keys(&self) {
+        if self.keys.take_lost() {
+            tracing::info!("a JWT verifying key was removed; the token cache is flushed");
+            self.cache.invalidate(cache::Invalidation::All);
+        }
     }
 
     /// Add a new JWT signing key and sign with it from now on; returns its kid. Tokens signed

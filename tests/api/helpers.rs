@@ -143,7 +143,8 @@ pub fn init_test_log() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn");
+            // why forgotten: the log writer must live as long as the test process.
+            std::mem::forget(tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn"));
         }
     });
 }

@@ -59,6 +59,8 @@ struct KeySet {
 pub struct Keys {
     set: RwLock<KeySet>,
     last_reload: Mutex<Option<Instant>>,
+    /// A verifying key went away at a reload (see `take_lost`).
+    lost: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Keys {
@@ -93,7 +95,7 @@ impl Keys {
     ) -> Result<Keys, Error> {
         let set = Self::read(store, configured, now).await?;
         // why None: the first unknown kid after start reloads at once; only repeats are limited.
-        Ok(Keys { set: RwLock::new(set), last_reload: Mutex::new(None) })
+        Ok(Keys { set: RwLock::new(set), last_reload: Mutex::new(None), lost: Default::default() })
     }
 
     async fn read(store: &dyn Store, configured: Option<&SecretString>, now: OffsetDateTime) -> Result<KeySet, Error> {
@@ -144,8 +146,20 @@ impl Keys {
             *last = Some(Instant::now());
         }
         let set = Self::read(store, configured, now).await?;
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        let mut current = self.set.write().unwrap_or_else(|e| e.into_inner());
+        let lost = current.verifying.keys().any(|kid| !set.verifying.contains_key(kid));
+        *current = set;
+        if lost {
+            self.lost.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(true)
+    }
+
+    /// Whether a key that verified tokens has gone since this was last asked (removed by
+    /// `tokenauth keys`): cached checks of JWTs, whose signatures are not verified again on a
+    /// hit, must then be forgotten.
+    pub fn take_lost(&self) -> bool {
+        self.lost.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The kid that signs new tokens.
