@@ -181,7 +181,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
         .layer(middleware::map_request(sanitize))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), RequestIds::default()))
         .layer(middleware::from_fn_with_state(trusted, resolve_client_ip))
-        .layer(access_log::layer())
+        .layer(access_log::layer(config.http.access_log))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .option_layer(cors(&config))
         .layer(middleware::from_fn(error_log::log_errors));

@@ -29,12 +29,14 @@ const MAX_LOGGED_CHARS: usize = 256;
 pub type AccessLog =
     TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Request<Body>) -> Span, (), ResponseLine, (), (), ()>;
 
-/// The configured `TraceLayer`.
-pub fn layer() -> AccessLog {
+/// The configured `TraceLayer`; with `enabled` false (`http.access_log`), it makes no span and
+/// writes no line.
+pub fn layer(enabled: bool) -> AccessLog {
+    let span: fn(&Request<Body>) -> Span = if enabled { make_span } else { |_| Span::none() };
     TraceLayer::new_for_http()
-        .make_span_with(make_span as fn(&Request<Body>) -> Span)
+        .make_span_with(span)
         .on_request(())
-        .on_response(ResponseLine)
+        .on_response(ResponseLine { enabled })
         .on_body_chunk(())
         .on_eos(())
         // why: 5xx are logged once, with their cause, by the error-log layer.
@@ -47,10 +49,15 @@ pub fn layer() -> AccessLog {
 /// units (`"0 ms"` for a cached check); shippers want a number, and a fraction of a
 /// millisecond is most of what a check costs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ResponseLine;
+pub struct ResponseLine {
+    enabled: bool,
+}
 
 impl<B> OnResponse<B> for ResponseLine {
     fn on_response(self, response: &axum::http::Response<B>, latency: Duration, _span: &Span) {
+        if !self.enabled {
+            return;
+        }
         tracing::info!(
             status = response.status().as_u16(),
             latency_ms = latency.as_secs_f64() * 1e3,

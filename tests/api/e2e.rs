@@ -307,6 +307,25 @@ async fn json_access_lines_carry_route_status_latency_and_request_id() {
     }
 }
 
+/// `http.access_log = false`: requests are served and the server logs what it logs at INFO
+/// (its start), but no access line.
+#[tokio::test]
+async fn the_access_log_can_be_turned_off() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    add_alice(&db).await;
+    let mut cmd = command(&["--log-format", "json", "serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_HTTP__ACCESS_LOG", "false");
+    let mut server = Server::spawn_logging(cmd, "info").await;
+    let http = client();
+    let token = knox_login(&http, &server).await;
+    let resp = http.get(server.url("/verify")).header("authorization", format!("Token {token}")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.stop("TERM").await;
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("listening on"), "{logs}");
+    assert!(!logs.contains("finished processing request"), "no access line: {logs}");
+}
+
 backend_tests!(
     dialects_work_over_http_and_secrets_stay_out_of_the_logs,
     sigterm_lets_an_in_flight_request_finish,
