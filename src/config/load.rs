@@ -119,7 +119,9 @@ fn secret_files(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<
         vars.into_iter().filter_map(|(name, value)| Some((name.into_string().ok()?, value))).collect();
     let mut found = Vec::new();
     for (name, path) in &vars {
-        let Some(base) = name.strip_prefix("TOKENAUTH_").and_then(|rest| rest.strip_suffix(FILE_SUFFIX)) else {
+        // why case-insensitive: figment reads `TOKENAUTH_*` regardless of case, so must this.
+        let upper = name.to_ascii_uppercase();
+        let Some(base) = upper.strip_prefix("TOKENAUTH_").and_then(|rest| rest.strip_suffix(FILE_SUFFIX)) else {
             continue;
         };
         let key = match base {
@@ -138,8 +140,8 @@ fn secret_files(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<
             },
         };
         let direct = format!("TOKENAUTH_{base}");
-        if vars.iter().any(|(other, _)| *other == direct) {
-            return Err(ConfigError(format!("both {direct} and {name} are set: set only one")));
+        if let Some((other, _)) = vars.iter().find(|(other, _)| other.eq_ignore_ascii_case(&direct)) {
+            return Err(ConfigError(format!("both {other} and {name} are set: set only one")));
         }
         let path = Path::new(path);
         let bytes = std::fs::read(path)
@@ -229,7 +231,7 @@ mod tests {
         std::fs::write(&empty, "\n").unwrap();
         let latin1 = dir.path().join("latin1");
         std::fs::write(&latin1, b"caf\xe9").unwrap();
-        let cases: [(Vec<(OsString, OsString)>, &str); 6] = [
+        let cases: [(Vec<(OsString, OsString)>, &str); 7] = [
             (
                 vars(&[("TOKENAUTH_JWT_SECRET", &file), ("TOKENAUTH_JWT_SECRET_FILE", &file)]),
                 "both TOKENAUTH_JWT_SECRET and TOKENAUTH_JWT_SECRET_FILE are set",
@@ -242,6 +244,10 @@ mod tests {
             (vars(&[("TOKENAUTH_PASSWORDS__PEPPERS___FILE", &file)]), "only secrets can be read from a file"),
             (vars(&[("TOKENAUTH_JWT_SECRET_FILE", &empty)]), "is empty"),
             (vars(&[("TOKENAUTH_JWT_SECRET_FILE", &latin1)]), "is not valid UTF-8"),
+            (
+                vars(&[("tokenauth_jwt_secret", &file), ("TOKENAUTH_JWT_SECRET_file", &file)]),
+                "both tokenauth_jwt_secret and TOKENAUTH_JWT_SECRET_file are set",
+            ),
         ];
         for (vars, expected) in cases {
             let err = secret_files(vars).unwrap_err().to_string();

@@ -85,16 +85,19 @@ impl TokenService {
         }
         let digest = PlainToken::new(presented).digest();
         let cached = self.cache.get(&digest);
+        // why the ticket before the signature check: a flush (a removed key) between the two
+        // then voids the ticket, so a token checked against a key that is gone is not cached.
+        let early_ticket = cached.is_none().then(|| self.cache.ticket());
         // why only on a miss: the cache is keyed by the digest of the whole token, signature
         // included, and a token is cached only after its signature was checked; a removed key
         // flushes the cache (`forget_checks_of_lost_keys`).
         if cached.is_none() && shaped.clone().any(|p| matches!(p.format, TokenFormat::Jwt(_))) {
             self.check_signature(presented).await?;
         }
-        let (mut found, ticket) = match cached {
-            Some(hit) => (hit, None),
-            None => {
-                let ticket = self.cache.ticket();
+        let (mut found, ticket) = match (cached, early_ticket) {
+            (Some(hit), _) => (hit, None),
+            (None, ticket) => {
+                let ticket = ticket.unwrap_or_else(|| self.cache.ticket());
                 let found = match self.store.token_by_digest(&digest).await? {
                     Some(found) => found,
                     None if self.may_be_legacy(policies, presented).await? => {

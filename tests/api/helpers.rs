@@ -143,8 +143,7 @@ pub fn init_test_log() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            // why forgotten: the log writer must live as long as the test process.
-            std::mem::forget(tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn"));
+            tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn");
         }
     });
 }

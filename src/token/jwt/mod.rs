@@ -155,9 +155,9 @@ impl Keys {
         Ok(true)
     }
 
-    /// Whether a key that verified tokens has gone since this was last asked (removed by
-    /// `tokenauth keys`): cached checks of JWTs, whose signatures are not verified again on a
-    /// hit, must then be forgotten.
+    /// Whether a key that verified tokens has gone since this was last asked (deleted from the
+    /// database by hand: `tokenauth keys` only adds keys): cached checks of JWTs, whose
+    /// signatures are not verified again on a hit, must then be forgotten.
     pub fn take_lost(&self) -> bool {
         self.lost.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
