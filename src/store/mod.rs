@@ -253,6 +253,9 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> StoreResult<Option<String>>;
 }
 
+/// The versions sqlx recorded as applied (both engines' migrators keep the same table).
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
 /// The migrations of `migrator` whose versions are not in `applied`, named `0009_name`.
 fn pending(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<String> {
     migrator

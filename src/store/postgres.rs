@@ -51,9 +51,6 @@ impl Subscription for PgSubscription {
     }
 }
 
-/// The versions sqlx recorded as applied (both engines' migrators keep the same table).
-const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
-
 impl PgEngine {
     /// Connect to the database named by a `postgres://` URL; fails fast when unreachable.
     pub(super) async fn connect(url: &DatabaseUrl, cfg: &DatabaseConfig) -> StoreResult<SqlStore> {
@@ -112,8 +109,11 @@ impl PgEngine {
     pub(super) async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
         let exists: bool =
             sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&self.pool).await?;
-        let applied: Vec<i64> =
-            if exists { sqlx::query_scalar(APPLIED_MIGRATIONS).fetch_all(&self.pool).await? } else { Vec::new() };
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar(super::APPLIED_MIGRATIONS).fetch_all(&self.pool).await?
+        } else {
+            Vec::new()
+        };
         Ok(super::pending(&sqlx::migrate!("migrations/postgres"), &applied))
     }
 

@@ -150,7 +150,7 @@ impl SqliteEngine {
         .fetch_one(&self.pool)
         .await?;
         let applied: Vec<i64> = if exists {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await?
+            sqlx::query_scalar(super::APPLIED_MIGRATIONS).fetch_all(&self.pool).await?
         } else {
             Vec::new()
         };
