@@ -264,7 +264,7 @@ impl Error {
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) => Error::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Contention(_) => Error::Unavailable,
             other => Error::Internal(other.to_string()),
         }
     }

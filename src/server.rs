@@ -33,7 +33,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::app::{self, AppState};
 use crate::config::Config;
-use crate::store::{Store, Subscription};
+use crate::config::InvalidationMode;
+use crate::store::{Listen, Store, StoreError, Subscription};
 use crate::token::TokenService;
 use crate::token::clock::{Clock, SystemClock};
 
@@ -46,14 +47,67 @@ pub struct Server {
     router: Router,
     state: AppState,
     store: Arc<dyn Store>,
-    /// Invalidations from other replicas: `None` where there are none to hear (SQLite).
-    invalidations: Option<Listener>,
+    /// Invalidations from other processes, and how they are heard: `None` in `staleness`
+    /// mode, where nothing is.
+    invalidations: Option<(Listen, Listener)>,
 }
 
 /// The invalidation subscription, connected at bind or still to be (re)connected.
 enum Listener {
     Connected(Box<dyn Subscription>),
     Retrying,
+}
+
+/// How this server will hear the revocations other processes make (`cache.invalidation`).
+///
+/// Policy: `auto` listens where the database can push (LISTEN/NOTIFY), and otherwise says so
+/// in one log line and polls the invalidations table, or, with polling off, trusts cached
+/// checks for `cache.max_staleness`. A way that should work but cannot be set up yet (the
+/// database is down at start) turns the cache off until it can: a cache that cannot hear
+/// revocations must not answer from memory.
+async fn hear_invalidations(store: &dyn Store, state: &AppState) -> Option<(Listen, Listener)> {
+    let cache = &state.config.cache;
+    let poll = Listen::Poll(cache.poll_interval);
+    let staleness = || {
+        tracing::info!(
+            max_staleness = %humantime::format_duration(cache.max_staleness),
+            "not listening for revocations made elsewhere: a cached check is trusted for max_staleness"
+        );
+        None
+    };
+    let via = match cache.invalidation {
+        InvalidationMode::Staleness => return staleness(),
+        InvalidationMode::Notify => Listen::Notify,
+        InvalidationMode::Poll => poll,
+        InvalidationMode::Auto => match store.subscribe(Listen::Notify).await {
+            Ok(subscription) => return Some((Listen::Notify, Listener::Connected(subscription))),
+            Err(StoreError::Unsupported(why)) if cache.poll_interval.is_zero() => {
+                tracing::info!(reason = %why, "no LISTEN/NOTIFY and cache.poll_interval is 0");
+                return staleness();
+            }
+            Err(StoreError::Unsupported(why)) => {
+                tracing::info!(
+                    reason = %why,
+                    every = %humantime::format_duration(cache.poll_interval),
+                    "no LISTEN/NOTIFY: polling the invalidations table for revocations made elsewhere"
+                );
+                poll
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
+                state.tokens.cache().set_listening(false);
+                return Some((Listen::Notify, Listener::Retrying));
+            }
+        },
+    };
+    match store.subscribe(via).await {
+        Ok(subscription) => Some((via, Listener::Connected(subscription))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
+            state.tokens.cache().set_listening(false);
+            Some((via, Listener::Retrying))
+        }
+    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -88,17 +142,7 @@ impl Server {
             }
             None => None,
         };
-        // why before serving: with other replicas about, a cache that cannot hear their
-        // revocations must stay off until it can.
-        let invalidations = match store.subscribe().await {
-            Ok(Some(subscription)) => Some(Listener::Connected(subscription)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
-                state.tokens.cache().set_listening(false);
-                Some(Listener::Retrying)
-            }
-        };
+        let invalidations = hear_invalidations(&*store, &state).await;
         Ok(Server { listener, metrics, router, state, store, invalidations })
     }
 
@@ -120,9 +164,9 @@ impl Server {
         state.tokens.warm_up();
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         let mut housekeeping = spawn_housekeeping(&state, &stopped);
-        if let Some(first) = invalidations {
+        if let Some((via, first)) = invalidations {
             let (tokens, store, stop) = (Arc::clone(&state.tokens), Arc::clone(&store), stopped.clone());
-            housekeeping.push(tokio::spawn(listen_for_invalidations(tokens, store, first, stop)));
+            housekeeping.push(tokio::spawn(listen_for_invalidations(tokens, store, via, first, stop)));
         }
         if let Some((metrics_listener, metrics_router)) = metrics {
             let metrics_addr = metrics_listener.local_addr()?;
@@ -389,6 +433,7 @@ const LISTENER_RETRY: Duration = Duration::from_secs(1);
 async fn listen_for_invalidations(
     tokens: Arc<TokenService>,
     store: Arc<dyn Store>,
+    via: Listen,
     first: Listener,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -396,13 +441,12 @@ async fn listen_for_invalidations(
     loop {
         let mut subscription = match next.take() {
             Some(Listener::Connected(s)) => s,
-            Some(Listener::Retrying) | None => match store.subscribe().await {
-                Ok(Some(s)) => {
+            Some(Listener::Retrying) | None => match store.subscribe(via).await {
+                Ok(s) => {
                     tracing::info!("listening for revocations again; token cache flushed");
                     tokens.metrics().listener_reconnected();
                     s
                 }
-                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for revocations; retrying");
                     tokio::select! {

@@ -70,6 +70,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, Config
         match key {
             SecretKey::JwtSecret => jwt_secret_file = Some(value),
             SecretKey::DatabaseUrl => figment = figment.merge(Serialized::default("database_url", value)),
+            SecretKey::ListenUrl => figment = figment.merge(Serialized::default("database.listen_url", value)),
             SecretKey::Pepper(name) => {
                 figment = figment.merge(Serialized::default(&format!("passwords.peppers.{name}"), value));
             }
@@ -104,6 +105,8 @@ const FILE_SUFFIX_LOWER: &str = "_file";
 #[derive(Debug, PartialEq, Eq)]
 enum SecretKey {
     DatabaseUrl,
+    /// `database.listen_url`.
+    ListenUrl,
     JwtSecret,
     /// `passwords.peppers.<name>`, the name lowercased as figment lowercases it.
     Pepper(String),
@@ -126,6 +129,7 @@ fn secret_files(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<
         };
         let key = match base {
             "DATABASE_URL" => SecretKey::DatabaseUrl,
+            "DATABASE__LISTEN_URL" => SecretKey::ListenUrl,
             "JWT_SECRET" => SecretKey::JwtSecret,
             _ => match base.strip_prefix("PASSWORDS__PEPPERS__") {
                 Some(pepper) if !pepper.is_empty() && !pepper.contains("__") => {
@@ -134,7 +138,8 @@ fn secret_files(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<
                 _ => {
                     return Err(ConfigError(format!(
                         "{name}: only secrets can be read from a file: TOKENAUTH_DATABASE_URL_FILE, \
-                         TOKENAUTH_JWT_SECRET_FILE, TOKENAUTH_PASSWORDS__PEPPERS__<NAME>_FILE"
+                         TOKENAUTH_DATABASE__LISTEN_URL_FILE, TOKENAUTH_JWT_SECRET_FILE, \
+                         TOKENAUTH_PASSWORDS__PEPPERS__<NAME>_FILE"
                     )));
                 }
             },

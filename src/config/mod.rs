@@ -32,8 +32,8 @@ pub use errors::ConfigError;
 pub use load::{Loaded, Overrides, load};
 pub use secrets::{DatabaseUrl, Secret};
 pub use sections::{
-    AuditConfig, CacheConfig, CorsConfig, DatabaseConfig, HttpConfig, LogFormat, PasswordConfig, ThrottleConfig,
-    ThrottleRule, TokensConfig,
+    AuditConfig, CacheConfig, CorsConfig, DatabaseConfig, HttpConfig, InvalidationMode, LogFormat,
+    MigrationTransactions, PasswordConfig, ThrottleConfig, ThrottleRule, TokensConfig,
 };
 pub use validate::{MAX_LIFETIME, MIN_SECRET_BYTES, check_path_prefix};
 pub use web::{AclRule, IdentityHeaders, SecureCookie, UiConfig, VerifyConfig};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::secrets::Secret;
+use super::secrets::{DatabaseUrl, Secret};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -70,11 +70,52 @@ pub struct DatabaseConfig {
     /// refuse to start on a schema that is behind, naming `tokenauth migrate`, so the runtime
     /// role needs no right to change the schema and migrating is a step of its own.
     pub migrate_on_start: bool,
+    /// PostgreSQL: name and keep prepared statements per connection (the default, and the
+    /// fastest). Off for PgBouncer in transaction mode (or any pooler that hands one client
+    /// connection's statements to several server connections): every statement is then
+    /// unnamed, and one outside a transaction runs in a short one of its own, so its parse
+    /// and execution reach the same server connection.
+    pub prepared_statements: bool,
+    /// PostgreSQL: a direct connection (not through a transaction-mode pooler) for what needs
+    /// a session of its own: LISTEN for revocations, and migrations (whose lock is a session
+    /// lock). Unset, both use `database_url`. Readable from a file like `database_url`
+    /// (`TOKENAUTH_DATABASE__LISTEN_URL_FILE`).
+    pub listen_url: Option<DatabaseUrl>,
+    /// PostgreSQL: migrations take an advisory lock, so that replicas starting together
+    /// migrate one at a time. Off for engines without advisory locks (CockroachDB, or
+    /// YugabyteDB without `ysql_yb_enable_advisory_locks`): then only one process may
+    /// migrate at a time (`migrate_on_start = false` on the replicas, `tokenauth migrate` as
+    /// a step of its own).
+    pub migration_lock: bool,
+    /// PostgreSQL: how a migration file is applied. `per_file` (one transaction each, as
+    /// sqlx does) or `per_statement` (each statement in a transaction of its own, then the
+    /// file recorded as applied, with the same checksum): for distributed engines, which
+    /// refuse some schema changes together in one transaction (a column added and indexed).
+    pub migration_transactions: MigrationTransactions,
+}
+
+/// How a migration file is applied (`database.migration_transactions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationTransactions {
+    /// One transaction per file: all of a file or none of it.
+    PerFile,
+    /// One transaction per statement: a file that fails half-way stays half applied (the
+    /// error names the statement), for the operator to finish by hand.
+    PerStatement,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { max_connections: 10, acquire_timeout: Duration::from_secs(5), migrate_on_start: true }
+        DatabaseConfig {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            migrate_on_start: true,
+            prepared_statements: true,
+            listen_url: None,
+            migration_lock: true,
+            migration_transactions: MigrationTransactions::PerFile,
+        }
     }
 }
 
@@ -175,13 +216,42 @@ pub struct CacheConfig {
     /// how late a revocation on another replica can be seen if its notice is lost.
     #[serde(with = "humantime_serde")]
     pub max_staleness: Duration,
+    /// How revocations made by other processes (replicas, the CLI) reach this cache.
+    pub invalidation: InvalidationMode,
+    /// How often the invalidations table is read when it is polled (`poll`, or `auto`
+    /// without LISTEN); 0 turns polling off, so `auto` falls back to `staleness`.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+/// How revocations made elsewhere reach the cache (`cache.invalidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidationMode {
+    /// LISTEN/NOTIFY where the database has it (PostgreSQL); otherwise, with one log line,
+    /// the polled invalidations table (SQLite, CockroachDB, YugabyteDB, PgBouncer without
+    /// `database.listen_url`), or `staleness` if `poll_interval` is 0.
+    Auto,
+    /// LISTEN/NOTIFY only: while it cannot listen, the cache is off.
+    Notify,
+    /// The invalidations table, read every `poll_interval`.
+    Poll,
+    /// Nothing heard: a cached check is trusted for `max_staleness`, which is then how late
+    /// another process's revocation can be seen.
+    Staleness,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         // why 5 s: revocations normally arrive by NOTIFY within milliseconds; this is the
         // safety net, and a few seconds of database reads per token is cheap.
-        CacheConfig { capacity: 100_000, max_staleness: Duration::from_secs(5) }
+        // why 50 ms: one indexed read of the last second's rows, 20 a second per replica.
+        CacheConfig {
+            capacity: 100_000,
+            max_staleness: Duration::from_secs(5),
+            invalidation: InvalidationMode::Auto,
+            poll_interval: Duration::from_millis(50),
+        }
     }
 }
 

@@ -28,6 +28,14 @@ impl Config {
                 humantime::format_duration(self.http.request_timeout)
             ));
         }
+        if let Some(listen) = &self.database.listen_url
+            && !matches!(listen.scheme().as_str(), "postgres" | "postgresql")
+        {
+            problems.push(format!("database.listen_url {listen}: must be a postgres:// URL (a direct connection)"));
+        }
+        if self.cache.invalidation == crate::config::InvalidationMode::Poll && self.cache.poll_interval.is_zero() {
+            problems.push("cache.poll_interval must be positive when cache.invalidation is \"poll\"".into());
+        }
         if self.http.body_limit == 0 {
             problems.push("http.body_limit must be positive".into());
         }

@@ -15,7 +15,9 @@
 
 mod codec;
 mod import;
+mod pg_migrate;
 mod postgres;
+mod retry;
 mod rows;
 pub mod source;
 mod sql;
@@ -55,6 +57,16 @@ pub enum StoreError {
     /// The database URL or settings are unusable; not transient.
     #[error("{0}")]
     Config(String),
+    /// The database refused a transaction for the sake of a concurrent one (SQLSTATE 40001,
+    /// a serialization failure under SERIALIZABLE or a distributed engine's isolation; 40P01,
+    /// a deadlock). The store retries these (`retry.rs`); one that reaches a caller has
+    /// outlasted the retries, and is transient: a 503.
+    #[error("the database kept refusing the transaction for concurrent ones: {0}")]
+    Contention(String),
+    /// The engine, or the way it is reached, lacks a feature (LISTEN behind PgBouncer or on
+    /// CockroachDB, LISTEN on SQLite); the caller falls back.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else.
     #[error("database error: {0}")]
     Other(String),
@@ -82,6 +94,25 @@ impl From<sqlx::Error> for StoreError {
                     || db.code().as_deref() == Some("1811") =>
             {
                 StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")) => {
+                StoreError::Contention(db.message().to_owned())
+            }
+            // why: an engine without a feature (CockroachDB's LISTEN, or its missing pg_notify);
+            // the caller falls back where it can.
+            sqlx::Error::Database(db)
+                if db.code().as_deref() == Some("0A000")
+                    || (db.code().as_deref() == Some("42883") && db.message().contains("pg_notify")) =>
+            {
+                StoreError::Unsupported(db.message().to_owned())
+            }
+            // why a hint: what a transaction-mode pooler does to named prepared statements
+            // (another client's `sqlx_s_1` on the same server connection, or ours gone).
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42P05" | "26000")) => {
+                StoreError::Other(format!(
+                    "{} (behind PgBouncer in transaction mode? set database.prepared_statements = false)",
+                    db.message()
+                ))
             }
             // why: SQLITE_BUSY/LOCKED after busy_timeout, and Postgres "cannot connect now" or
             // "admin shutdown", are outages, not bugs: callers get a 503, not a 500.
@@ -245,6 +276,15 @@ pub struct TokenTouch {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// How a subscription hears the invalidations other processes publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Pushed by the database: LISTEN/NOTIFY.
+    Notify,
+    /// Read from the invalidations table every given interval (SQLite: when its file moved).
+    Poll(std::time::Duration),
+}
+
 /// A live subscription to the invalidation notices other replicas publish.
 #[async_trait]
 pub trait Subscription: Send {
@@ -281,10 +321,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The pool's figures now, for the metrics.
     fn pool_stats(&self) -> PoolStats;
     /// Tell the other processes sharing this database that cached token checks named by
-    /// `payload` are stale: a NOTIFY on Postgres, a row in `invalidations` on SQLite.
+    /// `payload` are stale: a row in the invalidations table (every engine, so that every
+    /// way of listening hears it), and on Postgres a NOTIFY too where the engine has it.
     async fn publish_invalidation(&self, payload: &str) -> StoreResult<()>;
-    /// Listen for what `publish_invalidation` sends; `None` where there is nothing to hear.
-    async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>>;
+    /// Listen for what `publish_invalidation` sends, as `via` says; `Unsupported` when this
+    /// engine, or the way it is reached, cannot (LISTEN on SQLite, behind PgBouncer without
+    /// `database.listen_url`, or on an engine without LISTEN).
+    async fn subscribe(&self, via: Listen) -> StoreResult<Box<dyn Subscription>>;
 
     /// Insert a principal; `Conflict` when the kind and name exist.
     async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal>;
@@ -355,7 +398,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
     /// Apply a batch of deferred touches in one transaction.
     async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()>;
-    /// Delete tokens revoked or expired before `cutoff`; returns how many.
+    /// Delete tokens revoked or expired before `cutoff`, and invalidation notices old enough
+    /// that no listener can still need them; returns how many tokens.
     async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64>;
 
     // --- audit log ---

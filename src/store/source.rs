@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::Pool;
+use super::sql::{Pool, Statements};
 use super::{StoreError, StoreResult};
 use crate::config::DatabaseUrl;
 
@@ -123,6 +123,7 @@ impl Source {
                     .options([("default_transaction_read_only", "on"), ("TimeZone", "UTC")]);
                 Pool::Postgres(
                     PgPoolOptions::new().max_connections(1).connect_with(opts).await.map_err(|e| unusable(&e))?,
+                    Statements::Prepared,
                 )
             }
             other => {

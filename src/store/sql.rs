@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::codec::{Dec, micros};
+use super::retry::retried;
 use super::{StoreError, StoreResult};
 use crate::model::{Issuer, PrincipalKind, ThrottleScope, TokenHash, TokenKind};
 
@@ -133,13 +134,31 @@ fn pg_args_or(values: &[Value<'_>]) -> Result<PgArguments, BoxDynError> {
 pub(super) trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 
+/// How Postgres statements are sent (`database.prepared_statements`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Statements {
+    /// Named, prepared once per connection and kept (sqlx's cache).
+    Prepared,
+    /// Unnamed, parsed each time; one outside a transaction runs in a transaction of its own.
+    /// why: a transaction-mode pooler (PgBouncer) may hand the parse and the execution of an
+    /// unnamed statement to two server connections unless a transaction pins them to one.
+    Unnamed,
+}
+
+impl Statements {
+    /// sqlx's `persistent` flag: named and cached, or unnamed.
+    pub(super) fn persistent(self) -> bool {
+        self == Statements::Prepared
+    }
+}
+
 /// The connection pool, of either engine.
 #[derive(Debug, Clone)]
 pub(super) enum Pool {
     /// SQLite.
     Sqlite(SqlitePool),
-    /// Postgres.
-    Postgres(PgPool),
+    /// Postgres, and how its statements are sent.
+    Postgres(PgPool, Statements),
 }
 
 /// An open transaction, of either engine; rolled back when dropped uncommitted.
@@ -147,39 +166,64 @@ pub(super) enum Tx {
     /// SQLite.
     Sqlite(Transaction<'static, Sqlite>),
     /// Postgres.
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(Transaction<'static, Postgres>, Statements),
+}
+
+/// Run `$body` on a Postgres pool directly, or, with unnamed statements, in a transaction of
+/// its own (see `Statements::Unnamed`); every attempt retried on contention (`retry.rs`).
+macro_rules! on_pool {
+    ($pool:expr, $sql:expr, $values:expr, |$q:ident| $sqlite:expr, |$pq:ident, $exec:ident| $postgres:expr, $tx:ident => $in_tx:expr) => {
+        retried!(async {
+            Ok(match $pool {
+                Pool::Sqlite(p) => {
+                    let $q = p;
+                    $sqlite
+                }
+                Pool::Postgres(p, Statements::Prepared) => {
+                    let ($pq, $exec) = (p, true);
+                    $postgres
+                }
+                Pool::Postgres(..) => {
+                    let mut $tx = $pool.begin().await?;
+                    let out = $in_tx;
+                    $tx.commit().await?;
+                    out
+                }
+            })
+        })
+    };
 }
 
 impl Pool {
     /// Run a statement; how many rows it changed.
     pub(super) async fn execute(&self, sql: &str, values: &[Value<'_>]) -> StoreResult<u64> {
-        Ok(match self {
-            Pool::Sqlite(p) => sqlx::query_with(sql, sqlite_args(values)?).execute(p).await?.rows_affected(),
-            Pool::Postgres(p) => sqlx::query_with(sql, pg_args(values)?).execute(p).await?.rows_affected(),
-        })
+        on_pool!(self, sql, values,
+            |p| sqlx::query_with(sql, sqlite_args(values)?).execute(p).await?.rows_affected(),
+            |p, persistent| sqlx::query_with(sql, pg_args(values)?).persistent(persistent).execute(p).await?.rows_affected(),
+            tx => tx.execute(sql, values).await?)
     }
 
     /// At most one row.
     pub(super) async fn optional<R: Row>(&self, sql: &str, values: &[Value<'_>]) -> StoreResult<Option<R>> {
-        Ok(match self {
-            Pool::Sqlite(p) => sqlx::query_as_with(sql, sqlite_args(values)?).fetch_optional(p).await?,
-            Pool::Postgres(p) => sqlx::query_as_with(sql, pg_args(values)?).fetch_optional(p).await?,
-        })
+        on_pool!(self, sql, values,
+            |p| sqlx::query_as_with(sql, sqlite_args(values)?).fetch_optional(p).await?,
+            |p, persistent| sqlx::query_as_with(sql, pg_args(values)?).persistent(persistent).fetch_optional(p).await?,
+            tx => tx.optional(sql, values).await?)
     }
 
     /// Every row.
     pub(super) async fn all<R: Row>(&self, sql: &str, values: &[Value<'_>]) -> StoreResult<Vec<R>> {
-        Ok(match self {
-            Pool::Sqlite(p) => sqlx::query_as_with(sql, sqlite_args(values)?).fetch_all(p).await?,
-            Pool::Postgres(p) => sqlx::query_as_with(sql, pg_args(values)?).fetch_all(p).await?,
-        })
+        on_pool!(self, sql, values,
+            |p| sqlx::query_as_with(sql, sqlite_args(values)?).fetch_all(p).await?,
+            |p, persistent| sqlx::query_as_with(sql, pg_args(values)?).persistent(persistent).fetch_all(p).await?,
+            tx => tx.all(sql, values).await?)
     }
 
     /// Start a transaction.
     pub(super) async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
             Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pool::Postgres(p, statements) => Tx::Postgres(p.begin().await?, *statements),
         })
     }
 }
@@ -189,7 +233,11 @@ impl Tx {
     pub(super) async fn execute(&mut self, sql: &str, values: &[Value<'_>]) -> StoreResult<u64> {
         Ok(match self {
             Tx::Sqlite(t) => sqlx::query_with(sql, sqlite_args(values)?).execute(&mut **t).await?.rows_affected(),
-            Tx::Postgres(t) => sqlx::query_with(sql, pg_args(values)?).execute(&mut **t).await?.rows_affected(),
+            Tx::Postgres(t, s) => sqlx::query_with(sql, pg_args(values)?)
+                .persistent(s.persistent())
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -197,7 +245,29 @@ impl Tx {
     pub(super) async fn one<R: Row>(&mut self, sql: &str, values: &[Value<'_>]) -> StoreResult<R> {
         Ok(match self {
             Tx::Sqlite(t) => sqlx::query_as_with(sql, sqlite_args(values)?).fetch_one(&mut **t).await?,
-            Tx::Postgres(t) => sqlx::query_as_with(sql, pg_args(values)?).fetch_one(&mut **t).await?,
+            Tx::Postgres(t, s) => {
+                sqlx::query_as_with(sql, pg_args(values)?).persistent(s.persistent()).fetch_one(&mut **t).await?
+            }
+        })
+    }
+
+    /// At most one row.
+    pub(super) async fn optional<R: Row>(&mut self, sql: &str, values: &[Value<'_>]) -> StoreResult<Option<R>> {
+        Ok(match self {
+            Tx::Sqlite(t) => sqlx::query_as_with(sql, sqlite_args(values)?).fetch_optional(&mut **t).await?,
+            Tx::Postgres(t, s) => {
+                sqlx::query_as_with(sql, pg_args(values)?).persistent(s.persistent()).fetch_optional(&mut **t).await?
+            }
+        })
+    }
+
+    /// Every row.
+    pub(super) async fn all<R: Row>(&mut self, sql: &str, values: &[Value<'_>]) -> StoreResult<Vec<R>> {
+        Ok(match self {
+            Tx::Sqlite(t) => sqlx::query_as_with(sql, sqlite_args(values)?).fetch_all(&mut **t).await?,
+            Tx::Postgres(t, s) => {
+                sqlx::query_as_with(sql, pg_args(values)?).persistent(s.persistent()).fetch_all(&mut **t).await?
+            }
         })
     }
 
@@ -205,7 +275,9 @@ impl Tx {
     pub(super) async fn count(&mut self, sql: &str, values: &[Value<'_>]) -> StoreResult<i64> {
         Ok(match self {
             Tx::Sqlite(t) => sqlx::query_scalar_with(sql, sqlite_args(values)?).fetch_one(&mut **t).await?,
-            Tx::Postgres(t) => sqlx::query_scalar_with(sql, pg_args(values)?).fetch_one(&mut **t).await?,
+            Tx::Postgres(t, s) => {
+                sqlx::query_scalar_with(sql, pg_args(values)?).persistent(s.persistent()).fetch_one(&mut **t).await?
+            }
         })
     }
 
@@ -213,7 +285,7 @@ impl Tx {
     pub(super) async fn commit(self) -> StoreResult<()> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+            Tx::Postgres(t, _) => t.commit().await?,
         }
         Ok(())
     }

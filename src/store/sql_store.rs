@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::retry::retried;
 use super::rows::{
     AuditRow, GroupRow, LookupRow, PrincipalRow, RoleRow, SigningKeyRow, ThrottleRow, TokenRow, acl_json,
     allowed_ips_json, group_select, lookup_select, principal_select, role_select, throttle_columns, token_columns,
@@ -22,8 +23,8 @@ use super::sql::{Pool, args};
 use super::sql_import;
 use super::{ImportApplied, ImportBatch};
 use super::{
-    InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, PoolStats, Store, StoreError, StoreResult,
-    Subscription, ThrottleStep, TokenTouch,
+    InsertRules, Inserted, Listen, NewGroup, NewPrincipal, NewRole, NewToken, PoolStats, Store, StoreError,
+    StoreResult, Subscription, ThrottleStep, TokenTouch,
 };
 use crate::model::{
     AuditEntry, GroupSummary, Issuer, LegacyToken, Principal, PrincipalKind, RoleSummary, SigningKey, ThrottleCounter,
@@ -137,14 +138,14 @@ impl Store for SqlStore {
     async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
+            Pool::Postgres(p, _) => p.close().await,
         }
     }
 
     fn pool_stats(&self) -> PoolStats {
         match &self.pool {
             Pool::Sqlite(p) => PoolStats { size: p.size(), idle: p.num_idle(), max: p.options().get_max_connections() },
-            Pool::Postgres(p) => {
+            Pool::Postgres(p, _) => {
                 PoolStats { size: p.size(), idle: p.num_idle(), max: p.options().get_max_connections() }
             }
         }
@@ -157,10 +158,10 @@ impl Store for SqlStore {
         }
     }
 
-    async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>> {
+    async fn subscribe(&self, via: Listen) -> StoreResult<Box<dyn Subscription>> {
         match &self.engine {
-            Engine::Sqlite(e) => e.subscribe().await,
-            Engine::Postgres(e) => e.subscribe().await,
+            Engine::Sqlite(e) => e.subscribe(via).await,
+            Engine::Postgres(e) => e.subscribe(via).await,
         }
     }
 
@@ -208,14 +209,17 @@ impl Store for SqlStore {
         hash: &str,
         revoke_tokens_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let sql = "UPDATE principals SET password_hash = $1, password_scheme = NULL, \
-                   imported_credential = CASE WHEN imported_credential IS NULL THEN NULL ELSE 'migrated' END WHERE id = $2";
-        found(tx.execute(sql, &args![hash, id]).await?)?;
-        if let Some(at) = revoke_tokens_at {
-            tx.execute(REVOKE_ALL, &args![at, id, None::<Issuer>]).await?;
-        }
-        tx.commit().await
+        let pool = &self.pool;
+        retried!(async {
+            let mut tx = pool.begin().await?;
+            let sql = "UPDATE principals SET password_hash = $1, password_scheme = NULL, \
+                       imported_credential = CASE WHEN imported_credential IS NULL THEN NULL ELSE 'migrated' END WHERE id = $2";
+            found(tx.execute(sql, &args![hash, id]).await?)?;
+            if let Some(at) = revoke_tokens_at {
+                tx.execute(REVOKE_ALL, &args![at, id, None::<Issuer>]).await?;
+            }
+            tx.commit().await
+        })
     }
 
     async fn replace_password_hash(&self, id: i64, old: &str, new: &str) -> StoreResult<bool> {
@@ -288,26 +292,37 @@ impl Store for SqlStore {
     }
 
     async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted> {
-        let mut tx = self.pool.begin().await?;
-        let owner = tx.execute(LOCK_OWNER, &args![rules.login_at, new.principal_id, rules.verified_hash]).await?;
-        if owner == 0 {
-            return if rules.verified_hash.is_some() {
-                Ok(Inserted::CredentialsChanged)
-            } else {
-                Err(StoreError::NotFound)
-            };
-        }
-        if let Some(max) = rules.max_live_tokens {
-            let live = tx.count(COUNT_LIVE, &args![new.principal_id, new.issuer, new.created_at]).await?;
-            if live >= i64::from(max) {
-                return Ok(Inserted::LimitReached);
+        let pool = &self.pool;
+        retried!(async {
+            let mut tx = pool.begin().await?;
+            let owner = tx.execute(LOCK_OWNER, &args![rules.login_at, new.principal_id, rules.verified_hash]).await?;
+            if owner == 0 {
+                return if rules.verified_hash.is_some() {
+                    Ok(Inserted::CredentialsChanged)
+                } else {
+                    Err(StoreError::NotFound)
+                };
             }
-        }
-        let values =
-            args![new.id, new.principal_id, new.issuer, new.kind, new.digest, new.note, new.created_at, new.expires_at];
-        tx.execute(INSERT_TOKEN, &values).await?;
-        tx.commit().await?;
-        Ok(Inserted::Yes)
+            if let Some(max) = rules.max_live_tokens {
+                let live = tx.count(COUNT_LIVE, &args![new.principal_id, new.issuer, new.created_at]).await?;
+                if live >= i64::from(max) {
+                    return Ok(Inserted::LimitReached);
+                }
+            }
+            let values = args![
+                new.id,
+                new.principal_id,
+                new.issuer,
+                new.kind,
+                new.digest,
+                new.note,
+                new.created_at,
+                new.expires_at
+            ];
+            tx.execute(INSERT_TOKEN, &values).await?;
+            tx.commit().await?;
+            Ok(Inserted::Yes)
+        })
     }
 
     async fn token_by_digest(&self, digest: &TokenHash) -> StoreResult<Option<TokenLookup>> {
@@ -340,15 +355,18 @@ impl Store for SqlStore {
     }
 
     async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let owner =
-            tx.execute("UPDATE principals SET last_login_at = $1 WHERE id = $2", &args![at, principal_id]).await?;
-        let sql = "UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL";
-        let token = tx.execute(sql, &args![at, token_id]).await?;
-        if owner == 0 || token == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await
+        let pool = &self.pool;
+        retried!(async {
+            let mut tx = pool.begin().await?;
+            let owner =
+                tx.execute("UPDATE principals SET last_login_at = $1 WHERE id = $2", &args![at, principal_id]).await?;
+            let sql = "UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+            let token = tx.execute(sql, &args![at, token_id]).await?;
+            if owner == 0 || token == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await
+        })
     }
 
     async fn apply_touches(&self, touches: &[TokenTouch]) -> StoreResult<()> {
@@ -362,6 +380,9 @@ impl Store for SqlStore {
     }
 
     async fn sweep(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
+        if let Engine::Postgres(e) = &self.engine {
+            e.prune_notices().await?;
+        }
         self.pool.execute("DELETE FROM tokens WHERE revoked_at < $1 OR expires_at < $1", &args![cutoff]).await
     }
 
@@ -391,33 +412,39 @@ impl Store for SqlStore {
         // deadlock (an address and an account, on two replicas at once).
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by_key(|&i| keys[i]);
-        let mut tx = self.pool.begin().await?;
-        let mut locked: Vec<Option<ThrottleCounter>> = vec![None; keys.len()];
-        for &i in &order {
-            let (scope, subject) = keys[i];
-            let row: ThrottleRow = tx.one(LOCK_THROTTLE, &args![scope, subject, OffsetDateTime::UNIX_EPOCH]).await?;
-            locked[i] = Some(row.try_into()?);
-        }
-        let mut counters: Vec<ThrottleCounter> = locked.into_iter().flatten().collect();
-        step(&mut counters);
-        for c in &counters {
-            let values = args![
-                c.scope,
-                &c.subject,
-                c.window_start,
-                c.failures,
-                c.prev_failures,
-                c.strikes,
-                c.locked_until,
-                c.expires_at,
-                c.in_flight,
-                c.prev_in_flight,
-                c.in_flight_bucket
-            ];
-            tx.execute(WRITE_THROTTLE, &values).await?;
-        }
-        tx.commit().await?;
-        Ok(counters)
+        let (pool, order) = (&self.pool, &order);
+        // why `step` may run again: a retried transaction starts over from the counters as
+        // they are then; only the committed run's change counts.
+        retried!(async {
+            let mut tx = pool.begin().await?;
+            let mut locked: Vec<Option<ThrottleCounter>> = vec![None; keys.len()];
+            for &i in order {
+                let (scope, subject) = keys[i];
+                let row: ThrottleRow =
+                    tx.one(LOCK_THROTTLE, &args![scope, subject, OffsetDateTime::UNIX_EPOCH]).await?;
+                locked[i] = Some(row.try_into()?);
+            }
+            let mut counters: Vec<ThrottleCounter> = locked.into_iter().flatten().collect();
+            step(&mut counters);
+            for c in &counters {
+                let values = args![
+                    c.scope,
+                    &c.subject,
+                    c.window_start,
+                    c.failures,
+                    c.prev_failures,
+                    c.strikes,
+                    c.locked_until,
+                    c.expires_at,
+                    c.in_flight,
+                    c.prev_in_flight,
+                    c.in_flight_bucket
+                ];
+                tx.execute(WRITE_THROTTLE, &values).await?;
+            }
+            tx.commit().await?;
+            Ok(counters)
+        })
     }
 
     async fn list_throttle(&self, now: OffsetDateTime) -> StoreResult<Vec<ThrottleCounter>> {
@@ -443,7 +470,8 @@ impl Store for SqlStore {
         now: OffsetDateTime,
         commit: bool,
     ) -> StoreResult<ImportApplied> {
-        sql_import::apply(&self.pool, batch, now, commit).await
+        let pool = &self.pool;
+        retried!(async { sql_import::apply(pool, batch, now, commit).await })
     }
 
     async fn imported_credentials(&self, kind: PrincipalKind) -> StoreResult<Vec<(i64, String, String)>> {

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use super::codec::micros;
 use super::sql::Pool;
 use super::sql_store::{Engine, SqlStore};
-use super::{StoreError, StoreResult, Subscription, TokenTouch};
+use super::{Listen, StoreError, StoreResult, Subscription, TokenTouch};
 use crate::config::{DatabaseConfig, DatabaseUrl};
 
 /// why 5 s: long enough to ride out a burst of writers, shorter than the request timeout.
@@ -167,7 +167,12 @@ impl SqliteEngine {
         Ok(())
     }
 
-    pub(super) async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>> {
+    pub(super) async fn subscribe(&self, via: Listen) -> StoreResult<Box<dyn Subscription>> {
+        let Listen::Poll(interval) = via else {
+            return Err(StoreError::Unsupported(
+                "SQLite has no LISTEN; other processes on the file are heard by watching it".into(),
+            ));
+        };
         let last: i64 =
             sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM invalidations").fetch_one(&self.pool).await?;
         // why a connection of its own: `PRAGMA data_version` tells a connection whether
@@ -183,7 +188,14 @@ impl SqliteEngine {
             }
             None => None,
         };
-        Ok(Some(Box::new(SqlitePoll { pool: self.pool.clone(), watch, version: None, last, ready: VecDeque::new() })))
+        Ok(Box::new(SqlitePoll {
+            pool: self.pool.clone(),
+            watch,
+            interval,
+            version: None,
+            last,
+            ready: VecDeque::new(),
+        }))
     }
 
     /// One statement per touch, in one transaction (SQLite has no array parameters).
@@ -214,15 +226,14 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(5);
 /// like one. SQLite's own counter of other connections' commits catches what `stat` missed.
 const VERSION_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Without a watcher connection (in memory): read the table every 100 ms.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
 /// Reads `invalidations` for rows newer than the last one seen, when the database changed.
 struct SqlitePoll {
     pool: SqlitePool,
     /// A connection of its own whose `data_version` moves when another connection commits,
     /// and the files whose size and time move with every commit.
     watch: Option<Watch>,
+    /// Without a watcher (in memory), how often the table is read.
+    interval: Duration,
     /// The `data_version` and the files' sizes and times at the last read of the table.
     version: Option<(i64, FileStamps)>,
     last: i64,
@@ -233,7 +244,7 @@ impl SqlitePoll {
     /// Wait until the database may hold new invalidations: another connection committed.
     async fn changed(&mut self) -> StoreResult<()> {
         let Some(watch) = self.watch.as_mut() else {
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(self.interval).await;
             return Ok(());
         };
         let mut version_read = std::time::Instant::now();

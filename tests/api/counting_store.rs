@@ -87,8 +87,8 @@ impl Store for CountingStore {
         self.inner.publish_invalidation(payload).await
     }
 
-    async fn subscribe(&self) -> StoreResult<Option<Box<dyn Subscription>>> {
-        self.inner.subscribe().await
+    async fn subscribe(&self, via: Listen) -> StoreResult<Box<dyn Subscription>> {
+        self.inner.subscribe(via).await
     }
 
     async fn insert_principal(&self, new: &NewPrincipal<'_>) -> StoreResult<Principal> {
