@@ -37,4 +37,8 @@ if [ -n "${TOKENAUTH_TEST_DATABASE_URL:-}" ]; then
   done
 fi
 
+# PgBouncers of an interrupted run, orphaned (their test process gone; a running suite's
+# are its children, and left alone).
+pkill -P 1 -f tokenauth-test-pgbouncer 2>/dev/null || true
+
 exec cargo test --locked "$@"

@@ -34,6 +34,13 @@ pub fn command(args: &[&str]) -> std::process::Command {
     if args.contains(&"serve") {
         cmd.env("TOKENAUTH_HTTP__SHUTDOWN_DELAY", "0s");
     }
+    // why: a database reached through the tests' PgBouncer needs its settings in every
+    // process, servers and administration commands alike.
+    for arg in args {
+        if let Some(env) = crate::helpers::pooled_env(arg) {
+            cmd.envs(env);
+        }
+    }
     cmd
 }
 
@@ -1479,7 +1486,7 @@ async fn migrate_on_start_off_refuses_a_schema_behind(backend: Backend) {
 
     let url = match &backend {
         Backend::Sqlite => db.url.clone(),
-        Backend::Postgres(_) => row_writer(&db).await,
+        _ => row_writer(&db).await,
     };
     let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &url]);
     cmd.env("TOKENAUTH_DATABASE__MIGRATE_ON_START", "false");

@@ -327,7 +327,7 @@ async fn the_access_log_can_be_turned_off() {
 }
 
 backend_tests!(
-    dialects_work_over_http_and_secrets_stay_out_of_the_logs,
+    pgbouncer: dialects_work_over_http_and_secrets_stay_out_of_the_logs,
     sigterm_lets_an_in_flight_request_finish,
     bind_from_env_on_all_interfaces_and_sigint_stops,
     webitel_seed_curl_commands_log_in_and_out,

@@ -24,20 +24,55 @@ use tokenauth::token::clock::FixedClock;
 use tokenauth::token::{NewProfile, TokenService};
 use tower::ServiceExt as _;
 
-/// Run an `async fn name(backend: Backend)` on SQLite and on Postgres.
+/// Run an `async fn name(backend: Backend)` on SQLite and on Postgres; with `serializable:`
+/// also on Postgres with every transaction SERIALIZABLE (as distributed engines run), and
+/// with `pgbouncer:` also through a real PgBouncer in transaction mode, once without
+/// `database.listen_url` (revocations polled) and once with it (LISTEN on a direct
+/// connection).
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
+    (serializable: $($name:ident),* $(,)?) => {$(
         mod $name {
+            backend_tests!(@common $name);
             #[tokio::test]
-            async fn sqlite() {
-                super::$name($crate::helpers::Backend::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(backend) = $crate::helpers::Backend::postgres() {
+            async fn postgres_serializable() {
+                if let Some(backend) = $crate::helpers::Backend::postgres_serializable() {
                     super::$name(backend).await
                 }
             }
+        }
+    )*};
+    (pgbouncer: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            backend_tests!(@common $name);
+            #[tokio::test]
+            async fn pgbouncer() {
+                if let Some(backend) = $crate::helpers::Backend::pgbouncer(false) {
+                    super::$name(backend).await
+                }
+            }
+            #[tokio::test]
+            async fn pgbouncer_listen_url() {
+                if let Some(backend) = $crate::helpers::Backend::pgbouncer(true) {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
+    (@common $name:ident) => {
+        #[tokio::test]
+        async fn sqlite() {
+            super::$name($crate::helpers::Backend::Sqlite).await
+        }
+        #[tokio::test]
+        async fn postgres() {
+            if let Some(backend) = $crate::helpers::Backend::postgres() {
+                super::$name(backend).await
+            }
+        }
+    };
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            backend_tests!(@common $name);
         }
     )*};
 }
@@ -54,9 +89,51 @@ pub enum Backend {
     Sqlite,
     /// Admin URL of a role that may create databases.
     Postgres(String),
+    /// The same, every transaction of the test's database SERIALIZABLE (set through the URL's
+    /// `options`, as an operator would).
+    PostgresSerializable(String),
+    /// The same, reached through a PgBouncer in transaction mode started for the test; with
+    /// `listen_url`, LISTEN goes to the database directly.
+    PgBouncer {
+        admin: String,
+        listen_url: bool,
+    },
 }
 
 impl Backend {
+    /// `postgres()`, SERIALIZABLE.
+    pub fn postgres_serializable() -> Option<Backend> {
+        match Backend::postgres()? {
+            Backend::Postgres(admin) => Some(Backend::PostgresSerializable(admin)),
+            _ => None,
+        }
+    }
+
+    /// `postgres()`, through PgBouncer (installed by `.ci/run`; required with `CI=true`).
+    pub fn pgbouncer(listen_url: bool) -> Option<Backend> {
+        let Backend::Postgres(admin) = Backend::postgres()? else { return None };
+        if bouncer::binary().is_none() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but pgbouncer is not installed");
+            static WARN: Once = Once::new();
+            WARN.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPING the PgBouncer tests: pgbouncer is not installed. ***\n"
+                );
+            });
+            return None;
+        }
+        Some(Backend::PgBouncer { admin, listen_url })
+    }
+
+    /// The admin URL of a Postgres backend.
+    pub fn admin(&self) -> Option<&str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres(a) | Backend::PostgresSerializable(a) | Backend::PgBouncer { admin: a, .. } => Some(a),
+        }
+    }
+
     /// Postgres when `TOKENAUTH_TEST_DATABASE_URL` is set. Otherwise `None` with a loud
     /// warning written straight to the terminal (libtest's capture would hide it), or a
     /// failure when `CI=true`.
@@ -83,31 +160,68 @@ impl Backend {
 
 /// A database for one test, dropped with it.
 pub struct TestDb {
+    /// The URL the server is given (through PgBouncer for that backend).
     pub url: String,
+    /// The database's own URL, bypassing any pooler (for a test's direct checks).
+    pub direct_url: String,
     postgres: Option<(String, String)>,
+    /// Kept running while the database lives.
+    _bouncer: Option<bouncer::Bouncer>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
     pub async fn new(backend: &Backend) -> TestDb {
+        let Some(admin) = backend.admin() else {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("tokenauth.db").display());
+            return TestDb { direct_url: url.clone(), url, postgres: None, _bouncer: None, _dir: Some(dir) };
+        };
+        let name = format!("tokenauth_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect to TOKENAUTH_TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let mut url = url::Url::parse(admin).unwrap();
+        url.set_path(&name);
+        let direct = url.to_string();
+        let postgres = Some((admin.to_owned(), name.clone()));
         match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("tokenauth.db").display());
-                TestDb { url, postgres: None, _dir: Some(dir) }
+            Backend::PostgresSerializable(_) => {
+                url.query_pairs_mut().append_pair("options", "-c default_transaction_isolation=serializable");
+                TestDb { url: url.to_string(), direct_url: direct, postgres, _bouncer: None, _dir: None }
             }
-            Backend::Postgres(admin) => {
-                let name = format!("tokenauth_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn =
-                    sqlx::PgConnection::connect(admin).await.expect("connect to TOKENAUTH_TEST_DATABASE_URL");
-                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-                let mut url = url::Url::parse(admin).unwrap();
-                url.set_path(&name);
-                TestDb { url: url.to_string(), postgres: Some((admin.clone(), name)), _dir: None }
+            Backend::PgBouncer { listen_url, .. } => {
+                let bouncer = bouncer::Bouncer::start(&url).await;
+                let through = bouncer.url(&name);
+                register_pooled(&through, listen_url.then(|| direct.clone()));
+                TestDb { url: through, direct_url: direct, postgres, _bouncer: Some(bouncer), _dir: None }
             }
+            _ => TestDb { url: direct.clone(), direct_url: direct, postgres, _bouncer: None, _dir: None },
         }
     }
+}
+
+/// The settings a server needs for a database URL that goes through PgBouncer: no prepared
+/// statements, and maybe a direct URL to LISTEN on. Read by `test_config` and by the CLI
+/// tests' `command`, so every test runs through the pooler unchanged.
+fn pooled() -> &'static std::sync::Mutex<std::collections::HashMap<String, Option<String>>> {
+    static POOLED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Option<String>>>> =
+        std::sync::OnceLock::new();
+    POOLED.get_or_init(Default::default)
+}
+
+fn register_pooled(url: &str, listen_url: Option<String>) {
+    pooled().lock().unwrap().insert(url.to_owned(), listen_url);
+}
+
+/// For a URL through PgBouncer, the environment a `tokenauth` process needs.
+pub fn pooled_env(url: &str) -> Option<Vec<(&'static str, String)>> {
+    let listen = pooled().lock().unwrap().get(url)?.clone();
+    let mut env = vec![("TOKENAUTH_DATABASE__PREPARED_STATEMENTS", "false".to_owned())];
+    if let Some(direct) = listen {
+        env.push(("TOKENAUTH_DATABASE__LISTEN_URL", direct));
+    }
+    Some(env)
 }
 
 impl Drop for TestDb {
@@ -128,13 +242,96 @@ impl Drop for TestDb {
     }
 }
 
+/// A real PgBouncer in transaction mode, one per test database, stopped with it.
+pub mod bouncer {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The marker in every config path, so that `scripts/test.sh` can stop leftovers.
+    pub const MARKER: &str = "tokenauth-test-pgbouncer";
+
+    pub fn binary() -> Option<&'static str> {
+        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].into_iter().find(|p| std::path::Path::new(p).exists())
+    }
+
+    pub struct Bouncer {
+        child: Child,
+        port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Bouncer {
+        /// Start one in front of the database of `direct` (a URL with user and password).
+        pub async fn start(direct: &url::Url) -> Bouncer {
+            let dir = tempfile::Builder::new().prefix(MARKER).tempdir().unwrap();
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let (user, password) = (direct.username(), direct.password().unwrap_or_default());
+            let (host, pg_port) = (direct.host_str().unwrap(), direct.port().unwrap_or(5432));
+            // why a pool of 4: fewer server connections than the server's pool has clients,
+            // so one server connection serves several of them, which is what breaks named
+            // prepared statements and LISTEN.
+            let ini = format!(
+                "[databases]\n* = host={host} port={pg_port} user={user} password={password}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {auth}\npool_mode = transaction\ndefault_pool_size = 4\n\
+                 max_client_conn = 500\nignore_startup_parameters = extra_float_digits,options\n",
+                auth = dir.path().join("users.txt").display()
+            );
+            std::fs::write(dir.path().join("pgbouncer.ini"), ini).unwrap();
+            std::fs::write(dir.path().join("users.txt"), format!("\"{user}\" \"\"\n")).unwrap();
+            let mut cmd = Command::new(super::bouncer::binary().expect("pgbouncer installed"));
+            // why -u: PgBouncer refuses to run as root; it switches to that user itself.
+            let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+            if root.unwrap_or(false) {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+                for f in ["pgbouncer.ini", "users.txt"] {
+                    std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+                }
+                cmd.args(["-u", "postgres"]);
+            }
+            cmd.arg(dir.path().join("pgbouncer.ini")).stdout(Stdio::null()).stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("start pgbouncer");
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+                    panic!("pgbouncer exited at start ({status}): {err}");
+                }
+                assert!(started.elapsed() < Duration::from_secs(10), "pgbouncer did not listen within 10 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Bouncer { child, port, _dir: dir }
+        }
+
+        /// A URL of `database` through this PgBouncer.
+        pub fn url(&self, database: &str) -> String {
+            format!("postgres://tokenauth_test@127.0.0.1:{}/{database}", self.port)
+        }
+    }
+
+    impl Drop for Bouncer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A config for tests: cheap argon2 so the suite stays fast, everything else default.
 pub fn test_config(db_url: &str) -> Config {
     let defaults = Config::default();
+    let mut database = tokenauth::config::DatabaseConfig { max_connections: 5, ..defaults.database };
+    if let Some(listen) = pooled().lock().unwrap().get(db_url) {
+        database.prepared_statements = false;
+        database.listen_url = listen.as_deref().map(DatabaseUrl::new);
+    }
     Config {
         database_url: DatabaseUrl::new(db_url),
         passwords: tokenauth::config::PasswordConfig { memory_kib: 1024, iterations: 1, ..defaults.passwords },
-        database: tokenauth::config::DatabaseConfig { max_connections: 5, ..defaults.database },
+        database,
         ..defaults
     }
 }

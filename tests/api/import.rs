@@ -56,7 +56,7 @@ async fn source_db(backend: &Backend) -> (String, TestDb) {
     let url = match backend {
         // The Django/szurubooru fixture makes the file; tokenauth's own must not be there.
         Backend::Sqlite => db.url.replace("tokenauth.db", "legacy.db"),
-        Backend::Postgres(_) => db.url.clone(),
+        _ => db.url.clone(),
     };
     (url, db)
 }

@@ -18,6 +18,7 @@ mod layers;
 mod metrics;
 mod nginx;
 mod openapi;
+mod pooling;
 mod replicas;
 mod scale;
 mod secrets;

@@ -1,8 +1,11 @@
 //! Two real `tokenauth serve` processes over one database: a token checked (and cached) on
 //! B is refused by B shortly after it is revoked on A, for logout, logoutall, user disable
 //! and password change; and B's revocation listener, its connection killed, flushes what it
-//! may have missed. Postgres carries the notices by LISTEN/NOTIFY; SQLite (two processes on
-//! one file) by the polled invalidations table.
+//! may have missed. Postgres carries the notices by LISTEN/NOTIFY (or, through PgBouncer
+//! without `database.listen_url`, and with `cache.invalidation = "poll"`, by the polled
+//! `cache_invalidations` table); SQLite (two processes on one file) by its invalidations
+//! table, watched. With `cache.invalidation = "staleness"` nothing is heard, and a revocation
+//! on A reaches B's cache only when the entry outlives `cache.max_staleness`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,39 @@ use crate::cli::{admin, command, ok};
 use crate::e2e::{Server, client};
 use crate::helpers::{Backend, TestDb};
 
-backend_tests!(revocations_on_a_reach_b);
+backend_tests!(pgbouncer: revocations_on_a_reach_b);
+
+#[tokio::test]
+async fn revocations_reach_b_by_polling_the_table() {
+    let Some(backend) = Backend::postgres() else { return };
+    let db = TestDb::new(&backend).await;
+    scenario(&db, &backend, &[("TOKENAUTH_CACHE__INVALIDATION", "poll")]).await;
+}
+
+#[tokio::test]
+async fn with_staleness_only_b_trusts_its_cache_for_max_staleness() {
+    for backend in [Some(Backend::Sqlite), Backend::postgres()].into_iter().flatten() {
+        let db = TestDb::new(&backend).await;
+        ok(&admin(&db, &["user", "add", "erin", "--password", "pw"], None).await);
+        let mode = [("TOKENAUTH_CACHE__INVALIDATION", "staleness")];
+        let a = serve(&db, "1h", &mode).await;
+        let b = serve(&db, "2s", &mode).await;
+        let http = client();
+        let t = login(&http, &a, "erin").await;
+        warm(&http, &b, &t).await;
+        let resp = http.post(a.url("/auth/logout/")).header("authorization", format!("Token {t}")).send().await;
+        assert_eq!(resp.unwrap().status(), StatusCode::OK);
+        assert_eq!(check(&http, &a, &t).await, StatusCode::UNAUTHORIZED, "A revoked it");
+        // B hears nothing: its cached entry answers until it is 2 s old, then B reads the row.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(check(&http, &b, &t).await, StatusCode::OK, "{backend:?}: B answered from its cache");
+        let started = Instant::now();
+        while check(&http, &b, &t).await != StatusCode::UNAUTHORIZED {
+            assert!(started.elapsed() < Duration::from_secs(4), "{backend:?}: B trusted its cache past max_staleness");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 /// The generous bound the tests allow; the benchmark reports the real lag.
 const BOUND: Duration = Duration::from_secs(2);
@@ -49,21 +84,26 @@ async fn warm(http: &reqwest::Client, b: &Server, token: &str) {
     assert_eq!(check(http, b, token).await, StatusCode::OK);
 }
 
-async fn serve(db: &TestDb, staleness: &str) -> Server {
+async fn serve(db: &TestDb, staleness: &str, env: &[(&str, &str)]) -> Server {
     let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
     cmd.env("TOKENAUTH_CACHE__MAX_STALENESS", staleness);
+    cmd.envs(env.iter().copied());
     Server::spawn(cmd).await
 }
 
 async fn revocations_on_a_reach_b(backend: Backend) {
     let db = TestDb::new(&backend).await;
+    scenario(&db, &backend, &[]).await;
+}
+
+async fn scenario(db: &TestDb, backend: &Backend, env: &[(&str, &str)]) {
     for user in ["alice", "bob", "carol"] {
-        ok(&admin(&db, &["user", "add", user, "--password", "pw"], None).await);
+        ok(&admin(db, &["user", "add", user, "--password", "pw"], None).await);
     }
     // why a long staleness: a refusal within the bound then comes from the notice, not from
     // the safety net expiring the entry.
-    let a = serve(&db, "1h").await;
-    let b = serve(&db, "1h").await;
+    let a = serve(db, "1h", env).await;
+    let b = serve(db, "1h", env).await;
     let http = client();
 
     // Logout on A.
@@ -88,19 +128,23 @@ async fn revocations_on_a_reach_b(backend: Backend) {
     // User disable, and a password change, from the CLI (a third process).
     let t = login(&http, &a, "carol").await;
     warm(&http, &b, &t).await;
-    ok(&admin(&db, &["user", "disable", "carol"], None).await);
+    ok(&admin(db, &["user", "disable", "carol"], None).await);
     refused_by(&http, &b, &t, "user disable").await;
-    ok(&admin(&db, &["user", "enable", "carol"], None).await);
+    ok(&admin(db, &["user", "enable", "carol"], None).await);
     let deadline = Instant::now() + BOUND;
     while check(&http, &b, &t).await != StatusCode::OK {
         assert!(Instant::now() < deadline, "enabling carol again did not bring her token back on B");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    ok(&admin(&db, &["user", "passwd", "carol", "--password", "new-pw"], None).await);
+    ok(&admin(db, &["user", "passwd", "carol", "--password", "new-pw"], None).await);
     refused_by(&http, &b, &t, "password change").await;
 
-    if let Backend::Postgres(admin_url) = &backend {
-        listener_reconnect_flushes(&db, admin_url, &a, &b, &http).await;
+    // A listener connection of its own exists where LISTEN is used: directly, or through
+    // PgBouncer with a direct listen_url (the other ways poll, through the pool).
+    let listens =
+        matches!(backend, Backend::Postgres(_) | Backend::PgBouncer { listen_url: true, .. }) && env.is_empty();
+    if let (true, Some(admin_url)) = (listens, backend.admin()) {
+        listener_reconnect_flushes(db, admin_url, &a, &b, &http).await;
     }
 }
 
@@ -114,7 +158,7 @@ async fn listener_reconnect_flushes(db: &TestDb, admin_url: &str, a: &Server, b:
     warm(http, b, &lost).await;
     let revoke_silently = |token: String| async move {
         let digest = tokenauth::model::PlainToken::new(token).digest();
-        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(&db.direct_url).await.unwrap();
         let done = sqlx::query("UPDATE tokens SET revoked_at = now() WHERE digest = $1")
             .bind(digest.as_bytes().as_slice())
             .execute(&mut conn)

@@ -87,7 +87,7 @@ async fn mint(store: &dyn Store, owner: i64, dialect: &str, expires_at: Option<O
 }
 
 backend_tests!(
-    migrations_are_idempotent_and_ping_works,
+    serializable: migrations_are_idempotent_and_ping_works,
     principals_round_trip,
     principal_names_are_exact_and_unique_per_kind,
     principal_changes_report_missing_rows,
