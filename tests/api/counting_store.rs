@@ -21,6 +21,9 @@ pub struct CountingStore {
     pub fail_list_groups: AtomicBool,
     /// Lookups of legacy tokens by key (to prove unknown tokens pay none while none remain).
     pub legacy_lookups: AtomicU64,
+    /// While set, `insert_token` fails as a transaction would whose serialization failures
+    /// outlasted the store's retries.
+    pub contend_inserts: AtomicBool,
 }
 
 impl CountingStore {
@@ -30,6 +33,7 @@ impl CountingStore {
             writes: AtomicU64::new(0),
             fail_list_groups: AtomicBool::new(false),
             legacy_lookups: AtomicU64::new(0),
+            contend_inserts: AtomicBool::new(false),
         }
     }
 
@@ -193,6 +197,11 @@ impl Store for CountingStore {
 
     async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted> {
         self.writes.fetch_add(1, Ordering::SeqCst);
+        if self.contend_inserts.load(Ordering::SeqCst) {
+            return Err(StoreError::Contention(
+                "could not serialize access due to concurrent update (12 attempts)".into(),
+            ));
+        }
         self.inner.insert_token(new, rules).await
     }
 

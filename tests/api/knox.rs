@@ -1103,3 +1103,20 @@ async fn paths_are_matched_exactly(backend: Backend) {
     logout(&app, &token).await.assert_empty(StatusCode::OK);
     assert!(knox_rows(&app, "alice").await.iter().all(|r| r.revoked_at.is_some()));
 }
+
+backend_tests!(a_login_the_database_keeps_refusing_for_contention_is_a_503);
+
+/// A login whose transaction the database kept refusing for concurrent ones (serialization
+/// failures past the store's retries) is a 503 with `Retry-After` in knox's shape, never a
+/// 500: the client may try again.
+async fn a_login_the_database_keeps_refusing_for_contention_is_a_503(backend: Backend) {
+    let (app, store) = crate::counting_store::CountingStore::app(backend, |_| {}).await;
+    app.add_user("alice", PW).await;
+    store.contend_inserts.store(true, std::sync::atomic::Ordering::SeqCst);
+    let resp = post_login(&app, json!({"username": "alice", "password": PW})).await;
+    assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", resp.json());
+    assert_eq!(resp.header("retry-after"), Some("5"));
+    assert!(resp.json()["detail"].is_string(), "knox's error shape: {:?}", resp.json());
+    store.contend_inserts.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(post_login(&app, json!({"username": "alice", "password": PW})).await.status, StatusCode::OK);
+}
