@@ -258,6 +258,8 @@ impl Default for CacheConfig {
 /// Login throttling. Failed logins are counted in the database (so every replica sees the
 /// same counts) per client address and per account; past a limit, logins are refused with 429
 /// and `Retry-After` before any password is hashed, for a lockout that doubles each time.
+/// Logins in flight count against the limit too, but one past it waits for a place (at most
+/// half of `http.request_timeout`) rather than being refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {

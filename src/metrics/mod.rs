@@ -101,6 +101,28 @@ impl Default for HashingMetrics {
     }
 }
 
+/// Labels of a login's wait for a place on the throttle.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleWaitLabels {
+    /// How the wait ended: `admitted`, `locked_out`, `gave_up` (429 after half the request
+    /// timeout), `cancelled` (the request went away) or `error`.
+    pub outcome: &'static str,
+}
+
+/// The login throttle's figures, shared with `token::throttle`.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleMetrics {
+    /// Logins that waited for a place in flight, by how the wait ended.
+    pub waits: Family<ThrottleWaitLabels, Counter>,
+    /// Logins waiting for a place in flight now.
+    pub waiting: Gauge,
+}
+
+impl ThrottleMetrics {
+    /// Every way a wait can end.
+    pub const OUTCOMES: [&'static str; 5] = ["admitted", "locked_out", "gave_up", "cancelled", "error"];
+}
+
 /// Every metric tokenauth exports, and the registry that writes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -111,6 +133,8 @@ pub struct Metrics {
     token_checks: Family<CheckLabels, Counter>,
     /// The password-hashing pool's figures.
     pub hashing: HashingMetrics,
+    /// The login throttle's figures.
+    pub throttle: ThrottleMetrics,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     cache_lookups: Family<CacheLabels, Counter>,
@@ -189,6 +213,22 @@ impl Metrics {
             "Password hashes refused at once because the queue was full (503)",
             hashing.rejected.clone(),
         );
+        let throttle = ThrottleMetrics::default();
+        // why every outcome at zero: a rate over a series that appears only with its first wait
+        // misses that wait.
+        for outcome in ThrottleMetrics::OUTCOMES {
+            throttle.waits.get_or_create(&ThrottleWaitLabels { outcome }).inc_by(0);
+        }
+        registry.register(
+            "login_throttle_waits",
+            "Logins that waited for a place in flight on the login throttle, by how the wait ended",
+            throttle.waits.clone(),
+        );
+        registry.register(
+            "login_throttle_waiting",
+            "Logins waiting for a place in flight on the login throttle now",
+            throttle.waiting.clone(),
+        );
         let pool_connections = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -214,6 +254,7 @@ impl Metrics {
             logins,
             token_checks,
             hashing,
+            throttle,
             pool_connections,
             pool_max,
             cache_lookups,

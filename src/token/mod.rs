@@ -130,6 +130,8 @@ impl TokenService {
     ) -> Result<Self, Error> {
         let keys = Keys::load(&*store, jwt_secret.as_ref(), clock.now()).await?;
         let legacy_tokens = AtomicBool::new(store.has_legacy_tokens().await?);
+        let throttle = Throttle::new(ThrottleConfig::default(), crate::config::HttpConfig::default().request_timeout)
+            .with_metrics(metrics.throttle.clone());
         Ok(TokenService {
             store,
             clock,
@@ -142,17 +144,18 @@ impl TokenService {
             jwt_secret,
             metrics,
             cache,
-            throttle: Throttle::new(ThrottleConfig::default(), crate::config::HttpConfig::default().request_timeout),
+            throttle,
             legacy_tokens,
             legacy_notices: AtomicU64::new(0),
             legacy_checked: Mutex::new(Instant::now()),
         })
     }
 
-    /// Throttle logins by these rules instead of the defaults.
+    /// Throttle logins by these rules instead of the defaults (reporting into this service's
+    /// metrics).
     #[must_use]
     pub fn with_throttle(mut self, throttle: Throttle) -> Self {
-        self.throttle = throttle;
+        self.throttle = throttle.with_metrics(self.metrics.throttle.clone());
         self
     }
 

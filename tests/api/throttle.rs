@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokenauth::app;
+use tokenauth::metrics::ThrottleWaitLabels;
 use tokenauth::model::PrincipalKind;
 use tokenauth::model::ThrottleScope;
 use tokenauth::token::NewProfile;
-use tokenauth::token::clock::SystemClock;
+use tokenauth::token::clock::{Clock, SystemClock};
+use tokenauth::token::throttle::{Admission, Admit, Outcome, Pending};
 
 use crate::cli::{admin, ok};
 use crate::counting_store::CountingStore;
@@ -25,7 +28,10 @@ use crate::helpers::{Backend, TestApp, TestDb, TestResponse, test_config};
 backend_tests!(
     every_dialect_answers_429_in_its_own_shape_without_hashing,
     parallel_guesses_do_not_slip_past_the_limit,
-    many_correct_logins_at_once_are_never_locked_out,
+    many_correct_logins_at_once_all_succeed,
+    many_correct_logins_through_two_replicas_all_succeed,
+    waiters_are_admitted_in_arrival_order,
+    a_wait_cancelled_or_given_up_leaves_no_place_in_flight,
     two_replicas_share_the_counts,
     an_attacker_at_one_address_does_not_lock_the_owner_out,
     the_account_limit_holds_across_addresses,
@@ -132,60 +138,215 @@ async fn every_dialect_answers_429_in_its_own_shape_without_hashing(backend: Bac
     }
 }
 
+/// 40 wrong guesses at once from one address, through two replicas: exactly the limit is
+/// hashed. Those past it wait for a place, and find the lockout their predecessors' failures
+/// started.
 async fn parallel_guesses_do_not_slip_past_the_limit(backend: Backend) {
-    let app = Arc::new(TestApp::with_config(backend, |c| c.database.max_connections = 10).await);
-    add(&app, PrincipalKind::User, "alice").await;
-    let hashed = app.tokens.password_verifications();
+    let a = Arc::new(TestApp::with_config(backend, |c| c.database.max_connections = 10).await);
+    add(&a, PrincipalKind::User, "alice").await;
+    let b = Arc::new(a.replica().await);
+    let hashed = || a.tokens.password_verifications() + b.tokens.password_verifications();
+    let before = hashed();
     let guesses = (0..40).map(|i| {
-        let app = Arc::clone(&app);
+        let app = Arc::clone(if i % 4 < 2 { &a } else { &b });
         let name = if i % 2 == 0 { "alice" } else { "nobody" };
-        tokio::spawn(async move { attempt(&app, Dialect::Knox, name, "wrong", ATTACKER).await.status })
+        tokio::spawn(async move { attempt(&app, Dialect::Knox, name, "wrong", ATTACKER).await })
     });
-    let statuses = futures::future::join_all(guesses).await;
-    let refused = statuses.iter().filter(|s| matches!(s.as_ref().unwrap(), &StatusCode::BAD_REQUEST)).count();
-    let throttled = statuses.iter().filter(|s| matches!(s.as_ref().unwrap(), &StatusCode::TOO_MANY_REQUESTS)).count();
-    assert_eq!((refused, throttled), (10, 30), "{statuses:?}");
-    assert_eq!(app.tokens.password_verifications() - hashed, 10, "exactly the admitted guesses were hashed");
-    // The ten were wrong: the next attempt, even with the password, starts the lockout.
-    assert_throttled(&attempt(&app, Dialect::Knox, "alice", PW, ATTACKER).await, Dialect::Knox, 60);
+    let answers: Vec<TestResponse> = futures::future::join_all(guesses).await.into_iter().map(Result::unwrap).collect();
+    let statuses: Vec<StatusCode> = answers.iter().map(|r| r.status).collect();
+    let refused = statuses.iter().filter(|&&s| s == StatusCode::BAD_REQUEST).count();
+    let throttled: Vec<&TestResponse> = answers.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert_eq!((refused, throttled.len()), (10, 30), "{statuses:?}");
+    for resp in throttled {
+        assert_throttled(resp, Dialect::Knox, 60);
+    }
+    assert_eq!(hashed() - before, 10, "exactly the admitted guesses were hashed");
+    // The ten were wrong: the next attempt, even with the password, is locked out.
+    assert_throttled(&attempt(&a, Dialect::Knox, "alice", PW, ATTACKER).await, Dialect::Knox, 60);
+    assert_eq!(a.tokens.throttle().waiting() + b.tokens.throttle().waiting(), 0);
 }
 
-/// An office or a backend behind one address: its correct logins at once hold places while
-/// they are checked, so some may be asked to retry in a second, but none of that is a
-/// failure, and nothing locks the address out.
-async fn many_correct_logins_at_once_are_never_locked_out(backend: Backend) {
-    // A slow hash, so that the logins overlap.
-    let app = Arc::new(
-        TestApp::with_config(backend, |c| {
-            c.throttle.ip.max_failures = 3;
-            c.passwords.iterations = 50;
-        })
-        .await,
-    );
-    add(&app, PrincipalKind::User, "alice").await;
-    let logins = (0..12).map(|_| {
-        let app = Arc::clone(&app);
-        tokio::spawn(async move { attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await })
+/// How many of `app`'s logins waited for a place and ended with `outcome`.
+fn waits(app: &TestApp, outcome: &'static str) -> u64 {
+    app.tokens.metrics().throttle.waits.get_or_create(&ThrottleWaitLabels { outcome }).get()
+}
+
+/// `n` correct logins for alice from one address, `at_once` at a time, each through
+/// `apps[i % apps.len()]`: their statuses.
+async fn correct_logins(apps: &[Arc<TestApp>], n: usize, at_once: usize) -> Vec<StatusCode> {
+    let logins = (0..n).map(|i| {
+        let app = Arc::clone(&apps[i % apps.len()]);
+        async move {
+            let resp = attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await;
+            assert!(resp.status == StatusCode::OK, "{}: {}", resp.status, String::from_utf8_lossy(&resp.body));
+            resp.status
+        }
     });
-    let (mut succeeded, mut busy) = (0, 0);
-    for resp in futures::future::join_all(logins).await {
-        let resp = resp.unwrap();
-        match resp.status {
-            StatusCode::OK => succeeded += 1,
-            StatusCode::TOO_MANY_REQUESTS => {
-                assert_throttled(&resp, Dialect::Usertoken, 1);
-                busy += 1;
-            }
-            other => panic!("{other}: {}", String::from_utf8_lossy(&resp.body)),
+    futures::stream::iter(logins).buffer_unordered(at_once).collect().await
+}
+
+/// Nothing left behind on `app`'s counters: no failure, no lockout, no place in flight, and
+/// nobody in line.
+async fn nothing_held(app: &TestApp) {
+    let now = app.clock.now();
+    for c in app.store.list_throttle(now).await.unwrap() {
+        let in_flight = app.tokens.throttle().in_flight(&c, now);
+        assert_eq!((c.failures, in_flight, c.strikes, c.locked_until), (0, 0, 0, None), "{c:?}");
+    }
+    assert_eq!(app.tokens.throttle().waiting(), 0);
+}
+
+/// An office or a backend behind one address: 40 correct logins, 16 at a time, against a
+/// limit of 10. Each holds a place while it is checked; those past the limit wait for one
+/// instead of a 429, and none of it is a failure.
+async fn many_correct_logins_at_once_all_succeed(backend: Backend) {
+    // A slow hash, so that the logins overlap.
+    let app = Arc::new(TestApp::with_config(backend, |c| c.passwords.iterations = 50).await);
+    add(&app, PrincipalKind::User, "alice").await;
+    let statuses = correct_logins(std::slice::from_ref(&app), 40, 16).await;
+    assert_eq!(statuses.len(), 40);
+    let waited = waits(&app, "admitted");
+    assert!(waited > 0, "no login waited for a place: they did not overlap");
+    for outcome in ["locked_out", "gave_up", "cancelled", "error"] {
+        assert_eq!(waits(&app, outcome), 0, "{outcome}");
+    }
+    nothing_held(&app).await;
+    // The next login goes straight through.
+    assert_eq!(attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await.status, StatusCode::OK);
+}
+
+/// The same crowd through two replicas over one database: a replica's first in line finds
+/// the places the other gives back by asking the database again.
+async fn many_correct_logins_through_two_replicas_all_succeed(backend: Backend) {
+    let a = Arc::new(TestApp::with_config(backend, |c| c.passwords.iterations = 50).await);
+    add(&a, PrincipalKind::User, "alice").await;
+    let b = Arc::new(a.replica().await);
+    let statuses = correct_logins(&[Arc::clone(&a), Arc::clone(&b)], 40, 16).await;
+    assert_eq!(statuses.len(), 40);
+    assert!(waits(&a, "admitted") + waits(&b, "admitted") > 0, "no login waited for a place");
+    nothing_held(&a).await;
+    nothing_held(&b).await;
+}
+
+/// Hold `n` places in the counters of a login for `name` from the attacker's address, as
+/// attempts in flight would.
+async fn hold(app: &TestApp, name: &str, n: usize) -> Vec<Admission> {
+    let throttle = app.tokens.throttle();
+    let keys = throttle.keys(PrincipalKind::User, name, ATTACKER.into());
+    let mut held = Vec::new();
+    for _ in 0..n {
+        match throttle.admit(&*app.store, &keys, app.clock.now()).await.unwrap() {
+            Admit::Admitted(admission) => held.push(admission),
+            Admit::Full(_) => panic!("the counter was already full"),
         }
     }
-    assert!(succeeded >= 3 && busy >= 1, "{succeeded} succeeded, {busy} asked to retry: the logins overlapped");
-    // No lockout, no failure, no place left taken: the next login goes straight through.
-    assert_eq!(attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await.status, StatusCode::OK);
-    let now = tokenauth::token::clock::Clock::now(&*app.clock);
-    for c in app.store.list_throttle(now).await.unwrap() {
-        assert_eq!((c.failures, c.in_flight, c.strikes, c.locked_until), (0, 0, 0, None), "{c:?}");
+    held
+}
+
+async fn release(app: &TestApp, admission: Admission) {
+    app.tokens.throttle().finish(&*app.store, admission, Outcome::Released, app.clock.now()).await.unwrap();
+}
+
+/// Wait (a few seconds at most) until `what` holds.
+async fn until(what: impl Fn() -> bool, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !what() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {why}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// With the limit held full, attempts that arrive one after another are admitted in that
+/// order as places are given back, one place each: nobody of this process overtakes, not
+/// even an attempt for another account from the same address.
+async fn waiters_are_admitted_in_arrival_order(backend: Backend) {
+    let app = Arc::new(TestApp::with_config(backend, |c| c.throttle.ip.max_failures = 2).await);
+    let mut held = hold(&app, "alice", 2).await.into_iter();
+    let admitted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut done = Vec::new();
+    let mut tasks = Vec::new();
+    for n in 0..5 {
+        let (task_app, admitted) = (Arc::clone(&app), Arc::clone(&admitted));
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        done.push(finish);
+        let name = if n == 3 { "bob" } else { "alice" };
+        tasks.push(tokio::spawn(async move {
+            let app = task_app;
+            let (store, clock): (Arc<dyn tokenauth::store::Store>, Arc<dyn Clock>) =
+                (Arc::clone(&app.store), app.clock.clone());
+            let login = (PrincipalKind::User, name, std::net::IpAddr::from(ATTACKER));
+            let mut pending = Pending::admit(app.tokens.throttle(), &store, &clock, login).await.unwrap();
+            admitted.lock().unwrap().push(n);
+            let _ = finished.await;
+            pending.finish(Outcome::Released).await;
+        }));
+        until(|| app.tokens.throttle().waiting() == n + 1, "the attempt is in line").await;
+    }
+    let admitted_now = || admitted.lock().unwrap().clone();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(admitted_now(), Vec::<usize>::new(), "nobody admitted while the limit is held");
+    // Each place given back admits the next in line, and only it.
+    let mut done = done.into_iter();
+    for n in 0..5 {
+        match held.next() {
+            Some(admission) => release(&app, admission).await,
+            None => drop(done.next()),
+        }
+        until(|| admitted_now().len() == n + 1, "the next is admitted").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(admitted_now(), (0..=n).collect::<Vec<_>>());
+    }
+    drop(done);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(waits(&app, "admitted"), 5);
+    nothing_held(&app).await;
+}
+
+/// A login waiting for a place holds nothing: cancelled (its client gone), or past half the
+/// request timeout (then a 429 with `Retry-After: 1`), it leaves no place in flight and no
+/// line, and the places it waited for serve the next login at once.
+async fn a_wait_cancelled_or_given_up_leaves_no_place_in_flight(backend: Backend) {
+    let app = TestApp::with_config(backend, |c| {
+        c.throttle.ip.max_failures = 2;
+        c.http.request_timeout = Duration::from_secs(2);
+        c.database.acquire_timeout = Duration::from_secs(1);
+    })
+    .await;
+    add(&app, PrincipalKind::User, "alice").await;
+    let held = hold(&app, "alice", 2).await;
+    let hashed = app.tokens.password_verifications();
+    let in_flight = || async {
+        let (throttle, now) = (app.tokens.throttle(), app.clock.now());
+        let counters = app.store.list_throttle(now).await.unwrap();
+        counters.iter().map(|c| (c.scope, throttle.in_flight(c, now), throttle.failures(c, now))).collect::<Vec<_>>()
+    };
+    let full = [(ThrottleScope::Account, 2, 0), (ThrottleScope::Ip, 2, 0)];
+    assert_eq!(in_flight().await, full);
+    // Cancelled while waiting.
+    let attacker = std::net::IpAddr::from(ATTACKER);
+    for _ in 0..3 {
+        let login = app.tokens.check_password(PrincipalKind::User, "alice", PW.to_owned().into(), attacker);
+        assert!(tokio::time::timeout(Duration::from_millis(50), login).await.is_err(), "it waited");
+    }
+    assert_eq!(app.tokens.throttle().waiting(), 0, "the cancelled waits left their line");
+    assert_eq!(waits(&app, "cancelled"), 3);
+    // Given up after half the request timeout: the busy 429, asking for a retry in a second.
+    let started = std::time::Instant::now();
+    assert_throttled(&attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await, Dialect::Usertoken, 1);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(990) && waited < Duration::from_millis(1900), "{waited:?}");
+    assert_eq!(waits(&app, "gave_up"), 1);
+    assert_eq!(app.tokens.throttle().waiting(), 0);
+    // Only the two held places are in flight, nothing was counted as a failure, nothing hashed.
+    assert_eq!(in_flight().await, full);
+    assert_eq!(app.tokens.password_verifications(), hashed);
+    for admission in held {
+        release(&app, admission).await;
+    }
+    assert_eq!(attempt(&app, Dialect::Usertoken, "alice", PW, ATTACKER).await.status, StatusCode::OK);
+    nothing_held(&app).await;
 }
 
 async fn two_replicas_share_the_counts(backend: Backend) {
