@@ -26,6 +26,7 @@ use crate::counting_store::CountingStore;
 use crate::helpers::{Backend, TestApp, TestDb, TestResponse, test_config};
 
 backend_tests!(
+    serializable:
     every_dialect_answers_429_in_its_own_shape_without_hashing,
     parallel_guesses_do_not_slip_past_the_limit,
     many_correct_logins_at_once_all_succeed,
