@@ -10,7 +10,7 @@
 # parameters; /verify again while 16 connections flood logins; /auth/bump (check + write);
 # an unknown token's 401. Then (bench/scale.py) RSS idle and under load, the time from start
 # to ready on an existing database, and the revocation lag across two replicas over one
-# database (logout on A, time until B refuses). Then the in-process
+# database (logout on A, time until B refuses), for each cache.invalidation mode. Then the in-process
 # bench of TokenService::authenticate (cargo bench --bench token_check), and one login's wall
 # time against one argon2id verification alone (cargo bench --bench argon2_verify). The server
 # runs with the default configuration, access log included. Prints one table.
@@ -39,6 +39,7 @@ to_ms() { python3 -c "import re,sys; v,u=re.fullmatch(r'([0-9.]+)(us|ms|s)', sys
 argon2_ms=$(cargo bench --locked -q --bench argon2_verify 2>/dev/null | awk '/argon2id_verify_ms/ {print $2}')
 rows=()
 extras=()
+lags=()
 for backend in sqlite postgres; do
   # The ceiling: the hello-world server, alone on the machine, then stopped.
   "$HELLO" "127.0.0.1:$((PORT + 1))" >/dev/null &
@@ -111,6 +112,14 @@ for backend in sqlite postgres; do
 
   ready_ms=$(python3 bench/scale.py ready "$BIN" "$url" 5)
   read -r lag_p50 lag_p99 < <(python3 bench/scale.py lag "$BIN" "$url" bench "$PASSWORD" 200)
+  # The lag of each way of hearing revocations (cache.invalidation); "auto" is the row above.
+  modes=(poll staleness)
+  [ "$backend" = postgres ] && modes=(notify poll staleness)
+  for mode in "${modes[@]}"; do
+    n=200; [ "$mode" = staleness ] && n=20
+    read -r m50 m99 < <(python3 bench/scale.py lag "$BIN" "$url" bench "$PASSWORD" "$n" "$mode")
+    lags+=("$backend|$mode|$n|$m50|$m99")
+  done
   flood_ratio=$(python3 -c "print(f'{$(to_ms "$f_p99")/$(to_ms "$v_p99"):.2f}')")
   extras+=("$backend|$rss_idle|$rss_load|$ready_ms|$lag_p50|$lag_p99|$v_p99|$f_p99|$flood_ratio|$one_login_ms|$login_rps")
 done
@@ -129,6 +138,12 @@ for row in "${extras[@]}"; do
   IFS='|' read -r b ri rl rd l50 l99 vp fp fr _ _ <<<"$row"
   printf '%-9s %8s M %8s M %12s %14s %14s %12s %14s %7s\n' "$b" "$ri" "$rl" "$rd" "$l50" "$l99" "$vp" "$fp" "$fr"
 done
+printf '%-9s %-10s %7s %14s %14s\n' backend invalidation tokens 'revoke p50 ms' 'revoke p99 ms'
+for row in "${lags[@]}"; do
+  IFS='|' read -r b m n l50 l99 <<<"$row"
+  printf '%-9s %-10s %7s %14s %14s\n' "$b" "$m" "$n" "$l50" "$l99"
+done
+echo "(cache.invalidation per row; SQLite's \"poll\" watches the file; \"staleness\" with max_staleness 1s, heard by nobody)"
 echo "(RSS in MiB, idle 12 s after start; ready: start of an existing database to /readyz 200, median of 5; revoke: logout on A until"
 echo " replica B refuses, 200 tokens; check p99 idle vs during a 16-connection login flood, and their ratio)"
 echo

@@ -64,9 +64,12 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def lag(binary, db_url, user, password, n):
-    a, port_a, _ = serve(binary, db_url, {"TOKENAUTH_CACHE__MAX_STALENESS": "1h"})
-    b, port_b, _ = serve(binary, db_url, {"TOKENAUTH_CACHE__MAX_STALENESS": "1h"})
+def lag(binary, db_url, user, password, n, mode="auto"):
+    # why 1 s in "staleness" mode: nothing is heard there, so the lag is the entry's age limit.
+    staleness = "1s" if mode == "staleness" else "1h"
+    env = {"TOKENAUTH_CACHE__MAX_STALENESS": staleness, "TOKENAUTH_CACHE__INVALIDATION": mode}
+    a, port_a, _ = serve(binary, db_url, env)
+    b, port_b, _ = serve(binary, db_url, env)
     lags = []
     try:
         creds = json.dumps({"username": user, "password": password})
@@ -110,7 +113,8 @@ def rss(pid):
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "lag":
-        lag(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]) if len(sys.argv) > 6 else 200)
+        lag(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]) if len(sys.argv) > 6 else 200,
+            sys.argv[7] if len(sys.argv) > 7 else "auto")
     elif cmd == "ready":
         ready(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 5)
     elif cmd == "rss":
