@@ -18,6 +18,7 @@ mod layers;
 mod metrics;
 mod nginx;
 mod openapi;
+mod process;
 mod replicas;
 mod scale;
 mod secrets;

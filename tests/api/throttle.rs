@@ -18,9 +18,9 @@ use tokenauth::model::ThrottleScope;
 use tokenauth::token::NewProfile;
 use tokenauth::token::clock::SystemClock;
 
-use crate::cli::{admin, ok};
 use crate::counting_store::CountingStore;
 use crate::helpers::{Backend, TestApp, TestDb, TestResponse, test_config};
+use crate::process::{admin, ok};
 
 backend_tests!(
     every_dialect_answers_429_in_its_own_shape_without_hashing,
