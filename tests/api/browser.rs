@@ -17,9 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::cli::{admin, ok};
-use crate::e2e::Server;
 use crate::helpers::{Backend, TestDb};
+use crate::process::{Server, admin, ok};
 
 const PASSWORD: &str = "browser-Pa55word";
 

@@ -6,84 +6,16 @@
 //! test sets reaches it.
 
 use std::collections::BTreeMap;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::io::AsyncWriteExt as _;
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestDb};
-
-/// How long any one command may take before the test fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `tokenauth ARGS` with a clean environment; add `.env(..)` before `run`. A `serve` stops
-/// at once on SIGTERM (`http.shutdown_delay` 0): the tests that stop a server want it
-/// stopped now; `shutdown::readyz_turns_503_during_the_shutdown_delay` sets a delay.
-pub fn command(args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokenauth"));
-    cmd.args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TOKENAUTH_") || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    if args.contains(&"serve") {
-        cmd.env("TOKENAUTH_HTTP__SHUTDOWN_DELAY", "0s");
-    }
-    // why: a database reached through the tests' PgBouncer needs its settings in every
-    // process, servers and administration commands alike.
-    for arg in args {
-        if let Some(env) = crate::helpers::pooled_env(arg) {
-            cmd.envs(env);
-        }
-    }
-    cmd
-}
-
-/// Run a prepared command, writing `stdin` (if any) to it, within `COMMAND_TIMEOUT`.
-pub async fn run(cmd: std::process::Command, stdin: Option<&str>) -> Output {
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        // why: a command refused by clap exits without reading its input.
-        if let Err(e) = pipe.write_all(input.as_bytes()).await {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-        }
-    }
-    tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await.expect("tokenauth took too long").unwrap()
-}
-
-/// `tokenauth ARGS`, with `stdin` written to it.
-pub async fn tokenauth(args: &[&str], stdin: Option<&str>) -> Output {
-    run(command(args), stdin).await
-}
-
-/// `tokenauth --database-url DB ARGS`.
-pub async fn admin(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut all = vec!["--database-url", db.url.as_str()];
-    all.extend_from_slice(args);
-    tokenauth(&all, stdin).await
-}
-
-/// Assert success and return stdout.
-#[track_caller]
-pub fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "expected success, got {:?}; stderr: {}", out.status, stderr(out));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::process::{admin, command, ok, run, stderr, tokenauth};
 
 /// Assert exit code 1, nothing on stdout, and exactly one stderr line `error: ...` containing
 /// `needle`; return that line.
@@ -1490,7 +1422,7 @@ async fn migrate_on_start_off_refuses_a_schema_behind(backend: Backend) {
     };
     let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &url]);
     cmd.env("TOKENAUTH_DATABASE__MIGRATE_ON_START", "false");
-    let server = crate::e2e::Server::spawn(cmd).await;
+    let server = crate::process::Server::spawn(cmd).await;
     let http = reqwest::Client::new();
     let login = http
         .post(server.url("/auth/login/"))

@@ -13,9 +13,8 @@ use std::process::Output;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::cli::{command, ok, run, stderr};
-use crate::e2e::{Server, client};
 use crate::helpers::{Backend, TestDb};
+use crate::process::{Server, client, command, ok, run, stderr};
 
 backend_tests!(
     knox_4_2_users_and_tokens_move_in,
@@ -135,7 +134,7 @@ async fn knox_moves_in(backend: Backend, venv: &str, prefix: &str, core_user: bo
     assert!(out.status.success(), "{report}; {}", stderr(&out));
     assert_eq!((report["dry_run"].clone(), report["written"].clone()), (json!(true), json!(false)));
     assert_eq!(report["principals"]["created"], 13, "{report}");
-    let users = ok(&crate::cli::admin(&db, &["user", "list", "--json"], None).await);
+    let users = ok(&crate::process::admin(&db, &["user", "list", "--json"], None).await);
     assert_eq!(serde_json::from_str::<Value>(&users).unwrap(), json!([]), "the dry run wrote nothing");
 
     // The server runs while the import happens, as on the day of the switch.
@@ -425,9 +424,9 @@ async fn hostile_input_is_refused_and_nothing_is_written(backend: Backend) {
             "dialer tokens only",
         ),
     ];
-    ok(&crate::cli::admin(&db, &["user", "add", "existing", "--password-stdin"], Some("pw\n")).await);
+    ok(&crate::process::admin(&db, &["user", "add", "existing", "--password-stdin"], Some("pw\n")).await);
     let count = || async {
-        serde_json::from_str::<Value>(&ok(&crate::cli::admin(&db, &["user", "list", "--json"], None).await))
+        serde_json::from_str::<Value>(&ok(&crate::process::admin(&db, &["user", "list", "--json"], None).await))
             .unwrap()
             .as_array()
             .unwrap()
@@ -444,7 +443,7 @@ async fn hostile_input_is_refused_and_nothing_is_written(backend: Backend) {
         assert!(stderr(&out).contains("nothing was written"), "{}", stderr(&out));
         assert!(!text.contains("0123456789abcdef") && !stderr(&out).contains("AAAA"), "no hash is printed: {text}");
         assert_eq!(count().await, 1, "nothing was written for {bad}");
-        assert_eq!(ok(&crate::cli::admin(&db, &["role", "list", "--json"], None).await).trim(), "[]");
+        assert_eq!(ok(&crate::process::admin(&db, &["role", "list", "--json"], None).await).trim(), "[]");
     }
     // A name that exists with another password: fail (default), skip or update.
     let file = dir.path().join("conflict.jsonl");

@@ -19,6 +19,7 @@ mod metrics;
 mod nginx;
 mod openapi;
 mod pooling;
+mod process;
 mod replicas;
 mod scale;
 mod secrets;

@@ -21,9 +21,9 @@ use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::cli::{admin, command, issue, now_millis, ok, reseller_list, reseller_tokens_of, tokens_of, user_list};
-use crate::e2e::Server;
+use crate::cli::{issue, now_millis, reseller_list, reseller_tokens_of, tokens_of, user_list};
 use crate::helpers::{Backend, TestDb};
+use crate::process::{Server, admin, command, ok};
 
 const PASSWORD: &str = "nginx-Pa55word";
 /// The HSTS header the example sends on every HTTPS response.

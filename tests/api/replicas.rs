@@ -13,9 +13,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Connection as _;
 
-use crate::cli::{admin, command, ok};
-use crate::e2e::{Server, client};
 use crate::helpers::{Backend, TestDb};
+use crate::process::{Server, admin, client, command, ok};
 
 backend_tests!(pgbouncer: revocations_on_a_reach_b);
 

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sqlx::{Connection as _, Row as _};
 
-use crate::cli::{admin, command, issue, ok, run, stderr};
-use crate::e2e::{Server, client};
+use crate::cli::issue;
 use crate::helpers::{Backend, TestApp, TestDb, test_config};
+use crate::process::{Server, admin, client, command, ok, run, stderr};
 
 const ALICE: &str = "alice";
 const ALICE_PASSWORD: &str = "Alice-Pa55word-never-logged";

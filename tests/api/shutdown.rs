@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::cli::{admin, command, is_knox_token, ok};
-use crate::e2e::Server;
+use crate::cli::is_knox_token;
 use crate::helpers::{Backend, TestDb};
+use crate::process::{Server, admin, command, ok};
 
 const PASSWORD: &str = "shutdown-Pa55word";
 /// The grace period the servers here are given: long enough for any login in flight, short

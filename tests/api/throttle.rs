@@ -21,9 +21,9 @@ use tokenauth::token::NewProfile;
 use tokenauth::token::clock::{Clock, SystemClock};
 use tokenauth::token::throttle::{Admission, Admit, Outcome, Pending};
 
-use crate::cli::{admin, ok};
 use crate::counting_store::CountingStore;
 use crate::helpers::{Backend, TestApp, TestDb, TestResponse, test_config};
+use crate::process::{admin, ok};
 
 backend_tests!(
     serializable:

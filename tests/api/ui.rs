@@ -12,8 +12,8 @@ use tokenauth::model::Attributes;
 use tokenauth::model::PrincipalKind;
 use tokenauth::token::NewProfile;
 
-use crate::cli::{admin, ok};
 use crate::helpers::{Backend, TestApp, TestResponse};
+use crate::process::{admin, ok};
 
 backend_tests!(
     the_sign_in_page_sets_a_csrf_cookie,

@@ -9,5 +9,27 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+// why: the real binary as a child process, as the `api` suite starts it.
+#[allow(dead_code)]
+#[path = "../api/process.rs"]
+mod process;
+
 mod forwarder;
 mod outage;
+mod replicas;
+
+/// Held by each test for its whole run: libtest runs a binary's tests in parallel, and these
+/// measure time, so they take turns.
+pub(crate) static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What went wrong, one line each. A test that returns it (rather than panicking) is reported
+/// as its message alone, so the reasons are the last lines of the output, not buried above a
+/// backtrace.
+pub(crate) struct Failures(pub(crate) Vec<String>);
+
+impl std::fmt::Debug for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failure(s):", self.0.len())?;
+        self.0.iter().try_for_each(|failure| write!(f, "\n  {failure}"))
+    }
+}

@@ -23,6 +23,7 @@ use tokenauth::server::Server;
 use tokenauth::token::NewProfile;
 use tokenauth::token::clock::SystemClock;
 
+use crate::Failures;
 use crate::forwarder::{Forwarder, Mode};
 use crate::helpers::{Backend, TestDb, init_test_log, test_config};
 
@@ -42,22 +43,11 @@ const PAUSE: Duration = Duration::from_millis(5);
 const READYZ_EVERY: Duration = Duration::from_millis(100);
 const PASSWORD: &str = "outage-pw";
 
-/// What went wrong, one line each. A test that returns it (rather than panicking) is reported
-/// as its message alone, so the reasons are the last lines of the output, not buried above a
-/// backtrace.
-struct Failures(Vec<String>);
-
-impl std::fmt::Debug for Failures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} failure(s):", self.0.len())?;
-        self.0.iter().try_for_each(|failure| write!(f, "\n  {failure}"))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outages_answer_503_and_recover() -> Result<(), Failures> {
     let Some(backend) = Backend::postgres() else { return Ok(()) };
     let Backend::Postgres(admin) = &backend else { unreachable!() };
+    let _alone = crate::ALONE.lock().await;
     init_test_log();
     let db = TestDb::new(&backend).await;
     let forwarder = Forwarder::start(postgres_addr(admin).await).await;
