@@ -102,6 +102,12 @@ async fn hear_invalidations(store: &dyn Store, state: &AppState) -> Option<(List
     };
     match store.subscribe(via).await {
         Ok(subscription) => Some((via, Listener::Connected(subscription))),
+        Err(StoreError::Unsupported(why)) => {
+            // why no retries: this will not change while the process runs.
+            tracing::error!(reason = %why, "cache.invalidation = \"notify\" cannot listen here; the token cache stays off (use \"auto\")");
+            state.tokens.cache().set_listening(false);
+            None
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
             state.tokens.cache().set_listening(false);

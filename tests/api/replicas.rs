@@ -201,3 +201,27 @@ async fn listener_reconnect_flushes(db: &TestDb, admin_url: &str, a: &Server, b:
     );
     refused_by(http, b, &t, "logout after the reconnect").await;
 }
+
+/// `cache.invalidation = "notify"` where nothing can LISTEN (SQLite; PostgreSQL through
+/// PgBouncer without `listen_url`) says so once and keeps the cache off, rather than answer
+/// from a cache that hears nothing; `auto` there says it polls, and caches.
+#[tokio::test]
+async fn notify_where_nothing_can_listen_keeps_the_cache_off_and_says_so() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    ok(&admin(&db, &["user", "add", "fay", "--password", "pw"], None).await);
+    let mut cmd = command(&["serve", "--bind", "127.0.0.1:0", "--database-url", &db.url]);
+    cmd.env("TOKENAUTH_CACHE__INVALIDATION", "notify");
+    let b = Server::spawn_logging(cmd, "info").await;
+    let said: Vec<String> = b.logs().into_iter().filter(|l| l.contains("cannot listen here")).collect();
+    assert_eq!(said.len(), 1, "one line: {:?}", b.logs());
+    assert!(said[0].contains("SQLite has no LISTEN"), "{}", said[0]);
+    let http = client();
+    let t = login(&http, &b, "fay").await;
+    warm(&http, &b, &t).await;
+    let metrics = http.get(b.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let hits = metrics.lines().find(|l| l.starts_with("tokenauth_token_cache_lookups_total{result=\"hit\"}"));
+    assert!(hits.is_none_or(|l| l.ends_with(" 0")), "the cache stayed off: {hits:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let said_again = b.logs().iter().filter(|l| l.contains("cannot listen")).count();
+    assert_eq!(said_again, 1, "no retries to log: {:?}", b.logs());
+}
