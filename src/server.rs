@@ -33,7 +33,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::app::{self, AppState};
 use crate::config::Config;
-use crate::config::InvalidationMode;
+use crate::config::{CacheConfig, InvalidationMode};
 use crate::store::{Listen, Store, StoreError, Subscription};
 use crate::token::TokenService;
 use crate::token::clock::{Clock, SystemClock};
@@ -47,9 +47,9 @@ pub struct Server {
     router: Router,
     state: AppState,
     store: Arc<dyn Store>,
-    /// Invalidations from other processes, and how they are heard: `None` in `staleness`
-    /// mode, where nothing is.
-    invalidations: Option<(Listen, Listener)>,
+    /// Invalidations from other processes: `None` where nothing is heard (`staleness`), or
+    /// nothing can be as configured.
+    invalidations: Option<Listener>,
 }
 
 /// The invalidation subscription, connected at bind or still to be (re)connected.
@@ -58,32 +58,49 @@ enum Listener {
     Retrying,
 }
 
-/// How this server will hear the revocations other processes make (`cache.invalidation`).
+/// What trying to hear the revocations other processes make gave (`cache.invalidation`).
+enum Hearing {
+    /// Listening (LISTEN, or the polled table).
+    Listening(Box<dyn Subscription>),
+    /// Nothing to listen to, by choice or by fallback: cached checks are trusted for
+    /// `max_staleness`, with the cache on.
+    Staleness,
+    /// The configured way cannot work here (`notify` where there is no LISTEN): the cache
+    /// stays off for good.
+    Never,
+    /// Not yet: the database did not answer; try again.
+    NotYet(StoreError),
+}
+
+/// Try to hear revocations the way `cache.invalidation` says.
 ///
 /// Policy: `auto` listens where the database can push (LISTEN/NOTIFY), and otherwise says so
 /// in one log line and polls the invalidations table, or, with polling off, trusts cached
 /// checks for `cache.max_staleness`. A way that should work but cannot be set up yet (the
-/// database is down at start) turns the cache off until it can: a cache that cannot hear
-/// revocations must not answer from memory.
-async fn hear_invalidations(store: &dyn Store, state: &AppState) -> Option<(Listen, Listener)> {
-    let cache = &state.config.cache;
-    let poll = Listen::Poll(cache.poll_interval);
+/// database is down) turns the cache off until it can: a cache that cannot hear revocations
+/// must not answer from memory.
+async fn try_to_hear(store: &dyn Store, cache: &CacheConfig) -> Hearing {
     let staleness = || {
         tracing::info!(
             max_staleness = %humantime::format_duration(cache.max_staleness),
             "not listening for revocations made elsewhere: a cached check is trusted for max_staleness"
         );
-        None
+        Hearing::Staleness
     };
+    let poll = Listen::Poll(cache.poll_interval);
     let via = match cache.invalidation {
         InvalidationMode::Staleness => return staleness(),
         InvalidationMode::Notify => Listen::Notify,
         InvalidationMode::Poll => poll,
         InvalidationMode::Auto => match store.subscribe(Listen::Notify).await {
-            Ok(subscription) => return Some((Listen::Notify, Listener::Connected(subscription))),
+            Ok(subscription) => return Hearing::Listening(subscription),
             Err(StoreError::Unsupported(why)) if cache.poll_interval.is_zero() => {
-                tracing::info!(reason = %why, "no LISTEN/NOTIFY and cache.poll_interval is 0");
+                tracing::info!(reason = %why, "no LISTEN/NOTIFY, and cache.poll_interval is 0");
                 return staleness();
+            }
+            Err(StoreError::Unsupported(why)) if store.backend() == "sqlite" => {
+                tracing::debug!(reason = %why, "watching the database file for revocations made by other processes");
+                poll
             }
             Err(StoreError::Unsupported(why)) => {
                 tracing::info!(
@@ -93,25 +110,35 @@ async fn hear_invalidations(store: &dyn Store, state: &AppState) -> Option<(List
                 );
                 poll
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
-                state.tokens.cache().set_listening(false);
-                return Some((Listen::Notify, Listener::Retrying));
-            }
+            Err(e) => return Hearing::NotYet(e),
         },
     };
     match store.subscribe(via).await {
-        Ok(subscription) => Some((via, Listener::Connected(subscription))),
+        Ok(subscription) => Hearing::Listening(subscription),
         Err(StoreError::Unsupported(why)) => {
-            // why no retries: this will not change while the process runs.
-            tracing::error!(reason = %why, "cache.invalidation = \"notify\" cannot listen here; the token cache stays off (use \"auto\")");
+            tracing::error!(
+                reason = %why,
+                "cache.invalidation = \"notify\" cannot listen here; the token cache stays off (\"auto\" would poll)"
+            );
+            Hearing::Never
+        }
+        Err(e) => Hearing::NotYet(e),
+    }
+}
+
+/// At bind: hear revocations if it can; the listener to run, if any.
+async fn hear_invalidations(store: &dyn Store, state: &AppState) -> Option<Listener> {
+    match try_to_hear(store, &state.config.cache).await {
+        Hearing::Listening(subscription) => Some(Listener::Connected(subscription)),
+        Hearing::Staleness => None,
+        Hearing::Never => {
             state.tokens.cache().set_listening(false);
             None
         }
-        Err(e) => {
+        Hearing::NotYet(e) => {
             tracing::warn!(error = %e, "cannot listen for revocations yet; the token cache stays off until then");
             state.tokens.cache().set_listening(false);
-            Some((via, Listener::Retrying))
+            Some(Listener::Retrying)
         }
     }
 }
@@ -170,9 +197,10 @@ impl Server {
         state.tokens.warm_up();
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         let mut housekeeping = spawn_housekeeping(&state, &stopped);
-        if let Some((via, first)) = invalidations {
+        if let Some(first) = invalidations {
             let (tokens, store, stop) = (Arc::clone(&state.tokens), Arc::clone(&store), stopped.clone());
-            housekeeping.push(tokio::spawn(listen_for_invalidations(tokens, store, via, first, stop)));
+            let cache = state.config.cache.clone();
+            housekeeping.push(tokio::spawn(listen_for_invalidations(tokens, store, cache, first, stop)));
         }
         if let Some((metrics_listener, metrics_router)) = metrics {
             let metrics_addr = metrics_listener.local_addr()?;
@@ -439,7 +467,7 @@ const LISTENER_RETRY: Duration = Duration::from_secs(1);
 async fn listen_for_invalidations(
     tokens: Arc<TokenService>,
     store: Arc<dyn Store>,
-    via: Listen,
+    cache: CacheConfig,
     first: Listener,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -447,13 +475,18 @@ async fn listen_for_invalidations(
     loop {
         let mut subscription = match next.take() {
             Some(Listener::Connected(s)) => s,
-            Some(Listener::Retrying) | None => match store.subscribe(via).await {
-                Ok(s) => {
+            Some(Listener::Retrying) | None => match try_to_hear(&*store, &cache).await {
+                Hearing::Listening(s) => {
                     tracing::info!("listening for revocations again; token cache flushed");
                     tokens.metrics().listener_reconnected();
                     s
                 }
-                Err(e) => {
+                Hearing::Staleness => {
+                    tokens.cache().set_listening(true);
+                    return;
+                }
+                Hearing::Never => return,
+                Hearing::NotYet(e) => {
                     tracing::warn!(error = %e, "cannot listen for revocations; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(LISTENER_RETRY) => {}

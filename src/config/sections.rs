@@ -76,10 +76,9 @@ pub struct DatabaseConfig {
     /// unnamed, and one outside a transaction runs in a short one of its own, so its parse
     /// and execution reach the same server connection.
     pub prepared_statements: bool,
-    /// PostgreSQL: a direct connection (not through a transaction-mode pooler) for what needs
-    /// a session of its own: LISTEN for revocations, and migrations (whose lock is a session
-    /// lock). Unset, both use `database_url`. Readable from a file like `database_url`
-    /// (`TOKENAUTH_DATABASE__LISTEN_URL_FILE`).
+    /// PostgreSQL: a direct connection (not through a transaction-mode pooler) for LISTEN,
+    /// which needs a session of its own. Unset, LISTEN uses `database_url`. Readable from a
+    /// file like `database_url` (`TOKENAUTH_DATABASE__LISTEN_URL_FILE`).
     pub listen_url: Option<DatabaseUrl>,
     /// PostgreSQL: migrations take an advisory lock, so that replicas starting together
     /// migrate one at a time. Off for engines without advisory locks (CockroachDB, or
@@ -91,6 +90,8 @@ pub struct DatabaseConfig {
     /// sqlx does) or `per_statement` (each statement in a transaction of its own, then the
     /// file recorded as applied, with the same checksum): for distributed engines, which
     /// refuse some schema changes together in one transaction (a column added and indexed).
+    /// `per_statement` takes no lock (a statement's transaction cannot hold one for the
+    /// file), so it needs `migration_lock = false` and one migrating process.
     pub migration_transactions: MigrationTransactions,
 }
 

@@ -33,6 +33,16 @@ impl Config {
         {
             problems.push(format!("database.listen_url {listen}: must be a postgres:// URL (a direct connection)"));
         }
+        if self.database.migration_transactions == crate::config::MigrationTransactions::PerStatement
+            && self.database.migration_lock
+        {
+            problems.push(
+                "database.migration_transactions = \"per_statement\" takes no lock: set database.migration_lock = \
+                 false, and let one process migrate (migrate_on_start = false on the replicas, `tokenauth migrate` \
+                 once)"
+                    .into(),
+            );
+        }
         if self.cache.invalidation == crate::config::InvalidationMode::Poll && self.cache.poll_interval.is_zero() {
             problems.push("cache.poll_interval must be positive when cache.invalidation is \"poll\"".into());
         }
@@ -171,8 +181,21 @@ mod tests {
         c.usertoken.prefix = "/a/".into();
         c.knox.max_tokens_per_user = Some(0);
         c.knox.token_ttl = Some(Duration::from_secs(200 * 365 * 24 * 3600));
+        c.database.migration_transactions = crate::config::MigrationTransactions::PerStatement;
+        c.database.listen_url = Some(crate::config::DatabaseUrl::new("sqlite://x.db"));
+        c.cache.invalidation = crate::config::InvalidationMode::Poll;
+        c.cache.poll_interval = Duration::ZERO;
         let err = c.validate().unwrap_err().to_string();
-        for needle in ["acquire_timeout", "token_prefix", "usertoken.prefix", "max_tokens_per_user", "knox.token_ttl"] {
+        for needle in [
+            "acquire_timeout",
+            "token_prefix",
+            "usertoken.prefix",
+            "max_tokens_per_user",
+            "knox.token_ttl",
+            "\"per_statement\" takes no lock",
+            "database.listen_url",
+            "cache.poll_interval must be positive",
+        ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
         }
     }

@@ -98,11 +98,12 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")) => {
                 StoreError::Contention(db.message().to_owned())
             }
-            // why: an engine without a feature (CockroachDB's LISTEN, or its missing pg_notify);
-            // the caller falls back where it can.
+            // why only these: an engine without NOTIFY (CockroachDB has no `pg_notify`; others
+            // answer "feature not supported"), which `publish` falls back from; any other
+            // missing feature is a bug, and stays `Other`.
             sqlx::Error::Database(db)
-                if db.code().as_deref() == Some("0A000")
-                    || (db.code().as_deref() == Some("42883") && db.message().contains("pg_notify")) =>
+                if matches!(db.code().as_deref(), Some("0A000" | "42883"))
+                    && db.message().to_ascii_lowercase().contains("notify") =>
             {
                 StoreError::Unsupported(db.message().to_owned())
             }

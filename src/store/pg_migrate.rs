@@ -31,6 +31,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     checksum BYTEA NOT NULL,
     execution_time BIGINT NOT NULL
 )";
+const APPLIED: &str = "SELECT count(*) FROM _sqlx_migrations WHERE version = $1";
 const RECORD: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
      VALUES ($1, $2, TRUE, $3, $4)";
 
@@ -75,7 +76,15 @@ pub(super) async fn run(
     lock: bool,
     transactions: MigrationTransactions,
 ) -> StoreResult<()> {
+    // why: a statement's own transaction cannot hold a lock for the whole file; the config
+    // refuses `per_statement` with the lock on (one process migrates).
     let lock = lock && transactions == MigrationTransactions::PerFile;
+    if let Some(m) = migrator.iter().find(|m| m.no_tx) {
+        return Err(StoreError::Other(format!(
+            "migration {} asks to run outside a transaction, which this migrator does not do",
+            m.version
+        )));
+    }
     let lock_id = lock_id(pool).await?;
     let mut tx = pool.begin().await?;
     if lock {
@@ -100,8 +109,7 @@ pub(super) async fn run(
                     take_lock(&mut tx, lock_id).await?;
                 }
                 // why again, under the lock: another process may have applied it meanwhile.
-                let done =
-                    tx.count("SELECT count(*) FROM _sqlx_migrations WHERE version = $1", &args![m.version]).await?;
+                let done = tx.count(APPLIED, &args![m.version]).await?;
                 if done > 0 {
                     continue;
                 }
@@ -110,6 +118,12 @@ pub(super) async fn run(
                 tx.commit().await?;
             }
             MigrationTransactions::PerStatement => {
+                let mut tx = pool.begin().await?;
+                let done = tx.count(APPLIED, &args![m.version]).await?;
+                tx.commit().await?;
+                if done > 0 {
+                    continue;
+                }
                 for (i, statement) in statements(&m.sql).into_iter().enumerate() {
                     let mut tx = pool.begin().await?;
                     sqlx_raw(&mut tx, statement).await.map_err(|e| failed(m, &e, Some((i + 1, statement))))?;
@@ -190,7 +204,10 @@ async fn lock_id(pool: &Pool) -> StoreResult<i64> {
 
 /// The statements of a migration file, in order: split at each `;` that is outside a
 /// comment, a quoted string or identifier, or a dollar-quoted body. Comments stay with the
-/// statement they precede; what holds only comments and space is dropped.
+/// statement they precede; what holds only comments and space is dropped. Not handled, and
+/// not used by any migration (the test below would see a bad split): `E'..\'..'` escapes,
+/// nested block comments, `BEGIN ATOMIC` bodies. Each statement runs in a transaction of
+/// its own, perhaps on another connection: no `SET` or temporary table carries over.
 pub(super) fn statements(sql: &str) -> Vec<&str> {
     let bytes = sql.as_bytes();
     let mut out = Vec::new();

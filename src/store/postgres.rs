@@ -147,11 +147,11 @@ const PUBLISH: &str = "WITH n AS (SELECT pg_notify($1, $2)) \
      INSERT INTO cache_invalidations (id, payload, at) SELECT $3, $2, clock_timestamp() FROM n";
 /// The same without NOTIFY, for engines that lack it.
 const PUBLISH_ROW: &str = "INSERT INTO cache_invalidations (id, payload, at) VALUES ($1, $2, clock_timestamp())";
-/// Notices newer than a moment, oldest first; with the database's clock now.
+/// A page of notices after a moment and an id, oldest first; with the database's clock now.
 const READ_NOTICES: &str = "SELECT id, payload, at, clock_timestamp() AS now FROM cache_invalidations \
-     WHERE at > $1 ORDER BY at, id LIMIT 1000";
-/// How long notices are kept: far longer than any poller's overlap (a poller that fails to
-/// read for longer starts over, flushing its cache).
+     WHERE (at, id) > ($1, $2) ORDER BY at, id LIMIT $3";
+/// How long notices are kept: far longer than any poller's overlap, and than the failures a
+/// poller tolerates (`FAILURES_TOLERATED`).
 const NOTICE_RETENTION: &str = "10 minutes";
 
 impl PgEngine {
@@ -178,7 +178,7 @@ impl PgEngine {
             match self.pool.execute(PUBLISH, &args![CHANNEL, payload, id]).await {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Unsupported(why)) => {
-                    tracing::info!(reason = %why, "this database has no NOTIFY; revocations are published to the invalidations table only");
+                    tracing::warn!(reason = %why, "this database has no NOTIFY; revocations are published to the invalidations table only");
                     self.no_notify.store(true, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e),
@@ -199,6 +199,7 @@ impl PgEngine {
                     watermark: now,
                     seen: HashMap::new(),
                     ready: VecDeque::new(),
+                    failing_since: None,
                 }))
             }
         }
@@ -260,6 +261,20 @@ impl PgEngine {
 /// than that is still bounded by `cache.max_staleness`.
 const OVERLAP: time::Duration = time::Duration::seconds(1);
 
+/// Rows read per query; a poll reads page after page until one comes back short.
+const PAGE: usize = 500;
+/// why: past this many new notices in one poll (a bulk revocation, an import), dropping the
+/// whole cache is cheaper than dropping entries one by one.
+const FLUSH_PAST: usize = 20_000;
+/// How long reads of the table may keep failing before the subscription gives up (and the
+/// server turns the cache off, then starts over). why this long: rows are kept for
+/// `NOTICE_RETENTION`, so a poller that recovers sooner still finds every notice it missed;
+/// meanwhile a cached entry is still trusted for `cache.max_staleness` at most, so a missed
+/// notice is no later than that. why not at the first error: the poller shares the request
+/// pool, and a pool too busy to lend it a connection would otherwise flush the cache and send
+/// every check to the database.
+const FAILURES_TOLERATED: Duration = Duration::from_secs(300);
+
 /// Reads `cache_invalidations` every `interval`: ordered by the time each row was written,
 /// with an overlap, deduplicated by id (neither a sequence nor insertion order is commit
 /// order on a distributed engine).
@@ -271,6 +286,8 @@ struct PgPoll {
     /// The ids delivered within the overlap, and their `at`.
     seen: HashMap<Uuid, OffsetDateTime>,
     ready: VecDeque<String>,
+    /// Since when reads have failed, if they do.
+    failing_since: Option<std::time::Instant>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -281,6 +298,57 @@ struct NoticeRow {
     now: OffsetDateTime,
 }
 
+impl PgPoll {
+    /// One page of notices after `(at, id)`, in that order.
+    async fn page(&self, after: (OffsetDateTime, Uuid)) -> StoreResult<Vec<NoticeRow>> {
+        let Pool::Postgres(pool, statements) = &self.pool else {
+            unreachable!("a Postgres poller has a Postgres pool")
+        };
+        let limit = i64::try_from(PAGE).unwrap_or(i64::MAX);
+        let query = sqlx::query_as(READ_NOTICES).bind(after.0).bind(after.1).bind(limit);
+        Ok(match statements {
+            Statements::Prepared => query.fetch_all(pool).await?,
+            Statements::Unnamed => {
+                let mut tx = pool.begin().await?;
+                let rows = query.persistent(false).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+        })
+    }
+
+    /// Read what is new since the last read (and the overlap before it) into `ready`.
+    async fn read(&mut self) -> StoreResult<()> {
+        let mut after = (self.watermark - OVERLAP, Uuid::nil());
+        let mut fresh: Vec<NoticeRow> = Vec::new();
+        loop {
+            let rows = self.page(after).await?;
+            let short = rows.len() < PAGE;
+            if let Some(last) = rows.last() {
+                after = (last.at, last.id);
+            }
+            fresh.extend(rows.into_iter().filter(|r| !self.seen.contains_key(&r.id)));
+            if fresh.len() > FLUSH_PAST {
+                self.ready.push_back("*".to_owned());
+                self.seen.clear();
+                self.watermark = fresh.last().map_or(self.watermark, |r| r.now);
+                return Ok(());
+            }
+            if short {
+                break;
+            }
+        }
+        for row in fresh {
+            self.seen.insert(row.id, row.at);
+            self.watermark = self.watermark.max(row.at);
+            self.ready.push_back(row.payload);
+        }
+        let forget = self.watermark - OVERLAP;
+        self.seen.retain(|_, at| *at >= forget);
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Subscription for PgPoll {
     async fn next(&mut self) -> StoreResult<Option<String>> {
@@ -289,34 +357,16 @@ impl Subscription for PgPoll {
                 return Ok(Some(payload));
             }
             tokio::time::sleep(self.interval).await;
-            let Pool::Postgres(pool, statements) = &self.pool else {
-                unreachable!("a Postgres poller has a Postgres pool")
-            };
-            let since = self.watermark - OVERLAP;
-            let rows: Vec<NoticeRow> = if *statements == Statements::Prepared {
-                sqlx::query_as(READ_NOTICES).bind(since).fetch_all(pool).await?
-            } else {
-                let mut tx = pool.begin().await?;
-                let rows = sqlx::query_as(READ_NOTICES).bind(since).persistent(false).fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                rows
-            };
-            if rows.len() == 1000 {
-                // why everything: more notices within the overlap than one read takes; which
-                // were missed is unknown, so the whole cache goes, and reading resumes from now.
-                self.ready.push_back("*".to_owned());
-                self.watermark = rows.last().map_or(self.watermark, |r| r.now);
-                self.seen.clear();
-                continue;
-            }
-            for row in rows {
-                if self.seen.insert(row.id, row.at).is_none() {
-                    self.ready.push_back(row.payload);
+            match self.read().await {
+                Ok(()) => self.failing_since = None,
+                Err(e) => {
+                    let since = *self.failing_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > FAILURES_TOLERATED {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "could not read the invalidations table; trying again");
                 }
-                self.watermark = self.watermark.max(row.at);
             }
-            let forget = self.watermark - OVERLAP;
-            self.seen.retain(|_, at| *at >= forget);
         }
     }
 }

@@ -172,7 +172,7 @@ pub(super) enum Tx {
 /// Run `$body` on a Postgres pool directly, or, with unnamed statements, in a transaction of
 /// its own (see `Statements::Unnamed`); every attempt retried on contention (`retry.rs`).
 macro_rules! on_pool {
-    ($pool:expr, $sql:expr, $values:expr, |$q:ident| $sqlite:expr, |$pq:ident, $exec:ident| $postgres:expr, $tx:ident => $in_tx:expr) => {
+    ($pool:expr, |$q:ident| $sqlite:expr, |$pq:ident| $postgres:expr, $tx:ident => $in_tx:expr) => {
         retried!(async {
             Ok(match $pool {
                 Pool::Sqlite(p) => {
@@ -180,7 +180,7 @@ macro_rules! on_pool {
                     $sqlite
                 }
                 Pool::Postgres(p, Statements::Prepared) => {
-                    let ($pq, $exec) = (p, true);
+                    let $pq = p;
                     $postgres
                 }
                 Pool::Postgres(..) => {
@@ -197,25 +197,25 @@ macro_rules! on_pool {
 impl Pool {
     /// Run a statement; how many rows it changed.
     pub(super) async fn execute(&self, sql: &str, values: &[Value<'_>]) -> StoreResult<u64> {
-        on_pool!(self, sql, values,
+        on_pool!(self,
             |p| sqlx::query_with(sql, sqlite_args(values)?).execute(p).await?.rows_affected(),
-            |p, persistent| sqlx::query_with(sql, pg_args(values)?).persistent(persistent).execute(p).await?.rows_affected(),
+            |p| sqlx::query_with(sql, pg_args(values)?).execute(p).await?.rows_affected(),
             tx => tx.execute(sql, values).await?)
     }
 
     /// At most one row.
     pub(super) async fn optional<R: Row>(&self, sql: &str, values: &[Value<'_>]) -> StoreResult<Option<R>> {
-        on_pool!(self, sql, values,
+        on_pool!(self,
             |p| sqlx::query_as_with(sql, sqlite_args(values)?).fetch_optional(p).await?,
-            |p, persistent| sqlx::query_as_with(sql, pg_args(values)?).persistent(persistent).fetch_optional(p).await?,
+            |p| sqlx::query_as_with(sql, pg_args(values)?).fetch_optional(p).await?,
             tx => tx.optional(sql, values).await?)
     }
 
     /// Every row.
     pub(super) async fn all<R: Row>(&self, sql: &str, values: &[Value<'_>]) -> StoreResult<Vec<R>> {
-        on_pool!(self, sql, values,
+        on_pool!(self,
             |p| sqlx::query_as_with(sql, sqlite_args(values)?).fetch_all(p).await?,
-            |p, persistent| sqlx::query_as_with(sql, pg_args(values)?).persistent(persistent).fetch_all(p).await?,
+            |p| sqlx::query_as_with(sql, pg_args(values)?).fetch_all(p).await?,
             tx => tx.all(sql, values).await?)
     }
 

@@ -162,3 +162,52 @@ async fn a_changed_or_unknown_migration_is_refused() {
     let err = store.migrate().await.unwrap_err().to_string();
     assert!(err.contains("migration 9999 is applied to the database but unknown to this build"), "{err}");
 }
+
+/// The polled table (`cache.invalidation = "poll"`, or `auto` without LISTEN): every notice
+/// is delivered once, in order, including one written with a time a moment before notices
+/// already read (a transaction that committed late, or a node whose clock is behind); a
+/// flood too large to apply one by one is one "*" (everything).
+#[tokio::test]
+async fn polled_notices_arrive_once_late_ones_too_and_a_flood_flushes() {
+    use std::time::Duration;
+    use tokenauth::store::Listen;
+    let Some(backend) = Backend::postgres() else { return };
+    let db = TestDb::new(&backend).await;
+    let store = connect(&db.url, DatabaseConfig::default()).await;
+    store.migrate().await.unwrap();
+    let mut sub = store.subscribe(Listen::Poll(Duration::from_millis(10))).await.unwrap();
+    for i in 0..3 {
+        store.publish_invalidation(&format!("t:{i}")).await.unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(next(&mut sub).await, format!("t:{i}"));
+    }
+    // A row written "half a second ago", after the poller has read past that moment.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("INSERT INTO cache_invalidations (id, payload, at) VALUES ($1, 'late', clock_timestamp() - interval '500 milliseconds')")
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    store.publish_invalidation("after").await.unwrap();
+    let mut got = vec![next(&mut sub).await, next(&mut sub).await];
+    got.sort();
+    assert_eq!(got, ["after", "late"]);
+    // Nothing more: the overlap re-reads them, and they are not delivered twice.
+    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err(), "delivered twice");
+    // A flood: more new notices in one poll than are worth applying one by one.
+    sqlx::query(
+        "INSERT INTO cache_invalidations (id, payload, at) \
+         SELECT gen_random_uuid(), 't:' || n, clock_timestamp() FROM generate_series(1, 20001) AS n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(next(&mut sub).await, "*");
+    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err(), "the flood is one flush");
+}
+
+async fn next(sub: &mut Box<dyn tokenauth::store::Subscription>) -> String {
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next()).await;
+    notice.expect("a notice within 5 s").unwrap().unwrap()
+}
