@@ -291,13 +291,15 @@ pub mod bouncer {
                 }
                 cmd.args(["-u", "postgres"]);
             }
-            cmd.arg(dir.path().join("pgbouncer.ini")).stdout(Stdio::null()).stderr(Stdio::piped());
+            // why a file: a pipe nobody reads would fill with its log lines and stop it.
+            let log_path = dir.path().join("pgbouncer.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            cmd.arg(dir.path().join("pgbouncer.ini")).stdout(Stdio::null()).stderr(log);
             let mut child = cmd.spawn().expect("start pgbouncer");
             let started = Instant::now();
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    let mut err = String::new();
-                    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+                    let err = std::fs::read_to_string(&log_path).unwrap_or_default();
                     panic!("pgbouncer exited at start ({status}): {err}");
                 }
                 assert!(started.elapsed() < Duration::from_secs(10), "pgbouncer did not listen within 10 s");
