@@ -147,8 +147,8 @@ const PUBLISH: &str = "WITH n AS (SELECT pg_notify($1, $2)) \
      INSERT INTO cache_invalidations (id, payload, at) SELECT $3, $2, clock_timestamp() FROM n";
 /// The same without NOTIFY, for engines that lack it.
 const PUBLISH_ROW: &str = "INSERT INTO cache_invalidations (id, payload, at) VALUES ($1, $2, clock_timestamp())";
-/// A page of notices after a moment and an id, oldest first; with the database's clock now.
-const READ_NOTICES: &str = "SELECT id, payload, at, clock_timestamp() AS now FROM cache_invalidations \
+/// A page of notices after a moment and an id, oldest first.
+const READ_NOTICES: &str = "SELECT id, payload, at FROM cache_invalidations \
      WHERE (at, id) > ($1, $2) ORDER BY at, id LIMIT $3";
 /// How long notices are kept: far longer than any poller's overlap, and than the failures a
 /// poller tolerates (`FAILURES_TOLERATED`).
@@ -295,7 +295,6 @@ struct NoticeRow {
     id: Uuid,
     payload: String,
     at: OffsetDateTime,
-    now: OffsetDateTime,
 }
 
 impl PgPoll {
@@ -328,20 +327,23 @@ impl PgPoll {
                 after = (last.at, last.id);
             }
             fresh.extend(rows.into_iter().filter(|r| !self.seen.contains_key(&r.id)));
-            if fresh.len() > FLUSH_PAST {
-                self.ready.push_back("*".to_owned());
-                self.seen.clear();
-                self.watermark = fresh.last().map_or(self.watermark, |r| r.now);
-                return Ok(());
-            }
-            if short {
+            if short || fresh.len() > FLUSH_PAST {
                 break;
             }
+        }
+        // why the flood's ids are kept as seen: the next read goes back over the overlap, and
+        // must not deliver one by one what the flush already covered. Rows past this page are
+        // read by the next poll.
+        let flush = fresh.len() > FLUSH_PAST;
+        if flush {
+            self.ready.push_back("*".to_owned());
         }
         for row in fresh {
             self.seen.insert(row.id, row.at);
             self.watermark = self.watermark.max(row.at);
-            self.ready.push_back(row.payload);
+            if !flush {
+                self.ready.push_back(row.payload);
+            }
         }
         let forget = self.watermark - OVERLAP;
         self.seen.retain(|_, at| *at >= forget);
