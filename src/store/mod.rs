@@ -115,10 +115,15 @@ impl From<sqlx::Error> for StoreError {
                     db.message()
                 ))
             }
-            // why: SQLITE_BUSY/LOCKED after busy_timeout, and Postgres "cannot connect now" or
-            // "admin shutdown", are outages, not bugs: callers get a 503, not a 500.
+            // why: SQLITE_BUSY/LOCKED after busy_timeout, and Postgres "cannot connect now",
+            // "admin shutdown", a connection failure (08...), too many connections, or a
+            // database or login that is not there any more (dropped, a password rotated) are
+            // outages, not bugs in the request: callers get a 503, not a 500.
             sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("5" | "6" | "57P01" | "57P02" | "57P03")) =>
+                if matches!(
+                    db.code().as_deref(),
+                    Some("5" | "6" | "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "28000" | "28P01")
+                ) || db.code().is_some_and(|c| c.starts_with("08")) =>
             {
                 StoreError::Unavailable(db.message().to_owned())
             }

@@ -211,3 +211,22 @@ async fn next(sub: &mut Box<dyn tokenauth::store::Subscription>) -> String {
     let notice = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next()).await;
     notice.expect("a notice within 5 s").unwrap().unwrap()
 }
+
+/// A database dropped under a running server (or a login revoked) is an outage to its
+/// clients: a 503 with `Retry-After` in the dialect's shape, not a 500.
+#[tokio::test]
+async fn a_database_dropped_under_the_server_is_a_503() {
+    let Some(backend) = Backend::postgres() else { return };
+    let app = crate::helpers::TestApp::spawn(backend.clone()).await;
+    app.add_user("alice", "pw-alice-1").await;
+    let name = url::Url::parse(app.config.database_url.expose()).unwrap().path().trim_start_matches('/').to_owned();
+    let mut admin = sqlx::PgConnection::connect(backend.admin().unwrap()).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).execute(&mut admin).await.unwrap();
+    let resp = app
+        .request(axum::http::Method::POST, "/auth/login/")
+        .json(serde_json::json!({"username": "alice", "password": "pw-alice-1"}))
+        .send()
+        .await;
+    assert_eq!(resp.status, axum::http::StatusCode::SERVICE_UNAVAILABLE, "{:?}", resp.json());
+    assert!(resp.header("retry-after").is_some());
+}
