@@ -73,8 +73,15 @@ while read -r name; do unset "$name"; done < <(compgen -e | grep '^TOKENAUTH_' |
 export TOKENAUTH_CONFIG=""
 if [ "$BACKEND" = postgres ]; then
   [ -n "$pg_admin" ] || pg_admin="$(scripts/ensure-postgres.sh)"
-  # why the tokenauth_test_ prefix: scripts/test.sh drops what an interrupted run leaves.
-  pg_db="tokenauth_test_fuzz_$$"
+  # why not the tokenauth_test_ prefix: scripts/test.sh drops every such database when it
+  # starts, which would pull this one from under a long run beside a test run. Instead, the
+  # databases of earlier runs whose script is gone (an interrupted run) are dropped here.
+  for db in $(psql "$pg_admin" -qAt -c \
+    "SELECT datname FROM pg_database WHERE datname ~ '^tokenauth_fuzz_[0-9]+$'" 2>/dev/null || true); do
+    kill -0 "${db#tokenauth_fuzz_}" 2>/dev/null ||
+      psql "$pg_admin" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true
+  done
+  pg_db="tokenauth_fuzz_$$"
   TOKENAUTH_DATABASE_URL="$(scripts/fresh-database.sh "$pg_admin" "$pg_db")"
   export TOKENAUTH_DATABASE_URL
 else
