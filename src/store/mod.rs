@@ -14,6 +14,7 @@
 //! The contract suite (`tests/api/store_contract.rs`) runs against both engines.
 
 mod codec;
+mod hot_rows;
 mod import;
 mod pg_migrate;
 mod postgres;

@@ -230,7 +230,7 @@ impl PgEngine {
         let used: Vec<Option<OffsetDateTime>> = touches.iter().map(|t| t.last_used_at).collect();
         let expires: Vec<Option<OffsetDateTime>> = touches.iter().map(|t| t.expires_at).collect();
         let (ids, used, expires) = (&ids, &used, &expires);
-        retried!(async {
+        retried!("apply_touches", async {
             let query = sqlx::query(APPLY_TOUCHES).bind(ids).bind(used).bind(expires);
             match statements {
                 Statements::Prepared => query.execute(pool).await?,

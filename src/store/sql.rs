@@ -173,7 +173,7 @@ pub(super) enum Tx {
 /// its own (see `Statements::Unnamed`); every attempt retried on contention (`retry.rs`).
 macro_rules! on_pool {
     ($pool:expr, |$q:ident| $sqlite:expr, |$pq:ident| $postgres:expr, $tx:ident => $in_tx:expr) => {
-        retried!(async {
+        retried!("a statement", async {
             Ok(match $pool {
                 Pool::Sqlite(p) => {
                     let $q = p;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::hot_rows::{Held, HotRows};
 use super::retry::retried;
 use super::rows::{
     AuditRow, GroupRow, LookupRow, PrincipalRow, RoleRow, SigningKeyRow, ThrottleRow, TokenRow, acl_json,
@@ -45,11 +46,18 @@ pub(super) enum Engine {
 pub struct SqlStore {
     pool: Pool,
     engine: Engine,
+    /// This process's writers of the login path's hot rows, queued (see `hot_rows.rs`).
+    hot: HotRows,
 }
 
 impl SqlStore {
     pub(super) fn new(pool: Pool, engine: Engine) -> Self {
-        SqlStore { pool, engine }
+        SqlStore { pool, engine, hot: HotRows::default() }
+    }
+
+    /// Queue behind this process's other writers of principal `id`'s row.
+    async fn principal_row(&self, id: i64) -> Held<'_> {
+        self.hot.lock([("principals", id)]).await
     }
 }
 
@@ -209,8 +217,9 @@ impl Store for SqlStore {
         hash: &str,
         revoke_tokens_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
+        let _queued = self.principal_row(id).await;
         let pool = &self.pool;
-        retried!(async {
+        retried!("set_password_hash", async {
             let mut tx = pool.begin().await?;
             let sql = "UPDATE principals SET password_hash = $1, password_scheme = NULL, \
                        imported_credential = CASE WHEN imported_credential IS NULL THEN NULL ELSE 'migrated' END WHERE id = $2";
@@ -226,6 +235,7 @@ impl Store for SqlStore {
         // why the scheme too: a rehash replaces a legacy hash with argon2id.
         let sql =
             "UPDATE principals SET password_hash = $3, password_scheme = NULL WHERE id = $1 AND password_hash = $2";
+        let _queued = self.principal_row(id).await;
         Ok(self.pool.execute(sql, &args![id, old, new]).await? > 0)
     }
 
@@ -292,8 +302,9 @@ impl Store for SqlStore {
     }
 
     async fn insert_token(&self, new: &NewToken<'_>, rules: InsertRules<'_>) -> StoreResult<Inserted> {
+        let _queued = self.principal_row(new.principal_id).await;
         let pool = &self.pool;
-        retried!(async {
+        retried!("insert_token", async {
             let mut tx = pool.begin().await?;
             let owner = tx.execute(LOCK_OWNER, &args![rules.login_at, new.principal_id, rules.verified_hash]).await?;
             if owner == 0 {
@@ -356,7 +367,7 @@ impl Store for SqlStore {
 
     async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
         let pool = &self.pool;
-        retried!(async {
+        retried!("bump", async {
             let mut tx = pool.begin().await?;
             let owner =
                 tx.execute("UPDATE principals SET last_login_at = $1 WHERE id = $2", &args![at, principal_id]).await?;
@@ -415,10 +426,11 @@ impl Store for SqlStore {
         // deadlock (an address and an account, on two replicas at once).
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by_key(|&i| keys[i]);
+        let _queued = self.hot.lock(keys.iter().map(|&(scope, subject)| ("throttle", scope, subject))).await;
         let (pool, order) = (&self.pool, &order);
         // why `step` may run again: a retried transaction starts over from the counters as
         // they are then; only the committed run's change counts.
-        retried!(async {
+        retried!("update_throttle", async {
             let mut tx = pool.begin().await?;
             let mut locked: Vec<Option<ThrottleCounter>> = vec![None; keys.len()];
             for &i in order {
@@ -474,7 +486,7 @@ impl Store for SqlStore {
         commit: bool,
     ) -> StoreResult<ImportApplied> {
         let pool = &self.pool;
-        retried!(async { sql_import::apply(pool, batch, now, commit).await })
+        retried!("apply_import", async { sql_import::apply(pool, batch, now, commit).await })
     }
 
     async fn imported_credentials(&self, kind: PrincipalKind) -> StoreResult<Vec<(i64, String, String)>> {
