@@ -234,7 +234,7 @@ async fn many_correct_logins_through_two_replicas_all_succeed(backend: Backend) 
 /// across that edge are carried into the next window weighted down (the sliding window),
 /// so an exact count would come out one short (seen once in a loop of runs).
 async fn clear_of_a_window_edge() {
-    let into = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 60.0;
+    let into = (SystemClock.now().unix_timestamp_nanos() % 60_000_000_000) as f64 / 1e9;
     if into > 45.0 {
         tokio::time::sleep(Duration::from_secs_f64(60.1 - into)).await;
     }
