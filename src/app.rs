@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 
 use crate::config::{Config, ConfigError};
 use crate::dialect::dialer::{self, Dialer, DialerReseller};
@@ -24,8 +24,9 @@ use crate::dialect::usertoken::{self, Usertoken};
 use crate::dialect::webitel::{self, Webitel};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::middleware::client_ip::{TrustedProxies, resolve_client_ip};
-use crate::middleware::request_id::{RequestIds, X_REQUEST_ID, sanitize};
+use crate::middleware::client_ip::TrustedProxies;
+use crate::middleware::context::RequestContextLayer;
+use crate::middleware::request_id::X_REQUEST_ID;
 use crate::middleware::{access_log, error_log};
 pub use crate::state::AppState;
 use crate::store::{self, Store};
@@ -100,9 +101,9 @@ pub async fn token_service(
 }
 
 /// The whole HTTP surface. Layers, outermost first:
-/// 0. count and time the request by matched route (the metrics);
-/// 1. drop an unacceptable incoming `X-Request-Id`, then set one if absent;
-/// 2. resolve the client IP (needed by the access log and the dialects);
+/// 0-2. in one layer (`middleware::context`): count and time the request by matched route
+///    (the metrics); keep an acceptable incoming `X-Request-Id` or set a fresh one; resolve
+///    the client IP (needed by the access log and the dialects);
 /// 3. the access log span and response line;
 /// 4. copy the request id to the response;
 /// 5. CORS, when origins are configured;
@@ -177,10 +178,7 @@ pub fn router(state: AppState) -> Result<Router, ConfigError> {
 
     let trusted = TrustedProxies::new(config.trusted_proxies.clone());
     let layers = ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(state.clone(), crate::middleware::metrics::track))
-        .layer(middleware::map_request(sanitize))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), RequestIds::default()))
-        .layer(middleware::from_fn_with_state(trusted, resolve_client_ip))
+        .layer(RequestContextLayer::new(Arc::clone(&state.tokens), trusted))
         .layer(access_log::layer(config.http.access_log))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .option_layer(cors(&config))

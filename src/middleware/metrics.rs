@@ -1,22 +1,15 @@
-//! Count every request and time it, by matched route, into the metrics registry.
+//! The labels every request is counted and timed by (by `context.rs`): its method and its
+//! matched route.
 
 use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 
-use crate::state::AppState;
-
-/// Layer: count every request and time it, by matched route.
-pub(crate) async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // why a fixed set: /verify takes any method, and a client's invented methods must not
-    // grow the label set without bound.
-    let method = match *req.method() {
+/// The method's label. why a fixed set: /verify takes any method, and a client's invented
+/// methods must not grow the label set without bound.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
         Method::POST => "POST",
@@ -27,17 +20,13 @@ pub(crate) async fn track(State(app): State<AppState>, req: Request, next: Next)
         Method::TRACE => "TRACE",
         Method::CONNECT => "CONNECT",
         _ => "other",
-    };
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| intern(m.as_str()));
-    let resp = next.run(req).await;
-    app.tokens.metrics().observe_http(method, route, resp.status(), started.elapsed().as_secs_f64());
-    resp
+    }
 }
 
 /// The route template as a `&'static str`, so a request's labels allocate nothing. why
 /// leaking is bounded: matched templates are the router's own routes, a fixed set (an
 /// unmatched path has no template).
-fn intern(route: &str) -> &'static str {
+pub(crate) fn intern(route: &str) -> &'static str {
     static ROUTES: RwLock<BTreeMap<String, &'static str>> = RwLock::new(BTreeMap::new());
     if let Some(known) = ROUTES.read().unwrap_or_else(PoisonError::into_inner).get(route) {
         return known;

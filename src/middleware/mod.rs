@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod client_ip;
+pub mod context;
 pub mod error_log;
 pub mod metrics;
 pub mod request_id;

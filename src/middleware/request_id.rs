@@ -1,13 +1,11 @@
 //! Request ids: an incoming `X-Request-Id` is kept only if it is short and made of
-//! `[A-Za-z0-9._-]`; otherwise it is dropped and a fresh UUID is set by tower-http's
-//! `SetRequestIdLayer`, made by `RequestIds`. Why: the id is copied into every log line of the request, so a client
+//! `[A-Za-z0-9._-]`; otherwise it is dropped and a fresh UUID, made by `RequestIds`, is set
+//! (by `context.rs`; tower-http's `PropagateRequestIdLayer` copies it to the response). Why: the id is copied into every log line of the request, so a client
 //! must not be able to inject newlines, fake fields or megabytes into the logs through it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The header.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,27 +51,27 @@ impl RequestIds {
     }
 }
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+impl RequestIds {
+    /// A fresh id, as a header value.
+    fn header_value(&self) -> HeaderValue {
         let mut buf = uuid::Uuid::encode_buffer();
         let id = self.next().hyphenated().encode_lower(&mut buf);
-        HeaderValue::from_str(id).ok().map(RequestId::new)
+        // why no failure: a hyphenated UUID is plain ASCII.
+        HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
     }
 }
 
-/// Layer (`map_request`): drop an unacceptable or repeated `X-Request-Id`.
-pub async fn sanitize(mut req: Request) -> Request {
-    let values = req.headers().get_all(&X_REQUEST_ID);
+/// Keep a single acceptable `X-Request-Id`; otherwise (none, an unacceptable one, several)
+/// set a fresh one from `ids`.
+pub(crate) fn ensure(headers: &mut HeaderMap, ids: &RequestIds) {
+    let values = headers.get_all(&X_REQUEST_ID);
     let mut iter = values.iter();
-    let keep = match (iter.next(), iter.next()) {
-        (Some(v), None) => acceptable(v),
-        (None, _) => true,
-        (Some(_), Some(_)) => false,
-    };
-    if !keep {
-        req.headers_mut().remove(&X_REQUEST_ID);
+    if let (Some(v), None) = (iter.next(), iter.next())
+        && acceptable(v)
+    {
+        return;
     }
-    req
+    headers.insert(&X_REQUEST_ID, ids.header_value());
 }
 
 #[cfg(test)]
@@ -92,11 +90,9 @@ mod tests {
 
     #[test]
     fn made_ids_are_acceptable_distinct_uuids() {
-        let mut ids = RequestIds::default();
+        let ids = RequestIds::default();
         let other = RequestIds::default();
-        let req = axum::http::Request::new(());
-        let made: Vec<String> =
-            (0..1000).map(|_| ids.make_request_id(&req).unwrap().header_value().to_str().unwrap().to_owned()).collect();
+        let made: Vec<String> = (0..1000).map(|_| ids.header_value().to_str().unwrap().to_owned()).collect();
         let distinct: std::collections::BTreeSet<&String> = made.iter().collect();
         assert_eq!(distinct.len(), made.len());
         for id in &made {

@@ -14,10 +14,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 /// The resolved client address, in the request extensions for handlers and logs.
@@ -45,15 +43,15 @@ impl TrustedProxies {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardedHttps(pub bool);
 
-/// Layer: put `ClientIp` and `ForwardedHttps` in the request extensions.
-pub async fn resolve_client_ip(State(trusted): State<TrustedProxies>, mut req: Request, next: Next) -> Response {
+/// Put `ClientIp` and `ForwardedHttps` in the request extensions (done for every request by
+/// `context.rs`).
+pub(crate) fn annotate(req: &mut Request, trusted: &TrustedProxies) {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
     // why: without connect info (a misassembled server) the address is unknown, not trusted.
-    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| resolve(p, req.headers(), &trusted));
+    let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| resolve(p, req.headers(), trusted));
     let https = peer.is_some_and(|p| trusted.contains(canonical(p))) && forwarded_https(req.headers());
     req.extensions_mut().insert(ClientIp(ip));
     req.extensions_mut().insert(ForwardedHttps(https));
-    next.run(req).await
 }
 
 /// The nearest proxy says the client came over HTTPS: the last value of `X-Forwarded-Proto`
