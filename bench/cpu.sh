@@ -12,18 +12,23 @@
 # TOKENAUTH_BENCH_BIN=path/to/tokenauth measures another build against the same ceiling.
 # Traffic goes to 127.0.0.1 only; every run is bounded by its duration.
 set -euo pipefail
+# why: a failing wrk or python inside $(...) must stop the run, not print a blank figure.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
 ROUNDS=${2:-3}
 PORT=18191
 OUT=bench/results
 command -v wrk >/dev/null || scripts/apt-install.sh wrk
+# why: SQLite only; lib.sh would otherwise find or start PostgreSQL.
+export TOKENAUTH_BENCH_DATABASE_URL=${TOKENAUTH_BENCH_DATABASE_URL:-unused}
 . bench/lib.sh
 # why: to compare with another build (e.g. the commit before a change) in the same session.
 BIN=${TOKENAUTH_BENCH_BIN:-$BIN}
 PASSWORD=bench-password-123
 work=$(mktemp -d)
-trap 'stop_server; rm -rf "$work"' EXIT
+hello_pid=""
+trap 'stop_server; [ -z "$hello_pid" ] || kill "$hello_pid" 2>/dev/null; rm -rf "$work"' EXIT
 export TOKENAUTH_DATABASE_URL="sqlite://$work/bench.db"
 echo "$PASSWORD" | "$BIN" user add bench --password-stdin >/dev/null
 
@@ -39,6 +44,8 @@ run() {
 import re, sys
 before, after, tck = map(int, sys.argv[1:])
 text = sys.stdin.read()
+if "Non-2xx" in text:
+    sys.exit("bench/cpu.sh: some answers were not 2xx: " + text)
 n = int(re.search(r"(\d+) requests in", text).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)
@@ -56,12 +63,16 @@ verify="wrk.method = \"GET\"; wrk.headers[\"Authorization\"] = \"Token $knox\""
 : >"$work/figures"
 for round in $(seq "$ROUNDS"); do
   # why interleaved: a machine whose speed drifts moves every row alike.
-  echo "hello $(run "$hello_pid" "http://127.0.0.1:$((PORT + 1))/" "$get")" >>"$work/figures"
-  echo "healthz $(run "$server_pid" "http://127.0.0.1:$PORT/healthz" "$get")" >>"$work/figures"
-  echo "verify $(run "$server_pid" "http://127.0.0.1:$PORT/verify" "$verify")" >>"$work/figures"
+  fig=$(run "$hello_pid" "http://127.0.0.1:$((PORT + 1))/" "$get")
+  echo "hello $fig" >>"$work/figures"
+  fig=$(run "$server_pid" "http://127.0.0.1:$PORT/healthz" "$get")
+  echo "healthz $fig" >>"$work/figures"
+  fig=$(run "$server_pid" "http://127.0.0.1:$PORT/verify" "$verify")
+  echo "verify $fig" >>"$work/figures"
   echo "round $round of $ROUNDS done" >&2
 done
 kill -TERM "$hello_pid"; wait "$hello_pid" 2>/dev/null || true
+hello_pid=""
 
 echo "tokenauth $(git describe --always --dirty 2>/dev/null), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), ${SECS}s x $ROUNDS rounds (medians), wrk -t2 -c32, SQLite"
 python3 - "$work/figures" <<'PY'
@@ -70,6 +81,7 @@ rows = {}
 for line in open(sys.argv[1]):
     name, rps, p99, us = line.split()
     rows.setdefault(name, []).append((float(rps), p99, float(us)))
+# why the p99 of the median round (by req/s): latencies of different runs do not average.
 med = {n: (statistics.median(r[0] for r in v), sorted(v)[len(v) // 2][1], statistics.median(r[2] for r in v)) for n, v in rows.items()}
 h_rps, _, h_us = med["hello"]
 print(f"{'':30} {'req/s':>9} {'vs hello':>9} {'p99':>9} {'server CPU us/req':>18} {'vs hello':>9}")

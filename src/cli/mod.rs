@@ -175,7 +175,7 @@ impl Cli {
         let loaded = config::load(file.as_deref(), &overrides)?;
         let serving = matches!(self.command, Command::Serve { .. });
         // why: the server logs its requests; an admin command should print only its result.
-        let _log = telemetry::init(loaded.config.log_format, if serving { "info,sqlx=warn" } else { "warn" });
+        let _log = telemetry::init(loaded.config.log_format, if serving { "info,sqlx=warn" } else { "warn" }, serving);
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }

@@ -1,7 +1,8 @@
 //! Request ids: an incoming `X-Request-Id` is kept only if it is short and made of
 //! `[A-Za-z0-9._-]`; otherwise it is dropped and a fresh UUID, made by `RequestIds`, is set
-//! (by `context.rs`; tower-http's `PropagateRequestIdLayer` copies it to the response). Why: the id is copied into every log line of the request, so a client
-//! must not be able to inject newlines, fake fields or megabytes into the logs through it.
+//! (by `context.rs`; tower-http's `PropagateRequestIdLayer` copies it to the response).
+//! Why: the id is copied into every log line of the request, so a client must not be able to
+//! inject newlines, fake fields or megabytes into the logs through it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,9 +50,7 @@ impl RequestIds {
         // byte 6 and the counter's top byte, which a count below 2^62 never reaches).
         uuid::Builder::from_random_bytes(bytes).into_uuid()
     }
-}
 
-impl RequestIds {
     /// A fresh id, as a header value.
     fn header_value(&self) -> HeaderValue {
         let mut buf = uuid::Uuid::encode_buffer();

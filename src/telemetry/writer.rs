@@ -10,29 +10,33 @@
 //! the writer thread wakes every `FLUSH_EVERY`, or at once when `SOON` bytes are waiting.
 //!
 //! No line is dropped: past `CAP` bytes waiting (stderr blocked), a logging thread waits for
-//! the writer. Lines reach stderr at most `FLUSH_EVERY` late, and all of them by the time
-//! `Flusher` is dropped (end of `main`); only a process killed outright (SIGKILL) can lose
-//! the last few milliseconds' lines.
+//! the writer. Lines reach stderr at most `FLUSH_EVERY` late, in the order each thread logged
+//! them, and all of them by the time `Flusher` is dropped (end of `Cli::run`); only a process
+//! killed outright (SIGKILL) can lose the last few milliseconds' lines. A line logged after
+//! that (a task ending with the runtime) is written directly.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// why 10 ms: a line seen by a person or a shipper that late is on time, and a hundred
-/// wake-ups a second cost nothing.
+/// why 10 ms: a line seen by a person or a shipper that late is on time, and at most a
+/// hundred batches a second cost nothing.
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
 /// Waiting bytes that wake the writer early. why 64 KiB: a pipe's buffer.
 const SOON: usize = 64 * 1024;
 /// Waiting bytes past which logging threads wait for the writer.
 const CAP: usize = 16 * 1024 * 1024;
+/// The capacity a buffer keeps after a write. why: after a burst (or a stalled stderr) the
+/// buffers would otherwise keep their largest size for good.
+const KEEP: usize = 4 * SOON;
 
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer (early, or to stop).
+    /// Wakes the writer: a first line waiting, `SOON` bytes waiting, or the stop.
     wake: Condvar,
     /// Wakes logging threads held at `CAP`.
     drained: Condvar,
@@ -41,12 +45,15 @@ struct Shared {
 #[derive(Default)]
 struct State {
     lines: Vec<u8>,
+    /// `Flusher` was dropped: the writer writes what is waiting, then ends.
     stopping: bool,
+    /// The writer has ended (or never started): lines are written directly.
+    ended: bool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // why into_inner on poison: the state is bytes and a flag, valid whatever panicked.
+        // why into_inner on poison: the state is bytes and flags, valid whatever panicked.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -73,34 +80,42 @@ pub(super) fn batched<W: Write + Send + 'static>(out: W) -> (Batched, Flusher) {
     });
     let thread = spawned.ok();
     if thread.is_none() {
-        shared.lock().stopping = true;
+        shared.lock().ended = true;
     }
     (Batched { shared: Arc::clone(&shared) }, Flusher { shared, thread })
 }
 
 fn write_until_stopped<W: Write>(shared: &Shared, mut out: W) {
-    let mut spare = Vec::new();
+    let mut batch = Vec::new();
     loop {
-        let stopping = {
+        {
             let mut state = shared.lock();
-            if state.lines.len() < SOON && !state.stopping {
-                state = shared.wake.wait_timeout(state, FLUSH_EVERY).unwrap_or_else(PoisonError::into_inner).0;
+            // Idle: sleep until a first line (or the stop) arrives.
+            while state.lines.is_empty() && !state.stopping {
+                state = shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
             }
-            std::mem::swap(&mut state.lines, &mut spare);
-            state.stopping
-        };
+            // Gather for `FLUSH_EVERY`, unless much is waiting already or this is the stop.
+            let deadline = Instant::now() + FLUSH_EVERY;
+            while state.lines.len() < SOON && !state.stopping {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = shared.wake.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            }
+            if state.lines.is_empty() && state.stopping {
+                // why under the lock: no line can slip in between the last batch and `ended`.
+                state.ended = true;
+                shared.drained.notify_all();
+                return;
+            }
+            std::mem::swap(&mut state.lines, &mut batch);
+        }
         shared.drained.notify_all();
-        if !spare.is_empty() {
-            // why ignored: there is nowhere left to report a failing stderr.
-            let _ = out.write_all(&spare).and_then(|()| out.flush());
-            spare.clear();
-        }
-        if stopping {
-            // why one more round: lines logged between the swap and the flag.
-            let rest = std::mem::take(&mut shared.lock().lines);
-            let _ = out.write_all(&rest).and_then(|()| out.flush());
-            return;
-        }
+        // why ignored: there is nowhere left to report a failing stderr.
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        batch.clear();
+        batch.shrink_to(KEEP);
     }
 }
 
@@ -125,17 +140,17 @@ impl<'a> MakeWriter<'a> for Batched {
 impl Write for &Batched {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut state = self.shared.lock();
-        if state.stopping {
-            // why: after the writer has ended (a line from a destructor at exit), write directly.
-            drop(state);
-            return io::stderr().write(buf);
-        }
-        while state.lines.len() >= CAP && !state.stopping {
+        while state.lines.len() >= CAP && !state.ended {
             self.shared.wake.notify_one();
             state = self.shared.drained.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
+        if state.ended {
+            // why under the lock: lines written directly keep their order among themselves.
+            return io::stderr().write(buf);
+        }
+        let first = state.lines.is_empty();
         state.lines.extend_from_slice(buf);
-        if state.lines.len() >= SOON {
+        if first || state.lines.len() >= SOON {
             self.shared.wake.notify_one();
         }
         Ok(buf.len())

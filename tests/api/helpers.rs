@@ -342,7 +342,7 @@ pub fn init_test_log() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            std::mem::forget(tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn"));
+            let _unbatched = tokenauth::telemetry::init(tokenauth::config::LogFormat::Pretty, "debug,sqlx=warn", false);
         }
     });
 }
