@@ -2,7 +2,7 @@
 //!
 //! A crowd logging in at once (one user, one address) writes the same few rows: the
 //! address's and the account's throttle counters, and the principal's row that
-//! `insert_token` locks for the token limit. Under READ COMMITTED the database queues them on
+//! `insert_token` locks for the token limit (and `bump` and a rehash write too). Under READ COMMITTED the database queues them on
 //! the row lock anyway, each waiter holding a pooled connection while it waits. Under
 //! SERIALIZABLE (and on distributed engines) they do not queue at all: every transaction
 //! that waited fails with 40001 once the first commits, and `retry.rs` runs it again. With 16

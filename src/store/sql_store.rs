@@ -366,6 +366,7 @@ impl Store for SqlStore {
     }
 
     async fn bump(&self, principal_id: i64, token_id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+        let _queued = self.principal_row(principal_id).await;
         let pool = &self.pool;
         retried!("bump", async {
             let mut tx = pool.begin().await?;

@@ -230,9 +230,10 @@ async fn many_correct_logins_through_two_replicas_all_succeed(backend: Backend) 
 }
 
 /// Return at least 15 s before the system clock's next whole minute. why: the counters'
-/// windows (a minute and a quarter of an hour by default) begin on whole minutes, and failures made on the system clock
-/// across that edge are carried into the next window weighted down (the sliding window),
-/// so an exact count would come out one short (seen once in a loop of runs).
+/// windows (a minute and a quarter of an hour by default) begin on whole minutes, and
+/// failures made on the system clock across that edge are carried into the next window
+/// weighted down (the sliding window), so an exact count would come out one short (seen
+/// once in a loop of runs).
 async fn clear_of_a_window_edge() {
     let into = (SystemClock.now().unix_timestamp_nanos() % 60_000_000_000) as f64 / 1e9;
     if into > 45.0 {
