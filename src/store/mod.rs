@@ -421,6 +421,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// In one transaction: lock the counters for `keys` (creating empty ones, in key order so
     /// two updates cannot deadlock), let `step` change them, write them back, and return them
     /// in the order of `keys`. Concurrent updates of a counter are serialised by its row lock.
+    /// The keys must be distinct.
     async fn update_throttle(
         &self,
         keys: &[(ThrottleScope, &str)],

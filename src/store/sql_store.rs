@@ -20,7 +20,7 @@ use super::rows::{
     AuditRow, GroupRow, LookupRow, PrincipalRow, RoleRow, SigningKeyRow, ThrottleRow, TokenRow, acl_json,
     allowed_ips_json, group_select, lookup_select, principal_select, role_select, throttle_columns, token_columns,
 };
-use super::sql::{Pool, args};
+use super::sql::{Pool, Value, args};
 use super::sql_import;
 use super::{ImportApplied, ImportBatch};
 use super::{
@@ -87,18 +87,47 @@ const INSERT_TOKEN: &str = "INSERT INTO tokens \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, 0)";
 const REVOKE_ALL: &str = "UPDATE tokens SET revoked_at = $1, version = version + 1 \
      WHERE principal_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR dialect = $3)";
-/// why a no-op upsert first: it creates the row or takes the existing one's lock in one round
-/// trip, and as the transaction's first statement it takes SQLite's write lock at once.
-const LOCK_THROTTLE: &str = concat!(
-    "INSERT INTO login_throttle (",
-    throttle_columns!(),
-    ") VALUES ($1, $2, $3, 0, 0, 0, NULL, $3, 0, 0, $3) ",
-    "ON CONFLICT (scope, subject) DO UPDATE SET scope = excluded.scope RETURNING ",
-    throttle_columns!()
-);
-const WRITE_THROTTLE: &str = "UPDATE login_throttle SET window_start = $3, failures = $4, prev_failures = $5, \
-    strikes = $6, locked_until = $7, expires_at = $8, in_flight = $9, prev_in_flight = $10, \
-    in_flight_bucket = $11 WHERE scope = $1 AND subject = $2";
+/// Lock (creating where missing) the throttle counters of `n` keys, in the order given, in one
+/// statement: `$1` is the epoch a new counter starts from, then each key's scope and subject.
+/// why a no-op upsert: it creates a row or takes the existing one's lock in one round trip
+/// (Postgres takes the rows' locks in the order of the VALUES list), and as the transaction's
+/// first statement it takes SQLite's write lock at once. why one statement for every key:
+/// each statement is a round trip (to the database, or to SQLite's worker thread), and a
+/// login updates its counters twice.
+fn lock_throttle(n: usize) -> String {
+    let rows: Vec<String> =
+        (0..n).map(|i| format!("(${}, ${}, $1, 0, 0, 0, NULL, $1, 0, 0, $1)", 2 * i + 2, 2 * i + 3)).collect();
+    format!(
+        "INSERT INTO login_throttle ({}) VALUES {} ON CONFLICT (scope, subject) DO UPDATE SET scope = excluded.scope \
+         RETURNING {}",
+        throttle_columns!(),
+        rows.join(", "),
+        throttle_columns!()
+    )
+}
+
+/// Write `n` locked counters back in one statement: eleven values per counter, in
+/// `throttle_columns!` order. The rows exist and are locked (`lock_throttle`), so the upsert
+/// always updates; it is an upsert only because both engines can update many rows to
+/// different values that way.
+fn write_throttle(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let params: Vec<String> = (1..=11).map(|c| format!("${}", 11 * i + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO login_throttle ({}) VALUES {} ON CONFLICT (scope, subject) DO UPDATE SET \
+         window_start = excluded.window_start, failures = excluded.failures, \
+         prev_failures = excluded.prev_failures, strikes = excluded.strikes, \
+         locked_until = excluded.locked_until, expires_at = excluded.expires_at, \
+         in_flight = excluded.in_flight, prev_in_flight = excluded.prev_in_flight, \
+         in_flight_bucket = excluded.in_flight_bucket",
+        throttle_columns!(),
+        rows.join(", ")
+    )
+}
 const LIST_THROTTLE: &str = concat!("SELECT ", throttle_columns!(), " FROM login_throttle WHERE expires_at > $1");
 
 /// Sort by a name in byte order, as both engines' `ORDER BY` would only with a collation
@@ -427,23 +456,37 @@ impl Store for SqlStore {
         // deadlock (an address and an account, on two replicas at once).
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by_key(|&i| keys[i]);
+        if order.windows(2).any(|w| keys[w[0]] == keys[w[1]]) {
+            return Err(StoreError::Other("a throttle counter was named twice in one update".into()));
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let _queued = self.hot.lock(keys.iter().map(|&(scope, subject)| ("throttle", scope, subject))).await;
         let (pool, order) = (&self.pool, &order);
         // why `step` may run again: a retried transaction starts over from the counters as
         // they are then; only the committed run's change counts.
         retried!("update_throttle", async {
             let mut tx = pool.begin().await?;
+            let mut lock = vec![Value::from(OffsetDateTime::UNIX_EPOCH)];
+            lock.extend(order.iter().flat_map(|&i| args![keys[i].0, keys[i].1]));
+            let rows: Vec<ThrottleRow> = tx.all(&lock_throttle(order.len()), &lock).await?;
             let mut locked: Vec<Option<ThrottleCounter>> = vec![None; keys.len()];
-            for &i in order {
-                let (scope, subject) = keys[i];
-                let row: ThrottleRow =
-                    tx.one(LOCK_THROTTLE, &args![scope, subject, OffsetDateTime::UNIX_EPOCH]).await?;
-                locked[i] = Some(row.try_into()?);
+            for row in rows {
+                let counter = ThrottleCounter::try_from(row)?;
+                // why by key: RETURNING's order is not promised to be the VALUES list's.
+                let at = keys.iter().position(|&(scope, subject)| scope == counter.scope && subject == counter.subject);
+                if let Some(at) = at {
+                    locked[at] = Some(counter);
+                }
             }
-            let mut counters: Vec<ThrottleCounter> = locked.into_iter().flatten().collect();
+            let mut counters: Vec<ThrottleCounter> = locked.into_iter().collect::<Option<_>>().ok_or_else(|| {
+                StoreError::Other("the database returned other throttle counters than it was asked to lock".into())
+            })?;
             step(&mut counters);
+            let mut values = Vec::with_capacity(11 * counters.len());
             for c in &counters {
-                let values = args![
+                values.extend(args![
                     c.scope,
                     &c.subject,
                     c.window_start,
@@ -455,9 +498,9 @@ impl Store for SqlStore {
                     c.in_flight,
                     c.prev_in_flight,
                     c.in_flight_bucket
-                ];
-                tx.execute(WRITE_THROTTLE, &values).await?;
+                ]);
             }
+            tx.execute(&write_throttle(counters.len()), &values).await?;
             tx.commit().await?;
             Ok(counters)
         })

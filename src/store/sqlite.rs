@@ -92,6 +92,11 @@ impl SqliteEngine {
         let creating = !in_memory && !path.exists();
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
+            // why no ping before each use: sqlx pings an idle connection before handing it out,
+            // which for SQLite is one more round trip to the connection's worker thread (tens
+            // of µs, several per login) and can find nothing wrong: there is no server to lose.
+            // Postgres keeps the ping, since a connection the server dropped is found that way.
+            .test_before_acquire(false)
             .acquire_timeout(cfg.acquire_timeout)
             .connect_with(opts.clone())
             .await

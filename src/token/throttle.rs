@@ -318,6 +318,8 @@ pub struct Pending {
     clock: Arc<dyn Clock>,
     admission: Option<Admission>,
     outcome: Outcome,
+    /// It waited in a line before it was admitted.
+    waited: bool,
 }
 
 /// The first wait before an interrupted attempt's end is retried, doubled each time up to
@@ -354,9 +356,10 @@ impl Pending {
                 return Err(place.gave_up());
             }
             let full = match Self::try_once(throttle, store, clock, &keys).await {
-                Ok(Ok(pending)) => {
+                Ok(Ok(mut pending)) => {
                     if let Some(place) = place.as_mut() {
                         place.outcome = "admitted";
+                        pending.waited = true;
                     }
                     return Ok(pending);
                 }
@@ -397,15 +400,26 @@ impl Pending {
         let (throttle, store, clock, keys) = (throttle.clone(), Arc::clone(store), Arc::clone(clock), keys.to_vec());
         let admission = async move {
             match throttle.admit(&*store, &keys, clock.now()).await? {
-                Admit::Admitted(admission) => {
-                    Ok(Ok(Pending { throttle, store, clock, admission: Some(admission), outcome: Outcome::Released }))
-                }
+                Admit::Admitted(admission) => Ok(Ok(Pending {
+                    throttle,
+                    store,
+                    clock,
+                    admission: Some(admission),
+                    outcome: Outcome::Released,
+                    waited: false,
+                })),
                 Admit::Full(full) => Ok(Err(full)),
             }
         };
         tokio::spawn(admission.in_current_span())
             .await
             .map_err(|e| Error::Internal(format!("the throttle task failed: {e}")))?
+    }
+
+    /// Whether the attempt waited in a line (for a place of a counter that was full) before
+    /// it was admitted: what was read before admission may be that much older.
+    pub fn waited(&self) -> bool {
+        self.waited
     }
 
     /// End the attempt now (and in the background if the database does not answer).

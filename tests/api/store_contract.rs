@@ -7,11 +7,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokenauth::config::{DatabaseConfig, DatabaseUrl};
 use tokenauth::model::{
-    Acl, Attributes, DialectId, GroupRef, Issuer, Principal, PrincipalKind, Role, RoleSummary, SigningKey, TokenHash,
-    TokenKind, Username,
+    Acl, Attributes, DialectId, GroupRef, Issuer, Principal, PrincipalKind, Role, RoleSummary, SigningKey,
+    ThrottleCounter, ThrottleScope, TokenHash, TokenKind, Username,
 };
 use tokenauth::store::{
-    self, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, Store, StoreError, TokenTouch,
+    self, InsertRules, Inserted, NewGroup, NewPrincipal, NewRole, NewToken, Store, StoreError, ThrottleStep, TokenTouch,
 };
 use uuid::Uuid;
 
@@ -116,6 +116,7 @@ backend_tests!(
     groups_round_trip_and_are_listed_by_owner,
     groups_with_members_cannot_be_deleted,
     removing_a_reseller_leaves_its_groups_unowned,
+    throttle_counters_are_written_together_and_returned_in_key_order,
 );
 
 async fn migrations_are_idempotent_and_ping_works(backend: Backend) {
@@ -830,4 +831,53 @@ async fn removing_a_reseller_leaves_its_groups_unowned(backend: Backend) {
     assert_eq!(west.members, 1);
     let user = store.principal_by_name(PrincipalKind::User, "u").await.unwrap().unwrap();
     assert_eq!(user.group.map(|g| g.id), Some(gid), "its users stay in it");
+}
+
+/// `update_throttle` locks and writes several counters in one statement each: every counter
+/// gets its own values, the step and the result see them in the order of the keys whatever
+/// order they are locked in, and a key named twice or no key at all changes nothing.
+async fn throttle_counters_are_written_together_and_returned_in_key_order(backend: Backend) {
+    let (store, _db) = open(&backend).await;
+    let (ip, account) = ((ThrottleScope::Ip, "192.0.2.7"), (ThrottleScope::Account, "user:alice"));
+    // Distinct values in every column, from the counter's place in the keys.
+    let set: ThrottleStep<'_> = &|counters: &mut [ThrottleCounter]| {
+        for (n, c) in (1u32..).zip(counters.iter_mut()) {
+            let at = T0 + time::Duration::minutes(i64::from(n));
+            c.window_start = at;
+            c.failures = n;
+            c.prev_failures = 10 * n;
+            c.strikes = 100 * n;
+            c.locked_until = (n == 2).then_some(at);
+            c.expires_at = at + time::Duration::hours(1);
+            c.in_flight = 1000 * n;
+            c.prev_in_flight = 10_000 * n;
+            c.in_flight_bucket = at;
+        }
+    };
+    let written = store.update_throttle(&[ip, account], set).await.unwrap();
+    assert_eq!(
+        written.iter().map(|c| (c.scope, c.subject.as_str(), c.failures)).collect::<Vec<_>>(),
+        [(ip.0, ip.1, 1), (account.0, account.1, 2)]
+    );
+    let mut listed = store.list_throttle(T0).await.unwrap();
+    listed.sort_by_key(|c| c.failures);
+    assert_eq!(listed, written, "both counters were written, each with its own values");
+    // The other way round: each counter is handed to the step as stored, in the keys' order.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let record: ThrottleStep<'_> = &|counters: &mut [ThrottleCounter]| {
+        *seen.lock().unwrap() = counters.to_vec();
+        for c in counters.iter_mut() {
+            c.failures += 1;
+        }
+    };
+    let again = store.update_throttle(&[account, ip], record).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![written[1].clone(), written[0].clone()]);
+    assert_eq!(again.iter().map(|c| (c.subject.as_str(), c.failures)).collect::<Vec<_>>(), [(account.1, 3), (ip.1, 2)]);
+    // A key twice is refused before anything is written; no key is nothing to do.
+    let twice = store.update_throttle(&[ip, account, ip], set).await;
+    assert!(matches!(twice, Err(StoreError::Other(_))), "{twice:?}");
+    let mut after = store.list_throttle(T0).await.unwrap();
+    after.sort_by_key(|c| c.failures);
+    assert_eq!(after, vec![again[1].clone(), again[0].clone()], "unchanged");
+    assert_eq!(store.update_throttle(&[], set).await.unwrap(), Vec::new());
 }
