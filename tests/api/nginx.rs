@@ -84,8 +84,13 @@ fn substitute(text: &str, from: &str, to: &str) -> String {
 }
 
 /// A port free right now on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+/// Two free ports on loopback, distinct. why both bound at once: a port given back at once can
+/// be handed out again by the next bind, and nginx with both servers on one port fails to start
+/// ("no ssl_certificate is defined for the listen ... ssl directive", seen once in CI).
+fn two_free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let (a, b) = (bind(), bind());
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 /// A self-signed certificate for 127.0.0.1 (and `localhost`), made with `openssl` in `dir`:
@@ -161,7 +166,7 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path();
         let (cert, key, certificate) = self_signed_certificate(prefix);
-        let (https, http) = (free_port(), free_port());
+        let (https, http) = two_free_ports();
         let example = std::fs::read_to_string(example_config()).unwrap();
         let [a, b] = tokenauth;
         let mut site = example;
