@@ -83,7 +83,6 @@ fn substitute(text: &str, from: &str, to: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-/// A port free right now on 127.0.0.1.
 /// Two free ports on loopback, distinct. why both bound at once: a port given back at once can
 /// be handed out again by the next bind, and nginx with both servers on one port fails to start
 /// ("no ssl_certificate is defined for the listen ... ssl directive", seen once in CI).
